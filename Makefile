@@ -1,0 +1,31 @@
+# Two commands for a newcomer: `make run` and `make test`. Both set up whatever is
+# missing first (scripts/devenv.sh: a .venv on glibc >= 2.39, otherwise a cached
+# Debian 13 root run with bubblewrap) and are fast when nothing changed.
+SHELL := /bin/bash
+DEVENV := $(CURDIR)/scripts/devenv.sh
+WORKDIR ?= $(CURDIR)/work
+CONFIG ?= $(CURDIR)/pipeline/configs/kws.yaml
+PYTEST_ARGS ?=
+
+.PHONY: env run test bench data shell clean
+
+env:
+	@$(DEVENV) ensure
+
+run: env
+	@$(DEVENV) exec tinyml-tfx run --config $(CONFIG) --workdir $(WORKDIR)
+
+data: env
+	@$(DEVENV) exec tinyml-tfx data generate --config $(CONFIG) --workdir $(WORKDIR)
+
+test: env
+	@$(DEVENV) exec python -m pytest tests $(PYTEST_ARGS)
+
+bench: env
+	@$(DEVENV) exec python -m pipeline.bench --config $(CONFIG) --workdir $(CURDIR)/work/bench
+
+shell: env
+	@$(DEVENV) exec bash
+
+clean:
+	rm -rf $(WORKDIR)

@@ -1,0 +1,183 @@
+"""AudioExampleGen executor: Speech Commands folders to tf.Examples, on Apache Beam."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import posixpath
+from typing import Any, Dict, Iterator, List
+
+import apache_beam as beam
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from tfx.components.example_gen import base_example_gen_executor
+from tfx.types import artifact_utils, standard_component_specs
+
+from components.audio_example_gen import layout, wav
+
+WORDS_KEY = "words"
+UNKNOWN_FRACTION_KEY = "unknown_fraction"
+SILENCE_FRACTION_KEY = "silence_fraction"
+SAMPLE_RATE_KEY = "sample_rate"
+CLIP_SAMPLES_KEY = "clip_samples"
+SEED_KEY = "seed"
+
+# Written next to the Split-* folders of the Examples artifact.
+INGESTION_REPORT_FILE = "ingestion_report.json"
+SKIPPED_FILES_PROPERTY = "num_skipped_files"
+_SKIPPED_TAG = "skipped"
+
+
+def gfile_filesystem() -> layout.Filesystem:
+    """File operations through tf.io.gfile, so gs://, s3:// and local paths all work."""
+
+    def read_text(path: str) -> str:
+        with tf.io.gfile.GFile(path, "r") as f:
+            return f.read()
+
+    return layout.Filesystem(
+        listdir=tf.io.gfile.listdir, isdir=tf.io.gfile.isdir,
+        exists=tf.io.gfile.exists, read_text=read_text)
+
+
+def _read_bytes(path: str) -> bytes:
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return f.read()
+
+
+def make_example(clip: layout.ClipRef, samples: np.ndarray, original_samples: int) -> tf.train.Example:
+    """Builds the tf.Example for one clip; ``samples`` already has the clip length."""
+    def b(value: str) -> tf.train.Feature:
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+
+    feature = {
+        "audio": tf.train.Feature(bytes_list=tf.train.BytesList(
+            value=[np.asarray(samples, dtype="<i2").tobytes()])),
+        "label": b(clip.label),
+        "word": b(clip.word),
+        "speaker": b(clip.speaker),
+        "source": b(clip.source),
+        "original_samples": tf.train.Feature(int64_list=tf.train.Int64List(value=[original_samples])),
+        "rms_dbfs": tf.train.Feature(float_list=tf.train.FloatList(value=[wav.rms_dbfs(samples)])),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+class _DecodeClip(beam.DoFn):
+    """Reads one clip; unreadable ones go to the 'skipped' output with the reason."""
+
+    def __init__(self, root: str, sample_rate: int, clip_samples: int):
+        self._root = root
+        self._sample_rate = sample_rate
+        self._clip_samples = clip_samples
+        self._noise_cache: Dict[str, np.ndarray] = {}
+
+    def _noise(self, relative: str) -> np.ndarray:
+        if relative not in self._noise_cache:
+            self._noise_cache[relative] = wav.read_wav(
+                _read_bytes(posixpath.join(self._root, relative)), self._sample_rate)
+        return self._noise_cache[relative]
+
+    def process(self, clip: layout.ClipRef) -> Iterator[Any]:
+        if clip.label == layout.SILENCE_LABEL:
+            if clip.relative == layout.DIGITAL_SILENCE:
+                samples = np.zeros(self._clip_samples, dtype=np.int16)
+            else:
+                noise = self._noise(clip.relative)[clip.offset:clip.offset + self._clip_samples]
+                samples = np.clip(noise.astype(np.float32) * clip.gain, -32768, 32767).astype(np.int16)
+            samples = wav.fit_to_length(samples, self._clip_samples)
+            yield (clip.split, make_example(clip, samples, self._clip_samples).SerializeToString())
+            return
+        try:
+            raw = wav.read_wav(_read_bytes(posixpath.join(self._root, clip.relative)), self._sample_rate)
+        except wav.WavError as err:
+            yield beam.pvalue.TaggedOutput(_SKIPPED_TAG, {
+                "file": clip.relative, "split": clip.split, "label": clip.label, "reason": str(err)})
+            return
+        samples = wav.fit_to_length(raw, self._clip_samples)
+        yield (clip.split, make_example(clip, samples, len(raw)).SerializeToString())
+
+
+class Executor(base_example_gen_executor.BaseExampleGenExecutor):
+    """Generates train/eval/test tf.Examples from a Speech Commands style folder.
+
+    Splits come from the dataset's own split lists (by speaker), not from hashing,
+    so the output config must not define hash buckets.
+    """
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        raise NotImplementedError("AudioExampleGen builds all splits at once in GenerateExamplesByBeam.")
+
+    def Do(self, input_dict: Dict[str, List[Any]], output_dict: Dict[str, List[Any]],
+           exec_properties: Dict[str, Any]) -> None:
+        examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        self._report_path = os.path.join(examples.uri, INGESTION_REPORT_FILE)
+        super().Do(input_dict, output_dict, exec_properties)
+        with tf.io.gfile.GFile(self._report_path, "r") as f:
+            report = json.load(f)
+        for skipped in report["skipped"]:
+            logging.warning("AudioExampleGen skipped %s: %s", skipped["file"], skipped["reason"])
+        examples.set_int_custom_property(SKIPPED_FILES_PROPERTY, len(report["skipped"]))
+        logging.info("AudioExampleGen wrote %s; %d file(s) skipped.", self._report_path,
+                     len(report["skipped"]))
+
+    def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
+                               exec_properties: Dict[str, Any]) -> Dict[str, beam.pvalue.PCollection]:
+        root = exec_properties[standard_component_specs.INPUT_BASE_KEY].rstrip("/")
+        words = json.loads(exec_properties[WORDS_KEY])
+        sample_rate = int(exec_properties[SAMPLE_RATE_KEY])
+        clip_samples = int(exec_properties[CLIP_SAMPLES_KEY])
+        fs = gfile_filesystem()
+
+        noise_lengths: Dict[str, int] = {}
+        planning_problems: List[Dict[str, str]] = []
+        for relative in layout.noise_files(root, fs):
+            try:
+                noise_lengths[relative] = len(wav.read_wav(
+                    _read_bytes(posixpath.join(root, relative)), sample_rate))
+            except wav.WavError as err:
+                planning_problems.append({"file": relative, "split": "", "label": layout.SILENCE_LABEL,
+                                          "reason": str(err)})
+
+        clips = layout.plan_clips(
+            root, words, fs, noise_lengths, clip_samples=clip_samples,
+            unknown_fraction=float(exec_properties[UNKNOWN_FRACTION_KEY]),
+            silence_fraction=float(exec_properties[SILENCE_FRACTION_KEY]),
+            seed=int(exec_properties[SEED_KEY]))
+        planned = collections.Counter((c.split, c.label) for c in clips)
+
+        decoded = (
+            pipeline
+            | "PlanClips" >> beam.Create(clips, reshuffle=True)
+            | "DecodeClips" >> beam.ParDo(_DecodeClip(root, sample_rate, clip_samples)).with_outputs(
+                _SKIPPED_TAG, main="examples"))
+
+        report_path = self._report_path
+        _ = (
+            decoded[_SKIPPED_TAG]
+            | "CollectSkipped" >> beam.combiners.ToList()
+            | "WriteReport" >> beam.Map(_write_report, report_path, planned, planning_problems))
+
+        return {
+            split: (decoded.examples
+                    | f"Select[{split}]" >> beam.Filter(lambda kv, s=split: kv[0] == s)
+                    | f"Drop[{split}]" >> beam.Values())
+            for split in layout.SPLITS
+        }
+
+
+def _write_report(skipped: List[Dict[str, str]], path: str, planned: collections.Counter,
+                  planning_problems: List[Dict[str, str]]) -> None:
+    counts = collections.Counter(planned)
+    for item in skipped:
+        counts[(item["split"], item["label"])] -= 1
+    all_skipped = sorted(planning_problems + list(skipped), key=lambda s: s["file"])
+    report = {
+        "examples": {split: {label: n for (s, label), n in sorted(counts.items()) if s == split and n}
+                     for split in layout.SPLITS},
+        "skipped": all_skipped,
+    }
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump(report, f, indent=2, sort_keys=True)

@@ -1,0 +1,173 @@
+"""The ``tinyml-tfx`` command line.
+
+Exit codes: 0 done; 1 the pipeline ran and failed (e.g. data anomalies); 2 a usage
+or input mistake (bad config, missing data), reported as one paragraph.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import textwrap
+import time
+import traceback
+from typing import Optional
+
+import click
+
+from pipeline import config as config_lib
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _paragraph(text: str) -> str:
+    return "\n".join(textwrap.fill(p, width=100) if not p.startswith("  ") else p
+                     for p in text.splitlines())
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo("Error: " + _paragraph(message), err=True)
+    sys.exit(code)
+
+
+def _load(config_path: str, workdir: str) -> config_lib.PipelineConfig:
+    try:
+        return config_lib.load_config(config_path).with_workdir(workdir)
+    except config_lib.ConfigError as err:
+        _fail(str(err), EXIT_USAGE)
+
+
+class _ProgressHandler(logging.Handler):
+    """Echoes the runner's component start/finish lines while the full log goes to a file."""
+
+    _PATTERN = re.compile(r"Component (\S+) is (running|finished)")
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self._started = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = self._PATTERN.search(record.getMessage())
+        if not match:
+            return
+        node, what = match.groups()
+        if what == "running":
+            self._started[node] = time.time()
+            click.echo(f"  ▶ {node} ...")
+        else:
+            seconds = time.time() - self._started.get(node, time.time())
+            click.echo(f"  ✔ {node} ({seconds:.1f} s)")
+
+
+def _log_to_file(workdir: str) -> str:
+    from absl import logging as absl_logging
+
+    log_dir = os.path.join(workdir, "logs")
+    os.makedirs(log_dir, exist_ok=True)
+    path = os.path.join(log_dir, time.strftime("run-%Y%m%d-%H%M%S.log"))
+    file_handler = logging.FileHandler(path)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    absl_logging.set_verbosity(absl_logging.INFO)
+    absl_logging.use_absl_handler()
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(file_handler)
+    root.addHandler(_ProgressHandler())
+    root.setLevel(logging.INFO)
+    return path
+
+
+def _progress_printer(label: str):
+    last = {"t": 0.0}
+
+    def report(done: int, total: int) -> None:
+        now = time.time()
+        if done == total or now - last["t"] > 2.0:
+            last["t"] = now
+            click.echo(f"  {label}: {done}/{total} clips ({100 * done // max(total, 1)}%)")
+
+    return report
+
+
+config_option = click.option(
+    "--config", "config_path", default=config_lib.DEFAULT_CONFIG, show_default=True,
+    type=click.Path(dir_okay=False), help="The design requirements (YAML).")
+workdir_option = click.option(
+    "--workdir", default="work", show_default=True, type=click.Path(file_okay=False),
+    help="Where data, artifacts, ML Metadata and logs go.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """tinyml-tfx: a TFX pipeline from raw sensor data to a microcontroller-ready model."""
+
+
+@main.group()
+def data() -> None:
+    """Datasets: generate the synthetic default."""
+
+
+@data.command("generate")
+@config_option
+@workdir_option
+@click.option("--force", is_flag=True, help="Regenerate even when the data is up to date.")
+def data_generate(config_path: str, workdir: str, force: bool) -> None:
+    """Generate the config's synthetic keyword dataset (Speech Commands layout)."""
+    from pipeline import run_local
+    from pipeline.tasks.kws import generate, speech
+
+    config = _load(config_path, workdir)
+    if not config.uses_synthetic_data:
+        _fail(f"The config {config.source} names a dataset (data.root = {config.data.root}), so there "
+              "is nothing to generate. Set data.root to null to use the synthetic dataset.", EXIT_USAGE)
+    spec = run_local.generation_spec(config)
+    try:
+        if not force and generate.existing_fingerprint(config.data_root) == spec.fingerprint():
+            click.echo(f"Synthetic data is up to date in {config.data_root}")
+            return
+        manifest = generate.generate_dataset(spec, config.data_root, progress=_progress_printer("generating"))
+    except speech.SpeechSynthesisError as err:
+        _fail(str(err), EXIT_USAGE)
+    click.echo(f"Generated {manifest['clips']} synthetic clips in {config.data_root}")
+
+
+@main.command("run")
+@config_option
+@workdir_option
+def run_command(config_path: str, workdir: str) -> None:
+    """Run the whole pipeline locally (LocalDagRunner, SQLite ML Metadata) and print a summary."""
+    from components.data_validation_gate.executor import DataAnomaliesError
+    from pipeline import run_local
+    from pipeline.tasks.kws import speech
+
+    config = _load(config_path, workdir)
+    try:
+        if config.uses_synthetic_data:
+            click.echo(f"Data: synthetic keyword dataset in {config.data_root}")
+            if run_local.prepare_data(config, progress=_progress_printer("generating")):
+                click.echo("  generated")
+            else:
+                click.echo("  up to date")
+        run_local.preflight(config)
+    except (config_lib.ConfigError, speech.SpeechSynthesisError) as err:
+        _fail(str(err), EXIT_USAGE)
+
+    log_path = _log_to_file(os.path.abspath(workdir))
+    click.echo(f"Running pipeline '{config.pipeline_name}' (full log: {log_path})")
+    try:
+        summary = run_local.run(config)
+    except DataAnomaliesError as err:
+        _fail(str(err), EXIT_FAILED)
+    except Exception as err:  # noqa: BLE001 - any component failure ends here, with its log
+        logging.getLogger(__name__).error("Pipeline failed:\n%s", traceback.format_exc())
+        _fail(f"The pipeline failed: {type(err).__name__}: {err}. The full log, with the traceback, is "
+              f"in {log_path}.", EXIT_FAILED)
+    click.echo(summary.to_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""The design requirements of one model: a YAML file, validated, as frozen dataclasses.
+
+One ``PipelineConfig`` flows from the CLI into ``create_pipeline``; nothing else
+reads configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Dict, Optional, Tuple
+
+import jsonschema
+import yaml
+
+import schemas
+
+CONFIG_SCHEMA_FILE = "pipeline_config.schema.json"
+DEFAULT_SCHEMA = str(schemas.SCHEMA_DIR / "kws" / "schema.pbtxt")
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "kws.yaml")
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file, the field and the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Requirements:
+    min_accuracy: float
+    max_regression: float = 0.01
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticData:
+    speakers: int = 60
+    repetitions: int = 3
+    unknown_words: Tuple[str, ...] = ("bed", "bird", "cat", "dog", "happy", "house", "marvin",
+                                      "sheila", "tree", "wow")
+    noise_seconds: int = 60
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    words: Tuple[str, ...]
+    root: Optional[str] = None
+    schema: str = DEFAULT_SCHEMA
+    unknown_fraction: float = 0.1
+    silence_fraction: float = 0.1
+    sample_rate: int = 16000
+    clip_duration_ms: int = 1000
+    seed: int = 59185
+    synthetic: SyntheticData = SyntheticData()
+
+    @property
+    def clip_samples(self) -> int:
+        return self.sample_rate * self.clip_duration_ms // 1000
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        """Class names in index order: silence, unknown, then the words (as micro_speech)."""
+        return ("_silence_", "_unknown_") + tuple(self.words)
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureConfig:
+    window_ms: int = 30
+    stride_ms: int = 20
+    channels: int = 40
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    model: str = "ds_cnn"
+    width: int = 64
+    epochs: int = 20
+    batch_size: int = 64
+    learning_rate: float = 0.001
+    seed: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Everything one pipeline run needs.
+
+    ``pipeline_root``, ``metadata_path`` and ``data_root`` are where the run keeps
+    its artifacts, its ML Metadata and its dataset; ``with_workdir`` fills them.
+    """
+
+    pipeline_name: str
+    task: str
+    target_device: str
+    requirements: Requirements
+    data: DataConfig
+    features: FeatureConfig
+    training: TrainingConfig
+    beam_args: Tuple[str, ...] = ()
+    source: str = ""
+    pipeline_root: str = ""
+    metadata_path: str = ""
+    data_root: str = ""
+
+    def with_workdir(self, workdir: str) -> "PipelineConfig":
+        """Returns a copy whose run directories sit under ``workdir`` (an absolute path).
+
+        The dataset is ``data.root`` when the config names one, otherwise the
+        synthetic dataset's folder under ``workdir``.
+        """
+        workdir = os.path.abspath(workdir)
+        data_root = self.data.root or os.path.join(workdir, "data", self.pipeline_name)
+        return dataclasses.replace(
+            self,
+            pipeline_root=os.path.join(workdir, "pipeline_root", self.pipeline_name),
+            metadata_path=os.path.join(workdir, "metadata", f"{self.pipeline_name}.sqlite"),
+            data_root=data_root,
+        )
+
+    @property
+    def uses_synthetic_data(self) -> bool:
+        return self.data.root is None
+
+
+def _schema() -> Dict[str, Any]:
+    with open(schemas.SCHEMA_DIR / CONFIG_SCHEMA_FILE, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _field_name(error: jsonschema.ValidationError) -> str:
+    path = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "required":
+        missing = error.message.split("'")[1]
+        path = f"{path}.{missing}" if path else missing
+    elif error.validator == "additionalProperties":
+        extra = error.message.split("'")[1]
+        path = f"{path}.{extra}" if path else extra
+    return path or "(top level)"
+
+
+def _fix_hint(error: jsonschema.ValidationError) -> str:
+    if error.validator == "required":
+        return "add the field (see schemas/pipeline_config.schema.json for its meaning)"
+    if error.validator == "additionalProperties":
+        return "remove the field or correct its spelling"
+    description = error.schema.get("description") if isinstance(error.schema, dict) else None
+    return f"set a valid value{' (' + description.rstrip('.') + ')' if description else ''}"
+
+
+def _relative_to(config_file: str, path: Optional[str]) -> Optional[str]:
+    if path is None or "://" in path or os.path.isabs(path):
+        return path
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(config_file)), path))
+
+
+def parse_config(raw: Any, source: str) -> PipelineConfig:
+    """Validates a parsed YAML document and builds the config from it.
+
+    Args:
+        raw: the document, as loaded by ``yaml.safe_load``.
+        source: the file it came from, for error messages and relative paths.
+
+    Raises:
+        ConfigError: naming the file, the field and the fix.
+    """
+    words = raw.get("data", {}).get("words") if isinstance(raw, dict) and isinstance(raw.get("data"), dict) else None
+    if isinstance(words, list) and any(isinstance(w, bool) for w in words):
+        raise ConfigError(
+            f"Config file {source}: field 'data.words' holds true/false where words were meant: YAML "
+            "reads a bare yes, no, on or off as a boolean. Fix: quote the words, e.g. "
+            "words: [\"yes\", \"no\", \"on\", \"off\"].")
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(raw), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        more = f" ({len(errors) - 1} more problem(s) after this one)" if len(errors) > 1 else ""
+        raise ConfigError(
+            f"Config file {source}: field '{_field_name(first)}' is invalid: {first.message}. "
+            f"Fix: {_fix_hint(first)}.{more}")
+
+    data = dict(raw["data"])
+    synthetic = SyntheticData(**{k: tuple(v) if isinstance(v, list) else v
+                                 for k, v in data.pop("synthetic", {}).items()})
+    root = _relative_to(source, data.pop("root", None))
+    schema_path = _relative_to(source, data.pop("schema", None)) or DEFAULT_SCHEMA
+    return PipelineConfig(
+        pipeline_name=raw["pipeline_name"],
+        task=raw["task"],
+        target_device=raw["target_device"],
+        requirements=Requirements(**raw["requirements"]),
+        data=DataConfig(words=tuple(data.pop("words")), root=root, schema=schema_path, synthetic=synthetic,
+                        **data),
+        features=FeatureConfig(**raw.get("features", {})),
+        training=TrainingConfig(**raw.get("training", {})),
+        beam_args=tuple(raw.get("beam_args", ())),
+        source=os.path.abspath(source),
+    )
+
+
+def load_config(path: str) -> PipelineConfig:
+    """Reads, validates and returns the config at ``path``.
+
+    Raises:
+        ConfigError: when the file is missing, is not YAML, or breaks the schema.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except FileNotFoundError as err:
+        raise ConfigError(f"Config file {path} does not exist. Pass an existing file with --config "
+                          f"(the default is {DEFAULT_CONFIG}).") from err
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"Config file {path} is not valid YAML{where}: "
+                          f"{getattr(err, 'problem', None) or err}. Fix the syntax there.") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"Config file {path} must hold a mapping of fields (pipeline_name, task, ...), "
+                          f"not {type(raw).__name__}. See {DEFAULT_CONFIG} for an example.")
+    return parse_config(raw, path)

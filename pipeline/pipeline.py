@@ -1,0 +1,164 @@
+"""The keyword-spotting TFX pipeline, defined once for every runner.
+
+``create_pipeline`` is pure: it builds the component graph from the config and
+touches nothing, so the local runner, the Kubeflow compiler and the tests all get
+the same pipeline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pathlib
+from typing import Any, Dict, List
+
+import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.proto import config_pb2 as tfma_config
+from tfx import v1 as tfx
+
+from components.audio_example_gen.component import AudioExampleGen
+from components.audio_example_gen.layout import EVAL, TEST, TRAIN
+from components.data_validation_gate.component import DataValidationGate
+from pipeline.config import PipelineConfig
+from pipeline.tasks.kws import features, preprocessing
+
+PREPROCESSING_FN = "pipeline.tasks.kws.preprocessing.preprocessing_fn"
+RUN_FN = "pipeline.tasks.kws.trainer.run_fn"
+
+# Node ids, as they appear in ML Metadata and in the run summary.
+EXAMPLE_GEN = "AudioExampleGen"
+STATISTICS_GEN = "StatisticsGen"
+SCHEMA_GEN = "ImportSchemaGen"
+VALIDATOR = "DataValidationGate"
+TRANSFORM = "Transform"
+TRAINER = "Trainer"
+BASELINE_RESOLVER = "latest_blessed_model_resolver"
+EVALUATOR = "Evaluator"
+
+
+def task_code_fingerprint() -> str:
+    """A hash of the task's source code.
+
+    Transform and Trainer name their functions by module path, which TFX's cache
+    cannot see into; this hash in their custom_config makes a code change re-run them.
+    """
+    digest = hashlib.sha256()
+    task_dir = pathlib.Path(preprocessing.__file__).parent
+    for path in sorted(task_dir.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def frontend_params(config: PipelineConfig) -> Dict[str, Any]:
+    """The audio front end's parameters for this config."""
+    f = config.features
+    return features.frontend_params(f.window_ms, f.stride_ms, f.channels, config.data.sample_rate)
+
+
+def transform_config(config: PipelineConfig) -> Dict[str, Any]:
+    """What ``preprocessing_fn`` receives as ``custom_config``."""
+    return {
+        preprocessing.LABELS_CONFIG_KEY: list(config.data.labels),
+        preprocessing.FRONTEND_CONFIG_KEY: frontend_params(config),
+        preprocessing.CLIP_SAMPLES_CONFIG_KEY: config.data.clip_samples,
+        "code_fingerprint": task_code_fingerprint(),
+    }
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """Accuracy overall and per class, blessed above the floor and not worse than the baseline."""
+    accuracy_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.requirements.min_accuracy}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -config.requirements.max_regression}))
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(
+            signature_name="serving_default",
+            label_key=features.LABEL_KEY,
+            preprocessing_function_names=["transform_features"])],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.RAW_LABEL_KEY])],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(class_name="ExampleCount"),
+            # Thresholds on the overall slice only; per-class accuracy is reported, not gated.
+            tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=[
+                tfma_config.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=accuracy_threshold)]),
+            tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
+        ])])
+
+
+def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
+    """Builds the pipeline for ``config``.
+
+    Args:
+        config: a validated config whose run directories are set (``with_workdir``).
+            ``metadata_path`` empty means the runner provides ML Metadata (Kubeflow).
+
+    Returns:
+        AudioExampleGen -> StatisticsGen -> ImportSchemaGen -> DataValidationGate ->
+        Transform -> Trainer -> Evaluator (against the latest blessed model).
+    """
+    data = config.data
+    example_gen = AudioExampleGen(
+        input_base=config.data_root, words=data.words, unknown_fraction=data.unknown_fraction,
+        silence_fraction=data.silence_fraction, sample_rate=data.sample_rate,
+        clip_samples=data.clip_samples, seed=data.seed).with_id(EXAMPLE_GEN)
+    examples = example_gen.outputs["examples"]
+
+    statistics_gen = tfx.components.StatisticsGen(examples=examples).with_id(STATISTICS_GEN)
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=data.schema).with_id(SCHEMA_GEN)
+    validator = DataValidationGate(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]).with_id(VALIDATOR)
+
+    transform = tfx.components.Transform(
+        examples=examples,
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        custom_config=transform_config(config),
+        splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN], transform=[TRAIN, EVAL, TEST]),
+    ).with_id(TRANSFORM)
+    # Nothing is transformed, let alone trained, from data that failed validation.
+    transform.add_upstream_node(validator)
+
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=[TRAIN]),
+        eval_args=tfx.proto.EvalArgs(splits=[EVAL]),
+        custom_config={**transform_config(config), "training": _training_config(config)},
+    ).with_id(TRAINER)
+
+    baseline = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id(BASELINE_RESOLVER)
+
+    evaluator = tfx.components.Evaluator(
+        examples=examples,
+        model=trainer.outputs["model"],
+        baseline_model=baseline.outputs["model"],
+        eval_config=eval_config(config),
+        example_splits=[EVAL],
+    ).with_id(EVALUATOR)
+
+    components: List[Any] = [example_gen, statistics_gen, schema_gen, validator, transform, trainer,
+                             baseline, evaluator]
+    metadata = (tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+                if config.metadata_path else None)
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=components,
+        enable_cache=True,
+        metadata_connection_config=metadata,
+        beam_pipeline_args=list(config.beam_args),
+    )
+
+
+def _training_config(config: PipelineConfig) -> Dict[str, Any]:
+    t = config.training
+    return {"model": t.model, "width": t.width, "epochs": t.epochs, "batch_size": t.batch_size,
+            "learning_rate": t.learning_rate, "seed": t.seed}

@@ -1,0 +1,224 @@
+"""Runs the pipeline on this machine with LocalDagRunner and summarises the run from ML Metadata."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Callable, Dict, List, Optional
+
+import tensorflow as tf
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+
+from components.audio_example_gen import layout
+from components.audio_example_gen.executor import gfile_filesystem
+from pipeline import pipeline as kws_pipeline
+from pipeline.config import ConfigError, PipelineConfig
+from pipeline.tasks.kws import generate
+
+_STATE_NAMES = {
+    metadata_store_pb2.Execution.COMPLETE: "done",
+    metadata_store_pb2.Execution.CACHED: "cached",
+    metadata_store_pb2.Execution.FAILED: "FAILED",
+    metadata_store_pb2.Execution.RUNNING: "running",
+    metadata_store_pb2.Execution.NEW: "new",
+    metadata_store_pb2.Execution.CANCELED: "canceled",
+}
+
+
+@dataclasses.dataclass
+class ComponentRun:
+    node_id: str
+    state: str
+    seconds: float
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """What one local run did, read back from ML Metadata."""
+
+    pipeline_name: str
+    run_id: str
+    wall_seconds: float
+    components: List[ComponentRun]
+    eval_accuracy: Optional[float]
+    blessed: Optional[bool]
+    pipeline_root: str
+    metadata_path: str
+    model_uri: Optional[str]
+    evaluation_uri: Optional[str]
+    ingestion_report: Optional[str]
+
+    def to_text(self) -> str:
+        lines = [f"Pipeline '{self.pipeline_name}', run {self.run_id}: {self.wall_seconds:.1f} s"]
+        for c in self.components:
+            lines.append(f"  {c.node_id:<32} {c.state:<7} {c.seconds:7.1f} s")
+        if self.eval_accuracy is not None:
+            verdict = "blessed" if self.blessed else "NOT blessed"
+            lines.append(f"Eval accuracy: {self.eval_accuracy:.4f} ({verdict})")
+        lines.append(f"Artifacts:      {self.pipeline_root}")
+        lines.append(f"ML Metadata:    {self.metadata_path}")
+        if self.model_uri:
+            lines.append(f"Model:          {self.model_uri}")
+        if self.evaluation_uri:
+            lines.append(f"Evaluation:     {self.evaluation_uri}")
+        if self.ingestion_report:
+            lines.append(f"Data report:    {self.ingestion_report}")
+        return "\n".join(lines)
+
+
+def check_schema_labels(config: PipelineConfig) -> None:
+    """Refuses a curated schema whose label domain differs from the config's classes."""
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    try:
+        with tf.io.gfile.GFile(config.data.schema, "r") as f:
+            schema = text_format.Parse(f.read(), schema_pb2.Schema())
+    except (tf.errors.NotFoundError, FileNotFoundError) as err:
+        raise ConfigError(f"The curated schema {config.data.schema} (data.schema in {config.source}) "
+                          "does not exist. Point data.schema at a TFDV schema file.") from err
+    except text_format.ParseError as err:
+        raise ConfigError(f"The curated schema {config.data.schema} is not a valid TFDV schema: {err}. "
+                          "Fix the file (text-format tensorflow_metadata Schema).") from err
+    domain = next((d for d in schema.string_domain if d.name == "label"), None)
+    expected = set(config.data.labels)
+    if domain is None or set(domain.value) != expected:
+        found = sorted(domain.value) if domain else []
+        raise ConfigError(
+            f"The curated schema {config.data.schema} lists the labels {found}, but the config "
+            f"{config.source} trains the classes {sorted(expected)}. Make the schema's string_domain "
+            "'label' list exactly the config's classes (_silence_, _unknown_ and data.words), or point "
+            "data.schema at a schema made for these words.")
+
+
+def prepare_data(config: PipelineConfig, progress: Optional[Callable[[int, int], None]] = None) -> bool:
+    """Generates the synthetic dataset when the config uses it and it is absent or stale.
+
+    Returns:
+        True when data was generated.
+    """
+    if not config.uses_synthetic_data:
+        return False
+    return generate.ensure_dataset(generation_spec(config), config.data_root, progress=progress)
+
+
+def generation_spec(config: PipelineConfig) -> generate.GenerationSpec:
+    s = config.data.synthetic
+    return generate.GenerationSpec(
+        words=config.data.words, unknown_words=s.unknown_words, speakers=s.speakers,
+        repetitions=s.repetitions, noise_seconds=s.noise_seconds, sample_rate=config.data.sample_rate,
+        clip_samples=config.data.clip_samples, seed=config.data.seed)
+
+
+def preflight(config: PipelineConfig) -> None:
+    """Checks what would otherwise fail deep inside a component, with a message that says the fix."""
+    check_schema_labels(config)
+    try:
+        layout.check_layout(config.data_root, config.data.words, gfile_filesystem())
+    except layout.LayoutError as err:
+        raise ConfigError(f"{err} (data.root in {config.source})") from err
+
+
+def run(config: PipelineConfig) -> RunSummary:
+    """Runs the pipeline with LocalDagRunner (SQLite ML Metadata) and returns its summary."""
+    preflight(config)
+    os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
+    start = time.time()
+    tfx.orchestration.LocalDagRunner().run(kws_pipeline.create_pipeline(config))
+    return summarise(config, time.time() - start)
+
+
+def _store(config: PipelineConfig) -> metadata_store.MetadataStore:
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = config.metadata_path
+    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(connection)
+
+
+def latest_run_context(store: metadata_store.MetadataStore, pipeline_name: str):
+    runs = [c for c in store.get_contexts_by_type("pipeline_run")]
+    pipeline_ctx = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    if pipeline_ctx is not None:
+        in_pipeline = {c.id for c in store.get_children_contexts_by_context(pipeline_ctx.id)}
+        runs = [c for c in runs if not in_pipeline or c.id in in_pipeline]
+    return max(runs, key=lambda c: (c.create_time_since_epoch, c.id)) if runs else None
+
+
+def node_id_of(store: metadata_store.MetadataStore, execution) -> str:
+    for ctx in store.get_contexts_by_execution(execution.id):
+        if ctx.type == "node" or store.get_context_types_by_id([ctx.type_id])[0].name == "node":
+            return ctx.name.split(".", 1)[-1]
+    return execution.type
+
+
+def summarise(config: PipelineConfig, wall_seconds: float) -> RunSummary:
+    """Reads the latest run of ``config``'s pipeline back from ML Metadata."""
+    store = _store(config)
+    run_ctx = latest_run_context(store, config.pipeline_name)
+    executions = store.get_executions_by_context(run_ctx.id) if run_ctx else []
+    order = {node: i for i, node in enumerate([
+        kws_pipeline.EXAMPLE_GEN, kws_pipeline.STATISTICS_GEN, kws_pipeline.SCHEMA_GEN,
+        kws_pipeline.VALIDATOR, kws_pipeline.TRANSFORM, kws_pipeline.TRAINER,
+        kws_pipeline.BASELINE_RESOLVER, kws_pipeline.EVALUATOR])}
+    components = []
+    outputs: Dict[str, Dict[str, str]] = {}
+    for execution in executions:
+        node = node_id_of(store, execution)
+        seconds = max(0.0, (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000)
+        components.append(ComponentRun(node, _STATE_NAMES.get(execution.last_known_state, "?"), seconds))
+        outputs[node] = _output_uris(store, execution.id)
+    components.sort(key=lambda c: order.get(c.node_id, len(order)))
+
+    accuracy, blessed = None, None
+    evaluation_uri = outputs.get(kws_pipeline.EVALUATOR, {}).get("evaluation")
+    blessing_uri = outputs.get(kws_pipeline.EVALUATOR, {}).get("blessing")
+    if evaluation_uri:
+        accuracy = overall_metric(evaluation_uri, "sparse_categorical_accuracy")
+    if blessing_uri:
+        blessed = tf.io.gfile.exists(os.path.join(blessing_uri, "BLESSED"))
+    examples_uri = outputs.get(kws_pipeline.EXAMPLE_GEN, {}).get("examples")
+    report = os.path.join(examples_uri, "ingestion_report.json") if examples_uri else None
+    return RunSummary(
+        pipeline_name=config.pipeline_name,
+        run_id=run_ctx.name if run_ctx else "-",
+        wall_seconds=wall_seconds,
+        components=components,
+        eval_accuracy=accuracy,
+        blessed=blessed,
+        pipeline_root=config.pipeline_root,
+        metadata_path=config.metadata_path,
+        model_uri=outputs.get(kws_pipeline.TRAINER, {}).get("model"),
+        evaluation_uri=evaluation_uri,
+        ingestion_report=report if report and tf.io.gfile.exists(report) else None,
+    )
+
+
+def _output_uris(store: metadata_store.MetadataStore, execution_id: int) -> Dict[str, str]:
+    uris = {}
+    events = [e for e in store.get_events_by_execution_ids([execution_id])
+              if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+    for event in events:
+        key = event.path.steps[0].key if event.path.steps else ""
+        if event.artifact_id in artifacts:
+            uris[key] = artifacts[event.artifact_id].uri
+    return uris
+
+
+def overall_metric(evaluation_uri: str, metric_name: str) -> Optional[float]:
+    """A metric of the overall slice from an Evaluator output, or None when absent."""
+    import tensorflow_model_analysis as tfma
+
+    for slice_metrics in tfma.load_metrics(evaluation_uri):
+        if slice_metrics.slice_key.single_slice_keys:
+            continue
+        for item in slice_metrics.metric_keys_and_values:
+            key = item.key
+            if (key.name == metric_name and not key.is_diff and key.model_name in ("", "candidate")
+                    and item.value.HasField("double_value")):
+                return float(item.value.double_value.value)
+    return None

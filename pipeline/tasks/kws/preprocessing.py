@@ -1,0 +1,45 @@
+"""Transform's ``preprocessing_fn`` for keyword spotting.
+
+Outputs ``features`` (the front end's frames x channels map, flattened) and
+``label_id``. The label maps to its index by comparison with the fixed class list
+from the config: no vocabulary, no lookup table, nothing in the graph that a
+device converter would have to carry.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import tensorflow as tf
+
+from pipeline.tasks.kws import features
+
+LABELS_CONFIG_KEY = "labels"
+FRONTEND_CONFIG_KEY = "frontend"
+CLIP_SAMPLES_CONFIG_KEY = "clip_samples"
+
+
+def label_to_id(label: tf.Tensor, labels) -> tf.Tensor:
+    """Class index of each label string ([batch] or [batch, 1]); -1 for a label not in ``labels``."""
+    label = tf.reshape(label, [-1, 1])
+    matches = tf.equal(label, tf.constant(list(labels))[tf.newaxis, :])
+    return tf.where(tf.reduce_any(matches, axis=1), tf.argmax(tf.cast(matches, tf.int64), axis=1),
+                    tf.constant(-1, tf.int64))
+
+
+def preprocessing_fn(inputs: Dict[str, tf.Tensor], custom_config: Dict[str, Any]) -> Dict[str, tf.Tensor]:
+    """Raw examples to model inputs.
+
+    Args:
+        inputs: raw features; ``audio`` and ``label`` are used.
+        custom_config: ``labels`` (class order), ``frontend`` (front-end parameters)
+            and ``clip_samples``.
+    """
+    params = custom_config[FRONTEND_CONFIG_KEY]
+    clip_samples = int(custom_config[CLIP_SAMPLES_CONFIG_KEY])
+    feature_map = features.batch_features(inputs[features.RAW_AUDIO_KEY], params, clip_samples)
+    frames, channels = features.feature_shape(params, clip_samples)
+    return {
+        features.FEATURES_KEY: tf.reshape(feature_map, [-1, frames * channels]),
+        features.LABEL_KEY: label_to_id(inputs[features.RAW_LABEL_KEY], custom_config[LABELS_CONFIG_KEY]),
+    }

@@ -1,0 +1,27 @@
+"""Installs tinyml-tfx: the pipeline, its components and the schemas they validate against."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="tinyml-tfx",
+    version="0.1.0",
+    description="A TFX pipeline from raw sensor data to an int8 model that fits a microcontroller.",
+    python_requires=">=3.9,<3.14",
+    packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*", "schemas"]),
+    package_data={
+        "pipeline": ["configs/*.yaml"],
+        "schemas": ["*.json", "*.pbtxt", "*/*.pbtxt"],
+    },
+    # Exact versions of everything live in requirements.lock; these are the direct needs.
+    install_requires=[
+        "tfx==1.21.0",
+        "tflite-micro",
+        "espeakng-loader",
+        "PyYAML",
+        "jsonschema",
+        "click",
+        "rich",
+    ],
+    extras_require={"test": ["pytest"]},
+    entry_points={"console_scripts": ["tinyml-tfx=pipeline.cli:main"]},
+)
