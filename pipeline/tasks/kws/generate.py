@@ -116,9 +116,11 @@ def noise_bank(spec: GenerationSpec) -> Dict[str, np.ndarray]:
 _WORKER: Dict[str, object] = {}
 
 
-def _init_worker(noise: Dict[str, np.ndarray]) -> None:
+def _init_worker(noise_dir: str, sample_rate: int) -> None:
     _WORKER["speaker"] = speech.Speaker()
-    _WORKER["noise"] = noise
+    _WORKER["noise"] = {
+        name: wav.read_wav(open(os.path.join(noise_dir, name), "rb").read(), sample_rate).astype(np.float64) / 32767
+        for name in sorted(os.listdir(noise_dir))}
 
 
 def _trim(samples: np.ndarray) -> np.ndarray:
@@ -137,7 +139,8 @@ def render_clip(tts: speech.Speaker, noise: Dict[str, np.ndarray], word: str, pr
         int(hashlib.sha1(f"{spec.seed}:{profile.speaker_id}:{word}:{repetition}".encode()).hexdigest()[:12], 16))
     rate = int(profile.rate * rng.uniform(0.9, 1.1))
     pitch = int(np.clip(profile.pitch + rng.integers(-6, 7), 0, 100))
-    raw = tts.say(word, profile.voice, rate=rate, pitch=pitch, pitch_range=profile.pitch_range)
+    raw = tts.say(word, profile.voice, rate=rate, pitch=pitch, pitch_range=profile.pitch_range,
+                  seed=int(rng.integers(1, 2**31)))
     voiced = _trim(raw).astype(np.float64) / 32768.0
     speech_16k = signal.resample_poly(voiced, spec.sample_rate, tts.sample_rate)[: spec.clip_samples]
     speech_16k = _normalise(speech_16k, rng.uniform(0.2, 0.9))
@@ -157,16 +160,17 @@ def render_clip(tts: speech.Speaker, noise: Dict[str, np.ndarray], word: str, pr
     return np.clip(np.round((clip + segment) * 32767), -32768, 32767).astype(np.int16)
 
 
-def _render_job(job: Tuple[str, SpeakerProfile, GenerationSpec, str]) -> int:
-    word, profile, spec, out_dir = job
+def _render_speaker(job: Tuple[SpeakerProfile, Tuple[str, ...], GenerationSpec, str]) -> int:
+    profile, words, spec, out_dir = job
     tts = _WORKER["speaker"]
     noise = _WORKER["noise"]
-    for repetition in range(spec.repetitions):
-        samples = render_clip(tts, noise, word, profile, repetition, spec)
-        path = os.path.join(out_dir, word, f"{profile.speaker_id}_nohash_{repetition}.wav")
-        with open(path, "wb") as f:
-            f.write(wav.write_wav(samples, spec.sample_rate))
-    return spec.repetitions
+    for word in words:
+        for repetition in range(spec.repetitions):
+            samples = render_clip(tts, noise, word, profile, repetition, spec)
+            path = os.path.join(out_dir, word, f"{profile.speaker_id}_nohash_{repetition}.wav")
+            with open(path, "wb") as f:
+                f.write(wav.write_wav(samples, spec.sample_rate))
+    return len(words) * spec.repetitions
 
 
 def generate_dataset(spec: GenerationSpec, out_dir: str, *, processes: Optional[int] = None,
@@ -185,21 +189,25 @@ def generate_dataset(spec: GenerationSpec, out_dir: str, *, processes: Optional[
     try:
         profiles = speaker_profiles(spec)
         splits = assign_speaker_splits([p.speaker_id for p in profiles])
-        noise = noise_bank(spec)
-        os.makedirs(os.path.join(staging, layout.NOISE_DIR))
-        for name, samples in noise.items():
+        noise_dir = os.path.join(staging, layout.NOISE_DIR)
+        os.makedirs(noise_dir)
+        for name, samples in noise_bank(spec).items():
             with open(os.path.join(staging, layout.NOISE_DIR, name), "wb") as f:
                 f.write(wav.write_wav(np.round(samples * 32767).astype(np.int16), spec.sample_rate))
 
         all_words = tuple(spec.words) + tuple(w for w in spec.unknown_words if w not in spec.words)
         for word in all_words:
             os.makedirs(os.path.join(staging, word))
-        jobs = [(word, p, spec, staging) for p in profiles for word in all_words]
-        total = len(jobs) * spec.repetitions
+        jobs = [(p, all_words, spec, staging) for p in profiles]
+        total = len(profiles) * len(all_words) * spec.repetitions
         done = 0
+        # eSpeak NG keeps synthesis state that even re-initialising does not reset, so a
+        # clip depends on what its process said before. One fresh process per speaker,
+        # saying a fixed sequence, makes every clip reproducible whatever the core count.
         ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(processes or os.cpu_count() or 1, initializer=_init_worker, initargs=(noise,)) as pool:
-            for n in pool.imap_unordered(_render_job, jobs, chunksize=4):
+        with ctx.Pool(processes or os.cpu_count() or 1, initializer=_init_worker,
+                      initargs=(noise_dir, spec.sample_rate), maxtasksperchild=1) as pool:
+            for n in pool.imap_unordered(_render_speaker, jobs):
                 done += n
                 if progress:
                     progress(done, total)

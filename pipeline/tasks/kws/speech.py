@@ -67,6 +67,10 @@ class Speaker:
             library_path = library_path or espeakng_loader.get_library_path()
             data_path = data_path or espeakng_loader.get_data_path()
         self._lib = ctypes.CDLL(library_path)
+        self._libc = ctypes.CDLL(None)
+        self._set_rand_seed = getattr(self._lib, "espeak_ng_SetRandSeed", None)
+        if self._set_rand_seed is not None:
+            self._set_rand_seed.argtypes = [ctypes.c_long]
         self._data_path = _short_data_path(data_path)
         self._samples: list[np.ndarray] = []
         self._callback = _SYNTH_CALLBACK(self._collect)  # kept alive on self
@@ -83,7 +87,8 @@ class Speaker:
             self._samples.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
         return 0
 
-    def say(self, text: str, voice: str, rate: int, pitch: int, pitch_range: int = 50) -> np.ndarray:
+    def say(self, text: str, voice: str, rate: int, pitch: int, pitch_range: int = 50,
+            seed: int = 1) -> np.ndarray:
         """Synthesises ``text`` and returns int16 samples at ``self.sample_rate``.
 
         Args:
@@ -92,6 +97,8 @@ class Speaker:
             rate: speaking rate in words per minute (80 to 450).
             pitch: base pitch, 0 to 100.
             pitch_range: pitch range, 0 (monotone) to 100.
+            seed: seeds the noise of breathy voices (eSpeak's own generator and libc's
+                ``rand``, which it also uses).
         """
         if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise SpeechSynthesisError(f"eSpeak NG has no voice named '{voice}'.")
@@ -99,6 +106,9 @@ class Speaker:
                              (_PARAM_RANGE, pitch_range), (_PARAM_VOLUME, 100)):
             self._lib.espeak_SetParameter(param, int(value), 0)
         self._samples = []
+        if self._set_rand_seed is not None:
+            self._set_rand_seed(seed)
+        self._libc.srand(seed)
         encoded = text.encode("utf-8") + b"\0"
         err = self._lib.espeak_Synth(
             encoded, len(encoded), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)

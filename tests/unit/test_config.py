@@ -1,0 +1,79 @@
+import os
+
+import pytest
+
+from pipeline import config as config_lib
+
+
+def write(tmp_path, text: str) -> str:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def default_text() -> str:
+    with open(config_lib.DEFAULT_CONFIG) as f:
+        return f.read()
+
+
+def test_default_config_loads_with_micro_speech_classes():
+    config = config_lib.load_config(config_lib.DEFAULT_CONFIG)
+    assert config.data.labels[:2] == ("_silence_", "_unknown_")
+    assert config.data.words == ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+    assert config.data.clip_samples == 16000
+    assert config.uses_synthetic_data
+
+
+def test_with_workdir_places_run_directories_under_it(tmp_path):
+    config = config_lib.load_config(config_lib.DEFAULT_CONFIG).with_workdir(str(tmp_path))
+    assert config.pipeline_root.startswith(str(tmp_path))
+    assert config.metadata_path.endswith(".sqlite") and config.metadata_path.startswith(str(tmp_path))
+    assert config.data_root == os.path.join(str(tmp_path), "data", "kws")
+
+
+def test_relative_data_root_is_relative_to_the_config_file(tmp_path):
+    text = default_text().replace("root: null", "root: ../speech_commands")
+    config = config_lib.load_config(write(tmp_path, text))
+    assert config.data.root == os.path.normpath(os.path.join(str(tmp_path), "..", "speech_commands"))
+    assert config.with_workdir(str(tmp_path / "w")).data_root == config.data.root
+
+
+def test_unquoted_yes_no_gets_a_yaml_specific_hint(tmp_path):
+    text = default_text().replace('["yes", "no", "up"', '[yes, no, "up"')
+    with pytest.raises(config_lib.ConfigError, match=r"data\.words.*quote the words"):
+        config_lib.load_config(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("old,new,field", [
+    ("epochs: 15", "epochs: 0", "training.epochs"),
+    ("min_accuracy: 0.80", "min_accuracy: 1.5", "requirements.min_accuracy"),
+    ("model: ds_cnn", "model: resnet", "training.model"),
+    ("sample_rate: 16000", "sample_rate: 8000", "data.sample_rate"),
+    ("width: 64", "width: 64\n  widht: 3", "training.widht"),
+    ("pipeline_name: kws", "pipeline_name: KWS Model", "pipeline_name"),
+])
+def test_schema_violations_name_the_field_and_the_file(tmp_path, old, new, field):
+    assert old in default_text()
+    path = write(tmp_path, default_text().replace(old, new))
+    with pytest.raises(config_lib.ConfigError) as err:
+        config_lib.load_config(path)
+    message = str(err.value)
+    assert f"'{field}'" in message and path in message and "Fix:" in message
+
+
+def test_missing_required_section_is_named(tmp_path):
+    text = default_text().replace("requirements:\n", "requirementz:\n")
+    with pytest.raises(config_lib.ConfigError, match="requirement"):
+        config_lib.load_config(write(tmp_path, text))
+
+
+def test_malformed_yaml_names_the_line(tmp_path):
+    with pytest.raises(config_lib.ConfigError, match=r"not valid YAML at line 2"):
+        config_lib.load_config(write(tmp_path, "pipeline_name: kws\n\tdata: 1\n"))
+
+
+def test_missing_file_and_non_mapping(tmp_path):
+    with pytest.raises(config_lib.ConfigError, match="does not exist"):
+        config_lib.load_config(str(tmp_path / "nope.yaml"))
+    with pytest.raises(config_lib.ConfigError, match="must hold a mapping"):
+        config_lib.load_config(write(tmp_path, "- a\n- b\n"))
