@@ -117,7 +117,6 @@ _WORKER: Dict[str, object] = {}
 
 
 def _init_worker(noise_dir: str, sample_rate: int) -> None:
-    _WORKER["speaker"] = speech.Speaker()
     _WORKER["noise"] = {
         name: wav.read_wav(open(os.path.join(noise_dir, name), "rb").read(), sample_rate).astype(np.float64) / 32767
         for name in sorted(os.listdir(noise_dir))}
@@ -162,14 +161,16 @@ def render_clip(tts: speech.Speaker, noise: Dict[str, np.ndarray], word: str, pr
 
 def _render_speaker(job: Tuple[SpeakerProfile, Tuple[str, ...], GenerationSpec, str]) -> int:
     profile, words, spec, out_dir = job
-    tts = _WORKER["speaker"]
     noise = _WORKER["noise"]
-    for word in words:
-        for repetition in range(spec.repetitions):
-            samples = render_clip(tts, noise, word, profile, repetition, spec)
-            path = os.path.join(out_dir, word, f"{profile.speaker_id}_nohash_{repetition}.wav")
-            with open(path, "wb") as f:
-                f.write(wav.write_wav(samples, spec.sample_rate))
+    # A fresh engine per speaker, saying a fixed sequence: the clips do not depend on
+    # which worker rendered which speaker before.
+    with speech.Speaker() as tts:
+        for word in words:
+            for repetition in range(spec.repetitions):
+                samples = render_clip(tts, noise, word, profile, repetition, spec)
+                path = os.path.join(out_dir, word, f"{profile.speaker_id}_nohash_{repetition}.wav")
+                with open(path, "wb") as f:
+                    f.write(wav.write_wav(samples, spec.sample_rate))
     return len(words) * spec.repetitions
 
 
@@ -201,12 +202,9 @@ def generate_dataset(spec: GenerationSpec, out_dir: str, *, processes: Optional[
         jobs = [(p, all_words, spec, staging) for p in profiles]
         total = len(profiles) * len(all_words) * spec.repetitions
         done = 0
-        # eSpeak NG keeps synthesis state that even re-initialising does not reset, so a
-        # clip depends on what its process said before. One fresh process per speaker,
-        # saying a fixed sequence, makes every clip reproducible whatever the core count.
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(processes or os.cpu_count() or 1, initializer=_init_worker,
-                      initargs=(noise_dir, spec.sample_rate), maxtasksperchild=1) as pool:
+                      initargs=(noise_dir, spec.sample_rate)) as pool:
             for n in pool.imap_unordered(_render_speaker, jobs):
                 done += n
                 if progress:

@@ -7,6 +7,7 @@ given voice, variant, rate and pitch, which keeps generated datasets reproducibl
 
 from __future__ import annotations
 
+import _ctypes
 import ctypes
 import os
 import shutil
@@ -46,7 +47,12 @@ _SYNTH_CALLBACK = ctypes.CFUNCTYPE(
 
 
 class Speaker:
-    """One process-wide eSpeak NG engine (the C library keeps global state).
+    """An eSpeak NG engine with a private copy of the library.
+
+    eSpeak NG keeps synthesis state in C globals that even re-initialising does not
+    reset, so what it says depends on what it said before. Each Speaker loads its
+    own copy of the shared library (fresh globals), which makes a sequence of
+    utterances reproducible; use it as a context manager, or call ``close``.
 
     Args:
         library_path: path to ``libespeak-ng.so``; defaults to the one bundled by
@@ -66,7 +72,10 @@ class Speaker:
                     "'pip install espeakng-loader'.") from err
             library_path = library_path or espeakng_loader.get_library_path()
             data_path = data_path or espeakng_loader.get_data_path()
-        self._lib = ctypes.CDLL(library_path)
+        self._private_dir = tempfile.mkdtemp(prefix="tinyml-espeak-lib-")
+        private_copy = os.path.join(self._private_dir, os.path.basename(library_path))
+        shutil.copyfile(library_path, private_copy)
+        self._lib = ctypes.CDLL(private_copy)
         self._libc = ctypes.CDLL(None)
         self._set_rand_seed = getattr(self._lib, "espeak_ng_SetRandSeed", None)
         if self._set_rand_seed is not None:
@@ -81,6 +90,20 @@ class Speaker:
                 f"eSpeak NG failed to initialise with data at {self._data_path}.")
         self.sample_rate = int(rate)
         self._lib.espeak_SetSynthCallback(self._callback)
+
+    def close(self) -> None:
+        """Unloads this engine's library copy."""
+        if self._lib is not None:
+            self._lib.espeak_Terminate()
+            _ctypes.dlclose(self._lib._handle)
+            self._lib = None
+            shutil.rmtree(self._private_dir, ignore_errors=True)
+
+    def __enter__(self) -> "Speaker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _collect(self, wav, num_samples, _events):
         if num_samples > 0 and wav:

@@ -1,0 +1,147 @@
+"""AudioExampleGen, StatisticsGen and DataValidationGate executors on a real tiny dataset."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx.components.statistics_gen import executor as statistics_executor
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
+from tfx.utils import proto_utils
+
+from components.audio_example_gen import component as example_gen_component
+from components.audio_example_gen import executor as example_gen_executor
+from components.audio_example_gen import layout, wav
+from components.data_validation_gate import executor as gate_executor
+from tests.helpers import TINY_WORDS, write_schema_for
+
+LABELS = ("_silence_", "_unknown_") + TINY_WORDS
+PLANTED = {
+    "yes/badc0de0_nohash_0.wav": (b"this is not audio", "not a RIFF/WAVE file"),
+    "no/badc0de1_nohash_0.wav": (b"", "empty file"),
+    "up/badc0de2_nohash_0.wav": (wav.write_wav(np.zeros(8000, np.int16), 8000), "sample rate 8000 Hz"),
+}
+
+
+def _artifact(cls, uri, splits=None):
+    artifact = cls()
+    artifact.uri = str(uri)
+    if splits:
+        artifact.split_names = artifact_utils.encode_split_names(list(splits))
+    os.makedirs(artifact.uri, exist_ok=True)
+    return artifact
+
+
+def _read_examples(examples, split):
+    pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*.gz")
+    records = tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), compression_type="GZIP")
+    return [tf.train.Example.FromString(r.numpy()) for r in records]
+
+
+@pytest.fixture(scope="module")
+def ingested(tiny_dataset, tmp_path_factory):
+    """Runs the AudioExampleGen executor on a copy of the tiny dataset with planted bad files."""
+    work = tmp_path_factory.mktemp("components")
+    root = str(work / "data")
+    shutil.copytree(tiny_dataset, root)
+    for relative, (content, _) in PLANTED.items():
+        with open(os.path.join(root, relative), "wb") as f:
+            f.write(content)
+    examples = _artifact(standard_artifacts.Examples, work / "examples")
+    exec_properties = {
+        standard_component_specs.INPUT_BASE_KEY: root,
+        standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(example_gen_component.split_input_config()),
+        standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(example_gen_pb2.Output()),
+        standard_component_specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
+        standard_component_specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+        example_gen_executor.WORDS_KEY: json.dumps(list(TINY_WORDS)),
+        example_gen_executor.UNKNOWN_FRACTION_KEY: 0.2,
+        example_gen_executor.SILENCE_FRACTION_KEY: 0.2,
+        example_gen_executor.SAMPLE_RATE_KEY: 16000,
+        example_gen_executor.CLIP_SAMPLES_KEY: 16000,
+        example_gen_executor.SEED_KEY: 3,
+    }
+    example_gen_executor.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, exec_properties)
+    return work, examples
+
+
+def test_example_gen_writes_three_splits_with_decodable_audio(ingested):
+    _, examples = ingested
+    assert artifact_utils.decode_split_names(examples.split_names) == list(layout.SPLITS)
+    for split in layout.SPLITS:
+        records = _read_examples(examples, split)
+        assert records, split
+        for example in records[:5]:
+            f = example.features.feature
+            assert len(f["audio"].bytes_list.value[0]) == 2 * 16000
+            assert f["label"].bytes_list.value[0].decode() in LABELS
+            assert -100.0 <= f["rms_dbfs"].float_list.value[0] <= 0.0
+
+
+def test_example_gen_reports_and_skips_bad_files(ingested):
+    _, examples = ingested
+    with open(os.path.join(examples.uri, example_gen_executor.INGESTION_REPORT_FILE)) as f:
+        report = json.load(f)
+    skipped = {item["file"]: item["reason"] for item in report["skipped"]}
+    assert set(skipped) == set(PLANTED)
+    for relative, (_, reason) in PLANTED.items():
+        assert reason in skipped[relative]
+    assert examples.get_int_custom_property(example_gen_executor.SKIPPED_FILES_PROPERTY) == len(PLANTED)
+    sources = {e.features.feature["source"].bytes_list.value[0].decode()
+               for split in layout.SPLITS for e in _read_examples(examples, split)}
+    assert not sources & set(PLANTED)
+    # the report's counts are the examples actually written
+    for split in layout.SPLITS:
+        written = _read_examples(examples, split)
+        assert sum(report["examples"][split].values()) == len(written)
+
+
+def test_example_gen_keeps_each_speaker_in_one_split(ingested):
+    _, examples = ingested
+    seen = {}
+    for split in layout.SPLITS:
+        for example in _read_examples(examples, split):
+            f = example.features.feature
+            if f["label"].bytes_list.value[0] != layout.SILENCE_LABEL.encode():
+                seen.setdefault(f["speaker"].bytes_list.value[0], set()).add(split)
+    assert seen and all(len(splits) == 1 for splits in seen.values())
+
+
+@pytest.fixture(scope="module")
+def statistics(ingested):
+    work, examples = ingested
+    stats = _artifact(standard_artifacts.ExampleStatistics, work / "statistics", layout.SPLITS)
+    statistics_executor.Executor().Do(
+        {standard_component_specs.EXAMPLES_KEY: [examples]},
+        {standard_component_specs.STATISTICS_KEY: [stats]},
+        {standard_component_specs.EXCLUDE_SPLITS_KEY: "[]"})
+    return work, stats
+
+
+def _validate(work, stats, labels, name):
+    schema = _artifact(standard_artifacts.Schema, work / f"schema-{name}")
+    write_schema_for(labels, os.path.join(schema.uri, "schema.pbtxt"))
+    anomalies = _artifact(standard_artifacts.ExampleAnomalies, work / f"anomalies-{name}")
+    gate_executor.Executor().Do(
+        {standard_component_specs.STATISTICS_KEY: [stats], standard_component_specs.SCHEMA_KEY: [schema]},
+        {standard_component_specs.ANOMALIES_KEY: [anomalies]},
+        {standard_component_specs.EXCLUDE_SPLITS_KEY: "[]"})
+    return anomalies
+
+
+def test_gate_passes_data_that_matches_the_curated_schema(statistics):
+    work, stats = statistics
+    anomalies = _validate(work, stats, LABELS, "ok")
+    assert os.path.isdir(os.path.join(anomalies.uri, "Split-train"))
+
+
+def test_gate_stops_the_run_on_anomalies_with_a_readable_message(statistics):
+    work, stats = statistics
+    with pytest.raises(gate_executor.DataAnomaliesError) as err:
+        _validate(work, stats, tuple(l for l in LABELS if l != "up"), "missing-up")
+    message = str(err.value)
+    assert "feature 'label'" in message and "split 'train'" in message
+    assert "anomalies-missing-up" in message

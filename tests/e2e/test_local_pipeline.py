@@ -1,0 +1,99 @@
+"""The whole pipeline on LocalDagRunner with a tiny generated dataset, checked through ML Metadata."""
+
+import json
+import os
+import shutil
+
+import pytest
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline import pipeline as kws_pipeline
+from pipeline import run_local
+from tests.helpers import tiny_config
+
+CHANCE = 1 / 5  # silence, unknown, yes, no, up
+PRODUCING_NODES = [kws_pipeline.EXAMPLE_GEN, kws_pipeline.STATISTICS_GEN, kws_pipeline.SCHEMA_GEN,
+                   kws_pipeline.VALIDATOR, kws_pipeline.TRANSFORM, kws_pipeline.TRAINER, kws_pipeline.EVALUATOR]
+EXPECTED_OUTPUTS = {
+    kws_pipeline.EXAMPLE_GEN: {"examples"},
+    kws_pipeline.STATISTICS_GEN: {"statistics"},
+    kws_pipeline.SCHEMA_GEN: {"schema"},
+    kws_pipeline.VALIDATOR: {"anomalies"},
+    kws_pipeline.TRANSFORM: {"transform_graph", "transformed_examples"},
+    kws_pipeline.TRAINER: {"model", "model_run"},
+    kws_pipeline.EVALUATOR: {"evaluation", "blessing"},
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_dataset, tmp_path_factory):
+    """Three runs of the same pipeline on the same data, with a bad WAV planted in the data."""
+    work = tmp_path_factory.mktemp("e2e")
+    data = str(work / "data")
+    shutil.copytree(tiny_dataset, data)
+    with open(os.path.join(data, "yes", "deadbeef_nohash_0.wav"), "wb") as f:
+        f.write(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    config = tiny_config(str(work / "run"), data)
+    return config, [run_local.run(config) for _ in range(3)]
+
+
+def _store(config):
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = config.metadata_path
+    return metadata_store.MetadataStore(connection)
+
+
+def _by_node(summary):
+    return {c.node_id: c for c in summary.components}
+
+
+def test_first_run_executes_every_component(runs):
+    _, (first, _, _) = runs
+    states = {node: c.state for node, c in _by_node(first).items()}
+    assert all(states[node] == "done" for node in PRODUCING_NODES), states
+
+
+def test_ml_metadata_records_executions_and_artifacts_per_component(runs):
+    config, (first, _, _) = runs
+    store = _store(config)
+    run_ctx = store.get_context_by_type_and_name("pipeline_run", first.run_id)
+    executions = store.get_executions_by_context(run_ctx.id)
+    by_node = {run_local.node_id_of(store, e): e for e in executions}
+    assert set(PRODUCING_NODES) <= set(by_node)
+    for node, outputs in EXPECTED_OUTPUTS.items():
+        events = store.get_events_by_execution_ids([by_node[node].id])
+        produced = {e.path.steps[0].key for e in events if e.type == metadata_store_pb2.Event.OUTPUT}
+        assert outputs <= produced, (node, produced)
+        artifacts = store.get_artifacts_by_id([e.artifact_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT])
+        assert all(a.state == metadata_store_pb2.Artifact.LIVE and os.path.exists(a.uri) for a in artifacts)
+    # the Trainer consumed the Transform's outputs: lineage is recorded
+    trainer_inputs = {e.path.steps[0].key for e in store.get_events_by_execution_ids([by_node[kws_pipeline.TRAINER].id])
+                      if e.type == metadata_store_pb2.Event.INPUT}
+    assert {"examples", "transform_graph", "schema"} <= trainer_inputs
+
+
+def test_model_beats_chance_and_is_blessed(runs):
+    _, (first, _, _) = runs
+    assert first.eval_accuracy is not None and first.eval_accuracy > CHANCE + 0.1, first.eval_accuracy
+    assert first.blessed is (first.eval_accuracy >= 0.3)
+    assert os.path.isdir(os.path.join(first.model_uri, "Format-Serving"))
+
+
+def test_planted_bad_wav_is_reported_not_fatal(runs):
+    _, (first, _, _) = runs
+    with open(first.ingestion_report) as f:
+        report = json.load(f)
+    assert [s["file"] for s in report["skipped"]] == ["yes/deadbeef_nohash_0.wav"]
+    assert "not a RIFF/WAVE file" in report["skipped"][0]["reason"] or "WAV" in report["skipped"][0]["reason"]
+
+
+def test_unchanged_reruns_hit_the_cache(runs):
+    _, (first, second, third) = runs
+    upstream = [n for n in PRODUCING_NODES if n != kws_pipeline.EVALUATOR]
+    assert all(_by_node(second)[n].state == "cached" for n in upstream), _by_node(second)
+    # The first blessing becomes the baseline, so the Evaluator re-runs once; then it too is cached.
+    expected = "done" if first.blessed else "cached"
+    assert _by_node(second)[kws_pipeline.EVALUATOR].state == expected
+    assert all(_by_node(third)[n].state == "cached" for n in PRODUCING_NODES), _by_node(third)
+    assert third.eval_accuracy == pytest.approx(first.eval_accuracy)

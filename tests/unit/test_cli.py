@@ -1,0 +1,55 @@
+"""The command line's user-facing errors: one paragraph, a meaningful exit code, no traceback."""
+
+import os
+
+from click.testing import CliRunner
+
+from pipeline import cli, config as config_lib
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli.main, list(args))
+
+
+def test_help_lists_the_verbs():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    assert "run" in result.output and "data" in result.output
+
+
+def test_malformed_config_is_a_usage_error_without_traceback(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(open(config_lib.DEFAULT_CONFIG).read().replace("epochs: 15", "epochs: many"))
+    result = invoke("run", "--config", str(path), "--workdir", str(tmp_path / "w"))
+    assert result.exit_code == cli.EXIT_USAGE
+    assert "training.epochs" in result.output and str(path) in result.output
+    assert "Traceback" not in result.output and not isinstance(result.exception, config_lib.ConfigError)
+
+
+def test_missing_dataset_folder_names_the_folder_and_the_field(tmp_path):
+    text = open(config_lib.DEFAULT_CONFIG).read().replace("root: null", "root: /nonexistent/speech")
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    result = invoke("run", "--config", str(path), "--workdir", str(tmp_path / "w"))
+    assert result.exit_code == cli.EXIT_USAGE
+    assert "/nonexistent/speech" in result.output and "data.root" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_schema_that_disagrees_with_the_words_is_refused_before_running(tmp_path, tiny_dataset):
+    text = open(config_lib.DEFAULT_CONFIG).read().replace("root: null", f"root: {tiny_dataset}")
+    text = text.replace('["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]', '["yes", "no", "up"]')
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    result = invoke("run", "--config", str(path), "--workdir", str(tmp_path / "w"))
+    assert result.exit_code == cli.EXIT_USAGE
+    assert "string_domain 'label'" in result.output and "Traceback" not in result.output
+    assert not os.path.exists(tmp_path / "w" / "metadata")
+
+
+def test_data_generate_refuses_a_config_with_real_data(tmp_path, tiny_dataset):
+    text = open(config_lib.DEFAULT_CONFIG).read().replace("root: null", f"root: {tiny_dataset}")
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    result = invoke("data", "generate", "--config", str(path), "--workdir", str(tmp_path / "w"))
+    assert result.exit_code == cli.EXIT_USAGE and "nothing to generate" in result.output
