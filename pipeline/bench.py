@@ -1,4 +1,7 @@
-"""Benchmark of the default pipeline: a cold run (data generation included) and a cached rerun.
+"""Benchmark of the default pipeline: a cold run (data generation included) and two reruns.
+
+The first rerun re-evaluates once, because the first blessed model has become the
+Evaluator's baseline; the second rerun is the steady state, answered from the cache.
 
 Usage: ``python -m pipeline.bench --config CONFIG --workdir DIR`` (``make bench``).
 DIR is emptied first. Prints wall time per component and in total, and the eval
@@ -42,18 +45,23 @@ def main(argv=None) -> None:
     run_local.prepare_data(config)
     results["data_generation_seconds"] = round(time.time() - start, 1)
     cold, cold_summary = _timed_run(config)
+    rerun, rerun_summary = _timed_run(config)
     cached, cached_summary = _timed_run(config)
     results["cold_run"] = cold
+    results["first_rerun"] = rerun
     results["cached_run"] = cached
     results["cold_total_seconds"] = round(results["data_generation_seconds"] + cold["wall_seconds"], 1)
 
     print(f"Data generation: {results['data_generation_seconds']:.1f} s")
     print("Cold run:")
     print(cold_summary.to_text())
-    print("Cached rerun:")
+    print("First rerun (new baseline, so the Evaluator runs again):")
+    print(rerun_summary.to_text())
+    print("Second rerun (steady state):")
     print(cached_summary.to_text())
-    print(f"TOTAL cold (data + pipeline): {results['cold_total_seconds']:.1f} s; "
-          f"cached rerun: {cached['wall_seconds']:.1f} s; eval accuracy: {cold['eval_accuracy']:.4f}")
+    print(f"TOTAL cold (data + pipeline): {results['cold_total_seconds']:.1f} s; first rerun: "
+          f"{rerun['wall_seconds']:.1f} s; cached rerun: {cached['wall_seconds']:.1f} s; "
+          f"eval accuracy: {cold['eval_accuracy']:.4f}")
     with open(os.path.join(args.workdir, "bench.json"), "w") as f:
         json.dump(results, f, indent=2)
 

@@ -78,6 +78,11 @@ def _log_to_file(workdir: str) -> str:
     root.addHandler(file_handler)
     root.addHandler(_ProgressHandler())
     root.setLevel(logging.INFO)
+    # TensorFlow gives its logger a console handler of its own; send it to the file too.
+    tf_logger = logging.getLogger("tensorflow")
+    for handler in list(tf_logger.handlers):
+        tf_logger.removeHandler(handler)
+    tf_logger.propagate = True
     return path
 
 

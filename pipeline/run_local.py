@@ -45,6 +45,7 @@ class RunSummary:
     wall_seconds: float
     components: List[ComponentRun]
     eval_accuracy: Optional[float]
+    per_class_accuracy: Dict[str, float]
     blessed: Optional[bool]
     pipeline_root: str
     metadata_path: str
@@ -59,6 +60,9 @@ class RunSummary:
         if self.eval_accuracy is not None:
             verdict = "blessed" if self.blessed else "NOT blessed"
             lines.append(f"Eval accuracy: {self.eval_accuracy:.4f} ({verdict})")
+        if self.per_class_accuracy:
+            lines.append("  per class: " + ", ".join(
+                f"{label} {value:.2f}" for label, value in sorted(self.per_class_accuracy.items())))
         lines.append(f"Artifacts:      {self.pipeline_root}")
         lines.append(f"ML Metadata:    {self.metadata_path}")
         if self.model_uri:
@@ -173,11 +177,12 @@ def summarise(config: PipelineConfig, wall_seconds: float) -> RunSummary:
         outputs[node] = _output_uris(store, execution.id)
     components.sort(key=lambda c: order.get(c.node_id, len(order)))
 
-    accuracy, blessed = None, None
+    accuracy, blessed, per_class = None, None, {}
     evaluation_uri = outputs.get(kws_pipeline.EVALUATOR, {}).get("evaluation")
     blessing_uri = outputs.get(kws_pipeline.EVALUATOR, {}).get("blessing")
     if evaluation_uri:
         accuracy = overall_metric(evaluation_uri, "sparse_categorical_accuracy")
+        per_class = metric_by_slice(evaluation_uri, "sparse_categorical_accuracy", "label")
     if blessing_uri:
         blessed = tf.io.gfile.exists(os.path.join(blessing_uri, "BLESSED"))
     examples_uri = outputs.get(kws_pipeline.EXAMPLE_GEN, {}).get("examples")
@@ -188,6 +193,7 @@ def summarise(config: PipelineConfig, wall_seconds: float) -> RunSummary:
         wall_seconds=wall_seconds,
         components=components,
         eval_accuracy=accuracy,
+        per_class_accuracy=per_class,
         blessed=blessed,
         pipeline_root=config.pipeline_root,
         metadata_path=config.metadata_path,
@@ -209,16 +215,34 @@ def _output_uris(store: metadata_store.MetadataStore, execution_id: int) -> Dict
     return uris
 
 
+def _candidate_value(slice_metrics, metric_name: str) -> Optional[float]:
+    for item in slice_metrics.metric_keys_and_values:
+        key = item.key
+        if (key.name == metric_name and not key.is_diff and key.model_name in ("", "candidate")
+                and item.value.HasField("double_value")):
+            return float(item.value.double_value.value)
+    return None
+
+
 def overall_metric(evaluation_uri: str, metric_name: str) -> Optional[float]:
     """A metric of the overall slice from an Evaluator output, or None when absent."""
     import tensorflow_model_analysis as tfma
 
     for slice_metrics in tfma.load_metrics(evaluation_uri):
-        if slice_metrics.slice_key.single_slice_keys:
-            continue
-        for item in slice_metrics.metric_keys_and_values:
-            key = item.key
-            if (key.name == metric_name and not key.is_diff and key.model_name in ("", "candidate")
-                    and item.value.HasField("double_value")):
-                return float(item.value.double_value.value)
+        if not slice_metrics.slice_key.single_slice_keys:
+            return _candidate_value(slice_metrics, metric_name)
     return None
+
+
+def metric_by_slice(evaluation_uri: str, metric_name: str, feature: str) -> Dict[str, float]:
+    """A metric of every slice on one feature (e.g. accuracy per class), keyed by the feature value."""
+    import tensorflow_model_analysis as tfma
+
+    values = {}
+    for slice_metrics in tfma.load_metrics(evaluation_uri):
+        keys = slice_metrics.slice_key.single_slice_keys
+        if len(keys) == 1 and keys[0].column == feature:
+            value = _candidate_value(slice_metrics, metric_name)
+            if value is not None:
+                values[keys[0].bytes_value.decode()] = value
+    return values

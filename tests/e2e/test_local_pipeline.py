@@ -77,6 +77,9 @@ def test_model_beats_chance_and_is_blessed(runs):
     _, (first, _, _) = runs
     assert first.eval_accuracy is not None and first.eval_accuracy > CHANCE + 0.1, first.eval_accuracy
     assert first.blessed is (first.eval_accuracy >= 0.3)
+    # per-class accuracy comes from TFMA's label slices, one per class present in eval
+    assert set(first.per_class_accuracy) == {"_silence_", "_unknown_", "yes", "no", "up"}
+    assert all(0.0 <= v <= 1.0 for v in first.per_class_accuracy.values())
     assert os.path.isdir(os.path.join(first.model_uri, "Format-Serving"))
 
 
