@@ -54,7 +54,7 @@ choose_mode() {
   esac
 }
 
-CACHE="${TINYML_TFX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tinyml-tfx}"
+CACHE="${TINYML_TFX_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/tinyml-tfx}"
 ROOTFS="$CACHE/rootfs-$(env_key)"
 
 # ---------------------------------------------------------------- native mode
