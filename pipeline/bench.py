@@ -21,6 +21,28 @@ from pipeline import config as config_lib
 from pipeline import run_local
 
 
+def _quantization_figures(summary) -> dict:
+    q = summary.quantization
+    if not q:
+        return {}
+    with open(os.path.join(q["uri"], "quantization_report.json")) as f:
+        report = json.load(f)
+    return {
+        "mode": report["mode"],
+        "float_accuracy": report["fidelity"]["float_accuracy"],
+        "quantized_accuracy": report["fidelity"]["quantized_accuracy"],
+        "accuracy_drop_points": round(100 * report["fidelity"]["accuracy_drop"], 2),
+        "agreement": report["fidelity"]["agreement"],
+        "tflm_tflite_disagreements": report["fidelity"]["tflm_tflite_disagreements"],
+        "model_bytes": report["model_bytes"],
+        "float_model_bytes": report["float_model_bytes"],
+        "parameters": report["parameters"],
+        "bytes_per_parameter": round(report["bytes_per_parameter"], 3),
+        "conversion_seconds": report["conversion_seconds"],
+        "blessed": q.get("blessed"),
+    }
+
+
 def _timed_run(config):
     summary = run_local.run(config)
     return {
@@ -28,6 +50,7 @@ def _timed_run(config):
         "components": {c.node_id: {"state": c.state, "seconds": round(c.seconds, 1)} for c in summary.components},
         "eval_accuracy": summary.eval_accuracy,
         "blessed": summary.blessed,
+        "quantization": _quantization_figures(summary),
     }, summary
 
 
@@ -62,6 +85,13 @@ def main(argv=None) -> None:
     print(f"TOTAL cold (data + pipeline): {results['cold_total_seconds']:.1f} s; first rerun: "
           f"{rerun['wall_seconds']:.1f} s; cached rerun: {cached['wall_seconds']:.1f} s; "
           f"eval accuracy: {cold['eval_accuracy']:.4f}")
+    q = cold["quantization"]
+    if q:
+        print(f"Quantization ({q['mode']}): float accuracy {q['float_accuracy']:.4f}, {q['mode']} "
+              f"{q['quantized_accuracy']:.4f}, drop {q['accuracy_drop_points']:.2f} points, agreement "
+              f"{q['agreement']:.4f}, TFLM/TFLite disagreements {q['tflm_tflite_disagreements']}; "
+              f"{q['model_bytes']} bytes for {q['parameters']} parameters ({q['bytes_per_parameter']:.2f} B/param; "
+              f"float {q['float_model_bytes']} bytes); conversion {q['conversion_seconds']:.1f} s")
     with open(os.path.join(args.workdir, "bench.json"), "w") as f:
         json.dump(results, f, indent=2)
 

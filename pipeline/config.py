@@ -29,6 +29,13 @@ class ConfigError(ValueError):
 class Requirements:
     min_accuracy: float
     max_regression: float = 0.01
+    max_quantization_drop: float = 0.01
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizationConfig:
+    mode: str = "int8"
+    calibration_examples: int = 300
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +101,7 @@ class PipelineConfig:
     data: DataConfig
     features: FeatureConfig
     training: TrainingConfig
+    quantization: QuantizationConfig = QuantizationConfig()
     beam_args: Tuple[str, ...] = ()
     source: str = ""
     pipeline_root: str = ""
@@ -190,6 +198,7 @@ def parse_config(raw: Any, source: str) -> PipelineConfig:
                         **data),
         features=FeatureConfig(**raw.get("features", {})),
         training=TrainingConfig(**raw.get("training", {})),
+        quantization=QuantizationConfig(**raw.get("quantization", {})),
         beam_args=tuple(raw.get("beam_args", ())),
         source=os.path.abspath(source),
     )

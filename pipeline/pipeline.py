@@ -18,8 +18,10 @@ from tfx import v1 as tfx
 from components.audio_example_gen.component import AudioExampleGen
 from components.audio_example_gen.layout import EVAL, TEST, TRAIN
 from components.data_validation_gate.component import DataValidationGate
+from components.tflite_quantizer.component import TFLiteQuantizer
 from pipeline.config import PipelineConfig
 from pipeline.tasks.kws import features, preprocessing
+from pipeline.tasks.kws.trainer import FEATURE_SIGNATURE
 
 PREPROCESSING_FN = "pipeline.tasks.kws.preprocessing.preprocessing_fn"
 RUN_FN = "pipeline.tasks.kws.trainer.run_fn"
@@ -33,6 +35,7 @@ TRANSFORM = "Transform"
 TRAINER = "Trainer"
 BASELINE_RESOLVER = "latest_blessed_model_resolver"
 EVALUATOR = "Evaluator"
+QUANTIZER = "TFLiteQuantizer"
 
 
 def task_code_fingerprint() -> str:
@@ -96,7 +99,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
 
     Returns:
         AudioExampleGen -> StatisticsGen -> ImportSchemaGen -> DataValidationGate ->
-        Transform -> Trainer -> Evaluator (against the latest blessed model).
+        Transform -> Trainer -> Evaluator (against the latest blessed model) and
+        TFLiteQuantizer (int8 for TFLite Micro, with its own fidelity blessing).
     """
     data = config.data
     example_gen = AudioExampleGen(
@@ -144,8 +148,20 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         example_splits=[EVAL],
     ).with_id(EVALUATOR)
 
+    quantizer = TFLiteQuantizer(
+        model=trainer.outputs["model"],
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        labels=data.labels,
+        mode=config.quantization.mode,
+        calibration_examples=config.quantization.calibration_examples,
+        max_accuracy_drop=config.requirements.max_quantization_drop,
+        signature=FEATURE_SIGNATURE,
+        seed=config.training.seed,
+    ).with_id(QUANTIZER)
+
     components: List[Any] = [example_gen, statistics_gen, schema_gen, validator, transform, trainer,
-                             baseline, evaluator]
+                             baseline, evaluator, quantizer]
     metadata = (tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
                 if config.metadata_path else None)
     return tfx.dsl.Pipeline(

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import tensorflow as tf
 from ml_metadata.metadata_store import metadata_store
@@ -50,6 +50,7 @@ class RunSummary:
     pipeline_root: str
     metadata_path: str
     model_uri: Optional[str]
+    quantization: Dict[str, object]
     evaluation_uri: Optional[str]
     ingestion_report: Optional[str]
 
@@ -65,8 +66,16 @@ class RunSummary:
                 f"{label} {value:.2f}" for label, value in sorted(self.per_class_accuracy.items())))
         lines.append(f"Artifacts:      {self.pipeline_root}")
         lines.append(f"ML Metadata:    {self.metadata_path}")
+        q = self.quantization
+        if q:
+            verdict = "blessed" if q.get("blessed") else f"NOT blessed: {q.get('reason')}"
+            lines.append(f"Quantized ({q['mode']}): {q['model_bytes']} bytes; accuracy float {q['float_accuracy']:.4f}, "
+                         f"{q['mode']} {q['quantized_accuracy']:.4f} (drop {100 * q['accuracy_drop']:.2f} points; "
+                         f"{verdict})")
         if self.model_uri:
             lines.append(f"Model:          {self.model_uri}")
+        if q.get("uri"):
+            lines.append(f"TFLite model:   {q['uri']}")
         if self.evaluation_uri:
             lines.append(f"Evaluation:     {self.evaluation_uri}")
         if self.ingestion_report:
@@ -167,25 +176,26 @@ def summarise(config: PipelineConfig, wall_seconds: float) -> RunSummary:
     order = {node: i for i, node in enumerate([
         kws_pipeline.EXAMPLE_GEN, kws_pipeline.STATISTICS_GEN, kws_pipeline.SCHEMA_GEN,
         kws_pipeline.VALIDATOR, kws_pipeline.TRANSFORM, kws_pipeline.TRAINER,
-        kws_pipeline.BASELINE_RESOLVER, kws_pipeline.EVALUATOR])}
+        kws_pipeline.BASELINE_RESOLVER, kws_pipeline.EVALUATOR, kws_pipeline.QUANTIZER])}
     components = []
-    outputs: Dict[str, Dict[str, str]] = {}
+    outputs: Dict[str, Dict[str, Any]] = {}
     for execution in executions:
         node = node_id_of(store, execution)
         seconds = max(0.0, (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000)
         components.append(ComponentRun(node, _STATE_NAMES.get(execution.last_known_state, "?"), seconds))
-        outputs[node] = _output_uris(store, execution.id)
+        outputs[node] = _output_artifacts(store, execution.id)
     components.sort(key=lambda c: order.get(c.node_id, len(order)))
 
     accuracy, blessed, per_class = None, None, {}
-    evaluation_uri = outputs.get(kws_pipeline.EVALUATOR, {}).get("evaluation")
-    blessing_uri = outputs.get(kws_pipeline.EVALUATOR, {}).get("blessing")
+    uris = {node: {key: a.uri for key, a in arts.items()} for node, arts in outputs.items()}
+    evaluation_uri = uris.get(kws_pipeline.EVALUATOR, {}).get("evaluation")
+    blessing_uri = uris.get(kws_pipeline.EVALUATOR, {}).get("blessing")
     if evaluation_uri:
         accuracy = overall_metric(evaluation_uri, "sparse_categorical_accuracy")
         per_class = metric_by_slice(evaluation_uri, "sparse_categorical_accuracy", "label")
     if blessing_uri:
         blessed = tf.io.gfile.exists(os.path.join(blessing_uri, "BLESSED"))
-    examples_uri = outputs.get(kws_pipeline.EXAMPLE_GEN, {}).get("examples")
+    examples_uri = uris.get(kws_pipeline.EXAMPLE_GEN, {}).get("examples")
     report = os.path.join(examples_uri, "ingestion_report.json") if examples_uri else None
     return RunSummary(
         pipeline_name=config.pipeline_name,
@@ -197,22 +207,41 @@ def summarise(config: PipelineConfig, wall_seconds: float) -> RunSummary:
         blessed=blessed,
         pipeline_root=config.pipeline_root,
         metadata_path=config.metadata_path,
-        model_uri=outputs.get(kws_pipeline.TRAINER, {}).get("model"),
+        model_uri=uris.get(kws_pipeline.TRAINER, {}).get("model"),
+        quantization=_quantization(outputs.get(kws_pipeline.QUANTIZER, {})),
         evaluation_uri=evaluation_uri,
         ingestion_report=report if report and tf.io.gfile.exists(report) else None,
     )
 
 
-def _output_uris(store: metadata_store.MetadataStore, execution_id: int) -> Dict[str, str]:
-    uris = {}
+def _output_artifacts(store: metadata_store.MetadataStore, execution_id: int) -> Dict[str, Any]:
+    """The output artifacts (MLMD protos) of one execution, by output key."""
+    found = {}
     events = [e for e in store.get_events_by_execution_ids([execution_id])
               if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
     artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
     for event in events:
         key = event.path.steps[0].key if event.path.steps else ""
         if event.artifact_id in artifacts:
-            uris[key] = artifacts[event.artifact_id].uri
-    return uris
+            found[key] = artifacts[event.artifact_id]
+    return found
+
+
+def _value(value) -> Any:
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind else None
+
+
+def _quantization(artifacts: Dict[str, Any]) -> Dict[str, object]:
+    model, blessing = artifacts.get("quantized_model"), artifacts.get("blessing")
+    if model is None:
+        return {}
+    result: Dict[str, object] = {k: _value(v) for k, v in model.properties.items()}
+    result["uri"] = model.uri
+    if blessing is not None:
+        result["blessed"] = bool(_value(blessing.custom_properties["blessed"]))
+        result["reason"] = _value(blessing.custom_properties["reason"])
+    return result
 
 
 def _candidate_value(slice_metrics, metric_name: str) -> Optional[float]:

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 
 import pytest
 from ml_metadata.metadata_store import metadata_store
@@ -10,11 +9,11 @@ from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import pipeline as kws_pipeline
 from pipeline import run_local
-from tests.helpers import tiny_config
 
 CHANCE = 1 / 5  # silence, unknown, yes, no, up
 PRODUCING_NODES = [kws_pipeline.EXAMPLE_GEN, kws_pipeline.STATISTICS_GEN, kws_pipeline.SCHEMA_GEN,
-                   kws_pipeline.VALIDATOR, kws_pipeline.TRANSFORM, kws_pipeline.TRAINER, kws_pipeline.EVALUATOR]
+                   kws_pipeline.VALIDATOR, kws_pipeline.TRANSFORM, kws_pipeline.TRAINER, kws_pipeline.EVALUATOR,
+                   kws_pipeline.QUANTIZER]
 EXPECTED_OUTPUTS = {
     kws_pipeline.EXAMPLE_GEN: {"examples"},
     kws_pipeline.STATISTICS_GEN: {"statistics"},
@@ -23,19 +22,13 @@ EXPECTED_OUTPUTS = {
     kws_pipeline.TRANSFORM: {"transform_graph", "transformed_examples"},
     kws_pipeline.TRAINER: {"model", "model_run"},
     kws_pipeline.EVALUATOR: {"evaluation", "blessing"},
+    kws_pipeline.QUANTIZER: {"quantized_model", "blessing"},
 }
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_dataset, tmp_path_factory):
-    """Three runs of the same pipeline on the same data, with a bad WAV planted in the data."""
-    work = tmp_path_factory.mktemp("e2e")
-    data = str(work / "data")
-    shutil.copytree(tiny_dataset, data)
-    with open(os.path.join(data, "yes", "deadbeef_nohash_0.wav"), "wb") as f:
-        f.write(b"RIFF\x00\x00\x00\x00WAVEjunk")
-    config = tiny_config(str(work / "run"), data)
-    return config, [run_local.run(config) for _ in range(3)]
+def runs(tiny_pipeline_runs):
+    return tiny_pipeline_runs
 
 
 def _store(config):
@@ -100,3 +93,16 @@ def test_unchanged_reruns_hit_the_cache(runs):
     assert _by_node(second)[kws_pipeline.EVALUATOR].state == expected
     assert all(_by_node(third)[n].state == "cached" for n in PRODUCING_NODES), _by_node(third)
     assert third.eval_accuracy == pytest.approx(first.eval_accuracy)
+
+
+def test_quantizer_output_is_int8_and_recorded(runs):
+    _, (first, _, _) = runs
+    q = first.quantization
+    assert q["mode"] == "int8" and q["model_bytes"] > 0
+    assert os.path.getsize(os.path.join(q["uri"], "model.tflite")) == q["model_bytes"]
+    with open(os.path.join(q["uri"], "quantization_report.json")) as f:
+        report = json.load(f)
+    assert report["inputs"][0]["dtype"] == "int8" and report["outputs"][0]["dtype"] == "int8"
+    assert report["inputs"][0]["shape"] == [1, 49, 40]
+    assert abs(report["fidelity"]["accuracy_drop"] - q["accuracy_drop"]) < 1e-6
+    assert q["blessed"] == (q["accuracy_drop"] <= 0.01 and not report["fidelity"]["collapsed"])

@@ -24,7 +24,7 @@ from tfx_bsl.public import tfxio
 
 from pipeline.tasks.kws import features, model as model_lib
 
-FEATURE_SIGNATURE = "serving_features"
+FEATURE_SIGNATURE = "serving_features"  # what the quantizer converts
 HISTORY_FILE = "history.json"
 
 

@@ -1,0 +1,176 @@
+"""TFLiteQuantizer executor: moves artifacts in and out of quantize.py and codegen.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+from tfx.utils import path_utils
+
+from components.tflite_quantizer import codegen, quantize
+
+# Input, output and parameter keys.
+MODEL_KEY = "model"
+EXAMPLES_KEY = "examples"
+TRANSFORM_GRAPH_KEY = "transform_graph"
+QUANTIZED_MODEL_KEY = "quantized_model"
+BLESSING_KEY = "blessing"
+MODE_KEY = "mode"
+CALIBRATION_EXAMPLES_KEY = "calibration_examples"
+MAX_ACCURACY_DROP_KEY = "max_accuracy_drop"
+LABELS_KEY = "labels"
+SIGNATURE_KEY = "signature"
+SEED_KEY = "seed"
+
+# The transformed features the Trainer's feature signature takes, and the label.
+FEATURES_FEATURE = "features"
+LABEL_FEATURE = "label_id"
+CALIBRATION_SPLIT = "train"
+FIDELITY_SPLIT = "eval"
+
+MODEL_FILE = "model.tflite"
+FLOAT_MODEL_FILE = "model_float.tflite"
+REPORT_FILE = "quantization_report.json"
+BLESSED_FILE, NOT_BLESSED_FILE = "BLESSED", "NOT_BLESSED"
+
+
+class Executor(base_executor.BaseExecutor):
+    """Converts, checks on TFLite Micro, writes firmware sources, and blesses or not."""
+
+    def Do(self, input_dict: Dict[str, List[Any]], output_dict: Dict[str, List[Any]],
+           exec_properties: Dict[str, Any]) -> None:
+        model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
+        examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
+        transform_graph = artifact_utils.get_single_instance(input_dict[TRANSFORM_GRAPH_KEY])
+        output = artifact_utils.get_single_instance(output_dict[QUANTIZED_MODEL_KEY])
+        blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
+
+        saved_model_dir = path_utils.serving_model_path(model.uri)
+        signature = exec_properties[SIGNATURE_KEY]
+        mode = exec_properties[MODE_KEY]
+        labels = json.loads(exec_properties[LABELS_KEY])
+        feature_spec = tft.TFTransformOutput(transform_graph.uri).transformed_feature_spec()
+        shape = quantize.feature_shape(saved_model_dir, signature)
+
+        train_x, train_y = self._load_split(examples, CALIBRATION_SPLIT, feature_spec, shape)
+        eval_x, eval_y = self._load_split(examples, FIDELITY_SPLIT, feature_spec, shape)
+        calibration = train_x[quantize.stratified_indices(
+            train_y, int(exec_properties[CALIBRATION_EXAMPLES_KEY]), int(exec_properties[SEED_KEY]))]
+
+        started = time.time()
+        quantized = quantize.convert(saved_model_dir, signature, mode, calibration)
+        conversion_seconds = time.time() - started
+        float_model = quantize.convert(saved_model_dir, signature, None)
+        quantize.check_tflm_ops(quantized, codegen.RESOLVER_METHODS)
+
+        fidelity = self._fidelity(saved_model_dir, signature, quantized, eval_x, eval_y, labels)
+        report = self._report(quantized, float_model, saved_model_dir, mode, len(calibration),
+                              conversion_seconds, fidelity)
+        self._write_model_files(output.uri, quantized, float_model, report)
+        self._set_properties(output, mode, report, fidelity)
+
+        reasons = self._refusals(fidelity, float(exec_properties[MAX_ACCURACY_DROP_KEY]))
+        self._write_blessing(blessing, output, reasons)
+
+    def _load_split(self, examples, split: str, feature_spec, shape) -> Tuple[np.ndarray, np.ndarray]:
+        """Transformed features reshaped to the signature's input, and labels, of one split."""
+        pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*")
+        files = tf.io.gfile.glob(pattern)
+        if not files:
+            raise ValueError(f"No transformed examples of split '{split}' in {pattern}.")
+        spec = {FEATURES_FEATURE: feature_spec[FEATURES_FEATURE], LABEL_FEATURE: feature_spec[LABEL_FEATURE]}
+        dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1024).map(
+            lambda s: tf.io.parse_example(s, spec))
+        xs, ys = [], []
+        for batch in dataset:
+            xs.append(batch[FEATURES_FEATURE].numpy())
+            ys.append(batch[LABEL_FEATURE].numpy().reshape(-1))
+        return np.concatenate(xs).reshape([-1] + list(shape)).astype(np.float32), np.concatenate(ys)
+
+    def _fidelity(self, saved_model_dir, signature, quantized, eval_x, eval_y, labels) -> quantize.Fidelity:
+        float_probs = quantize.predict_saved_model(saved_model_dir, signature, eval_x)
+        tflm_probs = quantize.predict_tflm(quantized, eval_x)
+        tflite_probs = quantize.predict_tflite(quantized, eval_x)
+        result = quantize.fidelity(eval_y, float_probs, tflm_probs, tflite_probs, labels)
+        if result.tflm_tflite_disagreements:
+            logging.warning("TFLite Micro and the desktop TFLite interpreter disagree on %d of %d eval "
+                            "examples (largest output difference %.4f).", result.tflm_tflite_disagreements,
+                            result.examples, result.tflm_tflite_max_abs_diff)
+        return result
+
+    def _report(self, quantized, float_model, saved_model_dir, mode, calibration_count, seconds,
+                fidelity) -> Dict[str, Any]:
+        import tflite_micro
+
+        loaded = tf.saved_model.load(saved_model_dir)
+        parameters = int(sum(np.prod(v.shape) for v in loaded.trainable_variables))
+        info = quantize.describe(quantized)
+        return {
+            "mode": mode,
+            **info,
+            "float_model_bytes": len(float_model),
+            "parameters": parameters,
+            "bytes_per_parameter": len(quantized) / max(parameters, 1),
+            "calibration_examples": calibration_count,
+            "conversion_seconds": round(seconds, 3),
+            "tensorflow_version": tf.__version__,
+            "converter": f"tf.lite.TFLiteConverter (TensorFlow {tf.__version__})",
+            "tflite_micro_version": getattr(tflite_micro, "__version__", "unknown"),
+            "fidelity": fidelity.to_dict(),
+        }
+
+    def _write_model_files(self, uri: str, quantized: bytes, float_model: bytes, report: Dict[str, Any]) -> None:
+        tf.io.gfile.makedirs(uri)
+        files = {
+            MODEL_FILE: quantized,
+            FLOAT_MODEL_FILE: float_model,
+            "model_data.cc": codegen.model_data_cc(quantized).encode(),
+            "model_data.h": codegen.model_data_h(len(quantized)).encode(),
+            "micro_op_resolver.h": codegen.micro_op_resolver_h(o["name"] for o in report["ops"]).encode(),
+            REPORT_FILE: json.dumps(report, indent=2, sort_keys=True).encode(),
+        }
+        for name, content in files.items():
+            with tf.io.gfile.GFile(os.path.join(uri, name), "wb") as f:
+                f.write(content)
+
+    def _set_properties(self, output, mode: str, report: Dict[str, Any], fidelity: quantize.Fidelity) -> None:
+        output.mode = mode
+        output.model_bytes = report["model_bytes"]
+        output.float_accuracy = fidelity.float_accuracy
+        output.quantized_accuracy = fidelity.quantized_accuracy
+        output.accuracy_drop = fidelity.accuracy_drop
+        output.agreement = fidelity.agreement
+        output.set_string_custom_property("ops", ",".join(f"{o['name']}:{o['version']}" for o in report["ops"]))
+        output.set_int_custom_property("tflm_tflite_disagreements", fidelity.tflm_tflite_disagreements)
+
+    def _refusals(self, fidelity: quantize.Fidelity, max_drop: float) -> List[str]:
+        """Why the quantized model must not ship; empty when it may."""
+        reasons = []
+        if fidelity.collapsed:
+            reasons.append(f"the quantized model predicts one class for {fidelity.majority_share:.0%} of the "
+                           "eval examples (collapsed)")
+        if fidelity.accuracy_drop > max_drop:
+            reasons.append(f"accuracy drops by {100 * fidelity.accuracy_drop:.2f} points "
+                           f"({fidelity.float_accuracy:.4f} -> {fidelity.quantized_accuracy:.4f}), more than the "
+                           f"{100 * max_drop:.2f} allowed")
+        return reasons
+
+    def _write_blessing(self, blessing, output, reasons: List[str]) -> None:
+        blessed = not reasons
+        blessing.set_int_custom_property("blessed", int(blessed))
+        blessing.set_string_custom_property("current_model", output.uri)
+        blessing.set_string_custom_property("reason", "; ".join(reasons) or "within the accuracy budget")
+        tf.io.gfile.makedirs(blessing.uri)
+        name = BLESSED_FILE if blessed else NOT_BLESSED_FILE
+        with tf.io.gfile.GFile(os.path.join(blessing.uri, name), "w") as f:
+            f.write("; ".join(reasons))
+        if reasons:
+            logging.warning("TFLiteQuantizer did not bless the model: %s", "; ".join(reasons))

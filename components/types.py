@@ -1,0 +1,34 @@
+"""The project's custom artifact types, defined once.
+
+Type names follow the rule KFP v2 enforces on TFX artifact types
+(``^[a-z][a-z0-9-_]{2,20}[.][A-Z][a-zA-Z0-9-_]{2,49}$``), and each one is the
+import path of its class (``components.TFLiteModel`` is ``components.TFLiteModel``),
+which is how the Kubeflow container entrypoint finds a custom type.
+"""
+
+from tfx.types import artifact, standard_artifacts
+from tfx.types.system_artifacts import Model as SystemModel
+
+
+class TFLiteModel(artifact.Artifact):
+    """A TFLite flatbuffer for TFLite Micro, with firmware sources and reports.
+
+    Files: ``model.tflite`` (the quantized model), ``model_float.tflite`` (the float
+    reference), ``model_data.cc`` / ``model_data.h`` (the model as a C array),
+    ``micro_op_resolver.h`` (registers exactly its ops), ``quantization_report.json``.
+    """
+
+    TYPE_NAME = "components.TFLiteModel"
+    TYPE_ANNOTATION = SystemModel
+    PROPERTIES = {
+        "mode": artifact.Property(type=artifact.PropertyType.STRING),
+        "model_bytes": artifact.Property(type=artifact.PropertyType.INT),
+        "float_accuracy": artifact.Property(type=artifact.PropertyType.FLOAT),
+        "quantized_accuracy": artifact.Property(type=artifact.PropertyType.FLOAT),
+        "accuracy_drop": artifact.Property(type=artifact.PropertyType.FLOAT),
+        "agreement": artifact.Property(type=artifact.PropertyType.FLOAT),
+    }
+
+
+# Blessings reuse TFX's type, so TFX's Pusher checks read them unchanged.
+ModelBlessing = standard_artifacts.ModelBlessing

@@ -1,0 +1,164 @@
+"""The quantizer's library on a tiny Keras model: int8 conversion, TFLite Micro inference, C sources."""
+
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from components.tflite_quantizer import codegen, quantize
+
+SHAPE = (8, 4)
+CLASSES = ("low", "mid", "high")
+
+
+def _data(n, seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    x = rng.normal(0, 0.3, (n,) + SHAPE).astype(np.float32)
+    for i, label in enumerate(labels):
+        x[i, label * 2:label * 2 + 3, :] += 3.0  # each class lights up its own rows
+    return x, labels
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(shape=(SHAPE[0] * SHAPE[1],))
+    x = keras.layers.Reshape(SHAPE + (1,))(inputs)
+    x = keras.layers.Conv2D(4, (3, 3), padding="same", activation="relu")(x)
+    x = keras.layers.DepthwiseConv2D((3, 3), padding="same", activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(3, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y = _data(600, 1)
+    model.fit(x.reshape(len(x), -1), y, epochs=30, verbose=0)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *SHAPE], tf.float32, name="features")])
+    def serve_features(features):
+        return {"probabilities": model(tf.reshape(features, [-1, SHAPE[0] * SHAPE[1]]))}
+
+    path = str(tmp_path_factory.mktemp("model") / "saved")
+    tf.saved_model.save(model, path, signatures={"serving_features": serve_features})
+    return path
+
+
+@pytest.fixture(scope="module")
+def int8_model(saved_model):
+    x, _ = _data(100, 2)
+    return quantize.convert(saved_model, "serving_features", "int8", x)
+
+
+def test_int8_model_has_int8_io_with_quantization_parameters(int8_model):
+    info = quantize.describe(int8_model)
+    (inp,), (out,) = info["inputs"], info["outputs"]
+    assert inp["dtype"] == "int8" and out["dtype"] == "int8"
+    assert inp["shape"] == [1, *SHAPE] and out["shape"] == [1, 3]
+    assert inp["scale"] > 0 and -128 <= inp["zero_point"] <= 127
+    # softmax output: TFLite fixes scale 1/256 and zero point -128
+    assert out["scale"] == pytest.approx(1 / 256) and out["zero_point"] == -128
+
+
+def test_op_list_is_the_models_layers_and_nothing_for_dynamic_shapes(int8_model):
+    ops = quantize.op_names(int8_model)
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "SOFTMAX"} <= set(ops)
+    assert not {"SHAPE", "STRIDED_SLICE", "PACK", "QUANTIZE", "DEQUANTIZE"} & set(ops)
+    quantize.check_tflm_ops(int8_model, codegen.RESOLVER_METHODS)
+
+
+def test_tflm_inference_matches_float_within_quantization_error(saved_model, int8_model):
+    x, labels = _data(200, 3)
+    float_probs = quantize.predict_saved_model(saved_model, "serving_features", x)
+    tflm_probs = quantize.predict_tflm(int8_model, x)
+    tflite_probs = quantize.predict_tflite(int8_model, x)
+    assert np.abs(tflm_probs - float_probs).max() < 0.1
+    result = quantize.fidelity(labels, float_probs, tflm_probs, tflite_probs, CLASSES)
+    assert result.float_accuracy > 0.9 and result.accuracy_drop < 0.03 and result.agreement > 0.95
+    assert result.tflm_tflite_disagreements <= 2 and not result.collapsed
+    assert set(result.per_class) == set(CLASSES)
+
+
+def test_forgetting_to_quantize_the_input_gives_nonsense(int8_model, saved_model):
+    # the classic mistake the fidelity check exists for: float features cast straight to int8
+    x, labels = _data(200, 4)
+    interpreter = quantize.tflm_interpreter(int8_model)
+    wrong = []
+    for example in x:
+        interpreter.set_input(example[np.newaxis].astype(np.int8), 0)
+        interpreter.invoke()
+        wrong.append(interpreter.get_output(0).reshape(-1).argmax())
+    right = quantize.predict_tflm(int8_model, x).argmax(axis=1)
+    assert (right == labels).mean() > (np.array(wrong) == labels).mean() + 0.2
+
+
+def test_a_collapsed_model_is_flagged():
+    labels = np.array([0, 1, 2] * 10)
+    one_class = np.tile([1.0, 0.0, 0.0], (30, 1))
+    result = quantize.fidelity(labels, one_class, one_class, one_class, CLASSES)
+    assert result.collapsed and result.majority_share == 1.0
+
+
+def test_float16_and_dynamic_range_modes_convert(saved_model):
+    for mode in ("float16", "dynamic_range"):
+        info = quantize.describe(quantize.convert(saved_model, "serving_features", mode))
+        assert info["inputs"][0]["dtype"] == "float32"
+    with pytest.raises(quantize.QuantizationError, match="Unknown quantization mode"):
+        quantize.convert(saved_model, "serving_features", "int4")
+    with pytest.raises(quantize.QuantizationError, match="no signature 'nope'"):
+        quantize.convert(saved_model, "nope", None)
+
+
+def test_stratified_calibration_sample_keeps_class_proportions_and_is_seeded():
+    labels = np.array([0] * 600 + [1] * 300 + [2] * 100)
+    chosen = quantize.stratified_indices(labels, 100, seed=5)
+    counts = np.bincount(labels[chosen])
+    assert list(counts) == [60, 30, 10]
+    assert np.array_equal(chosen, quantize.stratified_indices(labels, 100, seed=5))
+    assert not np.array_equal(chosen, quantize.stratified_indices(labels, 100, seed=6))
+
+
+def test_unsupported_op_is_named(int8_model):
+    with pytest.raises(codegen.UnsupportedOpError, match="CUSTOM:Foo"):
+        codegen.micro_op_resolver_h(["CONV_2D", "CUSTOM:Foo"])
+    with pytest.raises(quantize.QuantizationError, match=r"DEPTHWISE_CONV_2D \(version \d\)"):
+        quantize.check_tflm_ops(int8_model, known_ops={"CONV_2D", "FULLY_CONNECTED", "MEAN", "SOFTMAX", "RESHAPE"})
+
+
+def test_model_data_cc_compiles_and_matches_the_flatbuffer(int8_model, tmp_path):
+    (tmp_path / "model.tflite").write_bytes(int8_model)
+    (tmp_path / "model_data.cc").write_text(codegen.model_data_cc(int8_model))
+    (tmp_path / "model_data.h").write_text(codegen.model_data_h(len(int8_model)))
+    (tmp_path / "check.cc").write_text(r'''
+#include <cstdint>
+#include <cstdio>
+#include <vector>
+#include "model_data.h"
+int main(int argc, char** argv) {
+  FILE* f = std::fopen(argv[1], "rb");
+  std::vector<unsigned char> bytes;
+  int c;
+  while ((c = std::fgetc(f)) != EOF) bytes.push_back(static_cast<unsigned char>(c));
+  if (g_model_len != bytes.size() || kGModelLength != bytes.size()) return 1;
+  if (reinterpret_cast<std::uintptr_t>(g_model) % 16 != 0) return 2;
+  for (unsigned int i = 0; i < g_model_len; ++i) if (g_model[i] != bytes[i]) return 3;
+  std::printf("ok %u\n", g_model_len);
+  return 0;
+}
+''')
+    subprocess.run(["g++", "-std=c++17", "-Wall", "-Werror", "-o", str(tmp_path / "check"),
+                    str(tmp_path / "check.cc"), str(tmp_path / "model_data.cc")], check=True, cwd=tmp_path)
+    result = subprocess.run([str(tmp_path / "check"), str(tmp_path / "model.tflite")], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == f"ok {len(int8_model)}"
+
+
+def test_op_resolver_registers_exactly_the_models_ops(int8_model):
+    ops = quantize.op_names(int8_model)
+    header = codegen.micro_op_resolver_h(ops)
+    assert f"MicroMutableOpResolver<kModelOpCount>" in header
+    assert f"kModelOpCount = {len(set(ops))};" in header
+    for op in ops:
+        assert f"resolver.{codegen.RESOLVER_METHODS[op]}()" in header
+    assert header.count("TF_LITE_ENSURE_STATUS(") == len(set(ops))
