@@ -10,6 +10,7 @@ setup(
     packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*", "schemas"]),
     package_data={
         "pipeline": ["configs/*.yaml"],
+        "components": ["mcu_size_gate/devices/*.yaml"],
         "schemas": ["*.json", "*.pbtxt", "*/*.pbtxt"],
     },
     # Exact versions of everything live in requirements.lock; these are the direct needs.

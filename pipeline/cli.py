@@ -151,6 +151,7 @@ def run_command(config_path: str, workdir: str) -> None:
 
     config = _load(config_path, workdir)
     try:
+        run_local.check_config(config)
         if config.uses_synthetic_data:
             click.echo(f"Data: synthetic keyword dataset in {config.data_root}")
             if run_local.prepare_data(config, progress=_progress_printer("generating")):

@@ -127,9 +127,20 @@ def generation_spec(config: PipelineConfig) -> generate.GenerationSpec:
         clip_samples=config.data.clip_samples, seed=config.data.seed)
 
 
+def check_config(config: PipelineConfig) -> None:
+    """Checks the config against the board catalogue and the curated schema (no data needed)."""
+    from components.mcu_size_gate import devices
+
+    try:
+        devices.get_profile(config.target_device, devices.load_catalogue())
+    except devices.DeviceProfileError as err:
+        raise ConfigError(f"{err} (target_device in {config.source})") from err
+    check_schema_labels(config)
+
+
 def preflight(config: PipelineConfig) -> None:
     """Checks what would otherwise fail deep inside a component, with a message that says the fix."""
-    check_schema_labels(config)
+    check_config(config)
     try:
         layout.check_layout(config.data_root, config.data.words, gfile_filesystem())
     except layout.LayoutError as err:

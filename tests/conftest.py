@@ -9,7 +9,7 @@ import pytest
 
 from pipeline import run_local
 from pipeline.tasks.kws import generate
-from tests.helpers import tiny_config, tiny_spec
+from tests.helpers import build_tiny_saved_model, tiny_config, tiny_model_data, tiny_spec
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +33,17 @@ def tiny_pipeline_runs(tiny_dataset, tmp_path_factory):
         f.write(b"RIFF\x00\x00\x00\x00WAVEjunk")
     config = tiny_config(str(work / "run"), data)
     return config, [run_local.run(config) for _ in range(3)]
+
+
+@pytest.fixture(scope="session")
+def tiny_saved_model(tmp_path_factory):
+    """The tiny classifier of tests.helpers, trained and saved once per session."""
+    return build_tiny_saved_model(str(tmp_path_factory.mktemp("tiny_model") / "saved"))
+
+
+@pytest.fixture(scope="session")
+def tiny_int8_model(tiny_saved_model):
+    """The tiny classifier converted to a full-integer int8 flatbuffer."""
+    from components.tflite_quantizer import quantize
+
+    return quantize.convert(tiny_saved_model, "serving_features", "int8", tiny_model_data(100, 2)[0])

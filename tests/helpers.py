@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import numpy as np
+
 from pipeline import config as config_lib
 from pipeline.tasks.kws import generate
 
@@ -42,3 +44,44 @@ def tiny_config(workdir: str, data_root: str) -> config_lib.PipelineConfig:
         requirements=config_lib.Requirements(min_accuracy=0.3, max_regression=0.5),
         training=dataclasses.replace(base.training, epochs=20, batch_size=16, width=32),
     ).with_workdir(workdir)
+
+
+# A tiny classifier with known layer shapes, for the quantizer and the size gate.
+SHAPE = (8, 4)
+CLASSES = ("low", "mid", "high")
+
+
+def tiny_model_data(n, seed):
+    """Features [n, 8, 4] and labels; each class lights up its own rows."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    x = rng.normal(0, 0.3, (n,) + SHAPE).astype(np.float32)
+    for i, label in enumerate(labels):
+        x[i, label * 2:label * 2 + 3, :] += 3.0
+    return x, labels
+
+
+def build_tiny_saved_model(path: str) -> str:
+    """Trains the tiny classifier (Conv2D 4x3x3, DepthwiseConv2D 3x3, GAP, Dense 3) and saves it
+    with a ``serving_features`` signature taking [batch, 8, 4]."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(shape=(SHAPE[0] * SHAPE[1],))
+    x = keras.layers.Reshape(SHAPE + (1,))(inputs)
+    x = keras.layers.Conv2D(4, (3, 3), padding="same", activation="relu")(x)
+    x = keras.layers.DepthwiseConv2D((3, 3), padding="same", activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(3, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y = tiny_model_data(600, 1)
+    model.fit(x.reshape(len(x), -1), y, epochs=30, verbose=0)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *SHAPE], tf.float32, name="features")])
+    def serve_features(features):
+        return {"probabilities": model(tf.reshape(features, [-1, SHAPE[0] * SHAPE[1]]))}
+
+    tf.saved_model.save(model, path, signatures={"serving_features": serve_features})
+    return path

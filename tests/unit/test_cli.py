@@ -53,3 +53,13 @@ def test_data_generate_refuses_a_config_with_real_data(tmp_path, tiny_dataset):
     path.write_text(text)
     result = invoke("data", "generate", "--config", str(path), "--workdir", str(tmp_path / "w"))
     assert result.exit_code == cli.EXIT_USAGE and "nothing to generate" in result.output
+
+
+def test_unknown_target_board_is_refused_with_the_known_boards(tmp_path):
+    text = open(config_lib.DEFAULT_CONFIG).read().replace("target_device: nano33ble_sense", "target_device: arduino_uno")
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    result = invoke("run", "--config", str(path), "--workdir", str(tmp_path / "w"))
+    assert result.exit_code == cli.EXIT_USAGE
+    assert "Unknown board 'arduino_uno'" in result.output and "target_device" in result.output
+    assert "Traceback" not in result.output

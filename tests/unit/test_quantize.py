@@ -5,51 +5,19 @@ import subprocess
 
 import numpy as np
 import pytest
-import tensorflow as tf
-import tf_keras as keras
 
 from components.tflite_quantizer import codegen, quantize
-
-SHAPE = (8, 4)
-CLASSES = ("low", "mid", "high")
-
-
-def _data(n, seed):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, n)
-    x = rng.normal(0, 0.3, (n,) + SHAPE).astype(np.float32)
-    for i, label in enumerate(labels):
-        x[i, label * 2:label * 2 + 3, :] += 3.0  # each class lights up its own rows
-    return x, labels
+from tests.helpers import CLASSES, SHAPE, tiny_model_data as _data
 
 
 @pytest.fixture(scope="module")
-def saved_model(tmp_path_factory):
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input(shape=(SHAPE[0] * SHAPE[1],))
-    x = keras.layers.Reshape(SHAPE + (1,))(inputs)
-    x = keras.layers.Conv2D(4, (3, 3), padding="same", activation="relu")(x)
-    x = keras.layers.DepthwiseConv2D((3, 3), padding="same", activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(3, activation="softmax")(x)
-    model = keras.Model(inputs, outputs)
-    model.compile("adam", "sparse_categorical_crossentropy")
-    x, y = _data(600, 1)
-    model.fit(x.reshape(len(x), -1), y, epochs=30, verbose=0)
-
-    @tf.function(input_signature=[tf.TensorSpec([None, *SHAPE], tf.float32, name="features")])
-    def serve_features(features):
-        return {"probabilities": model(tf.reshape(features, [-1, SHAPE[0] * SHAPE[1]]))}
-
-    path = str(tmp_path_factory.mktemp("model") / "saved")
-    tf.saved_model.save(model, path, signatures={"serving_features": serve_features})
-    return path
+def saved_model(tiny_saved_model):
+    return tiny_saved_model
 
 
 @pytest.fixture(scope="module")
-def int8_model(saved_model):
-    x, _ = _data(100, 2)
-    return quantize.convert(saved_model, "serving_features", "int8", x)
+def int8_model(tiny_int8_model):
+    return tiny_int8_model
 
 
 def test_int8_model_has_int8_io_with_quantization_parameters(int8_model):

@@ -1,0 +1,63 @@
+import os
+import shutil
+
+import pytest
+
+from components.mcu_size_gate import devices
+
+SHIPPED = {"nano33ble_sense", "nucleo_l4r5zi", "nucleo_h743zi2", "pico", "esp32s3_devkitc", "sparkfun_edge",
+           "alif_e7_hp"}
+
+
+def test_shipped_catalogue_is_valid_and_covers_the_reference_boards():
+    catalogue = devices.load_catalogue()
+    assert set(catalogue) == SHIPPED
+    cores = {p.core for p in catalogue.values()}
+    assert {"cortex-m0plus", "cortex-m4f", "cortex-m7", "cortex-m55", "xtensa-lx7"} <= cores
+    nano = catalogue["nano33ble_sense"]
+    assert nano.flash_bytes == 1024 * 1024 and nano.ram_bytes == 256 * 1024 and nano.clock_mhz == 64
+    assert nano.ram_available_bytes == (256 - 96) * 1024
+    for profile in catalogue.values():
+        assert profile.sources and 0 < profile.ram_available_bytes < profile.ram_bytes
+
+
+def _user_dir(tmp_path, text, name="myboard"):
+    folder = tmp_path / "boards"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.yaml").write_text(text)
+    return str(folder)
+
+
+GOOD = open(os.path.join(devices.SHIPPED_DIR, "pico.yaml")).read().replace("name: pico", "name: myboard")
+
+
+def test_a_user_adds_a_board_by_adding_a_file(tmp_path):
+    catalogue = devices.load_catalogue([_user_dir(tmp_path, GOOD)])
+    assert devices.get_profile("myboard", catalogue).mcu == "RP2040"
+
+
+@pytest.mark.parametrize("old,new,field", [
+    ("ram_kib: 264", "ram_kib: lots", "ram_kib"),
+    ("core: cortex-m0plus", "core: pentium", "core"),
+    ("clock_mhz: 133", "clock_mhz: -1", "clock_mhz"),
+    ("  ram_kib: 48", "  ram_kb: 48", "reserved"),
+])
+def test_a_malformed_profile_names_the_field(tmp_path, old, new, field):
+    folder = _user_dir(tmp_path, GOOD.replace(old, new))
+    with pytest.raises(devices.DeviceProfileError, match=f"myboard.yaml: field '{field}'"):
+        devices.load_catalogue([folder])
+
+
+def test_name_must_match_file_and_be_unique(tmp_path):
+    with pytest.raises(devices.DeviceProfileError, match="file is named other.yaml"):
+        devices.load_catalogue([_user_dir(tmp_path, GOOD, name="other")])
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    shutil.copy(os.path.join(devices.SHIPPED_DIR, "pico.yaml"), clash / "pico.yaml")
+    with pytest.raises(devices.DeviceProfileError, match="reuses the name 'pico'"):
+        devices.load_catalogue([str(clash)])
+
+
+def test_unknown_board_lists_the_known_ones():
+    with pytest.raises(devices.DeviceProfileError, match="Unknown board 'arduino_uno'.*nano33ble_sense"):
+        devices.get_profile("arduino_uno", devices.load_catalogue())
