@@ -73,7 +73,8 @@ ensure_native() {
   local pstamp="$NATIVE_VENV/.tinyml-project-$(project_key)"
   if [ ! -f "$pstamp" ]; then
     say "installing the project (editable) into $NATIVE_VENV"
-    "$NATIVE_VENV/bin/pip" install --quiet --no-deps --no-build-isolation -e "$REPO"
+    "$NATIVE_VENV/bin/pip" install --quiet --no-deps --no-build-isolation -e "$REPO" >"$REPO/.venv/project-install.log" 2>&1 ||
+      { cat "$REPO/.venv/project-install.log" >&2; fail "Installing the project into $NATIVE_VENV failed (log above): check setup.py."; }
     rm -f "$NATIVE_VENV"/.tinyml-project-*
     touch "$pstamp"
   fi
@@ -174,8 +175,10 @@ ensure_rootfs() {
   local pstamp="$ROOTFS/opt/.tinyml-project-$(project_key)"
   if [ ! -f "$pstamp" ]; then
     say "installing the project (editable) from $REPO"
+    # setuptools warns about editable installs at length; keep that in a log unless it fails.
     in_root "$ROOTFS" --bind "$REPO" "$REPO" --chdir "$REPO" \
-      /opt/venv/bin/pip install --quiet --no-deps --no-build-isolation -e "$REPO"
+      /opt/venv/bin/pip install --quiet --no-deps --no-build-isolation -e "$REPO" >"$CACHE/project-install.log" 2>&1 ||
+      { cat "$CACHE/project-install.log" >&2; fail "Installing the project into $ROOTFS failed (log above): check setup.py."; }
     rm -f "$ROOTFS"/opt/.tinyml-project-*
     touch "$pstamp"
   fi
