@@ -18,16 +18,12 @@ class TFLiteModel(artifact.Artifact):
     ``micro_op_resolver.h`` (registers exactly its ops), ``quantization_report.json``.
     """
 
+    # Facts about the model (mode, model_bytes, float_accuracy, quantized_accuracy,
+    # accuracy_drop, agreement, ops) are custom properties: KFP v2 compiles a custom
+    # artifact type against the generic Artifact schema, which declares no properties,
+    # and rejects a type whose PROPERTIES it cannot match.
     TYPE_NAME = "components.TFLiteModel"
     TYPE_ANNOTATION = SystemModel
-    PROPERTIES = {
-        "mode": artifact.Property(type=artifact.PropertyType.STRING),
-        "model_bytes": artifact.Property(type=artifact.PropertyType.INT),
-        "float_accuracy": artifact.Property(type=artifact.PropertyType.FLOAT),
-        "quantized_accuracy": artifact.Property(type=artifact.PropertyType.FLOAT),
-        "accuracy_drop": artifact.Property(type=artifact.PropertyType.FLOAT),
-        "agreement": artifact.Property(type=artifact.PropertyType.FLOAT),
-    }
 
 
 # Blessings reuse TFX's type, so TFX's Pusher checks read them unchanged.

@@ -175,5 +175,38 @@ def run_command(config_path: str, workdir: str) -> None:
     click.echo(summary.to_text())
 
 
+@main.command("compile")
+@config_option
+@click.option("--output", default="build/kubeflow/pipeline.json", show_default=True,
+              type=click.Path(dir_okay=False), help="Where the KFP v2 pipeline spec goes.")
+def compile_command(config_path: str, output: str) -> None:
+    """Compile the pipeline for Kubeflow Pipelines v2 (KubeflowV2DagRunner)."""
+    from pipeline import run_kubeflow
+
+    try:
+        config = config_lib.load_config(config_path).for_kubeflow()
+    except config_lib.ConfigError as err:
+        _fail(str(err), EXIT_USAGE)
+    spec = run_kubeflow.compile_pipeline(config, output)
+    tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
+    click.echo(f"Compiled '{config.pipeline_name}' ({len(tasks)} tasks, image {config.kubeflow.image}) to {output}")
+
+
+@main.command("submit")
+@click.argument("spec_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--host", required=True, help="The Kubeflow Pipelines API endpoint.")
+@click.option("--namespace", default="kubeflow", show_default=True)
+@click.option("--experiment", default=None, help="Experiment to file the run under.")
+def submit_command(spec_file: str, host: str, namespace: str, experiment: Optional[str]) -> None:
+    """Upload a compiled pipeline and start a run on Kubeflow Pipelines."""
+    from pipeline import run_kubeflow
+
+    try:
+        run_id = run_kubeflow.submit(spec_file, host, namespace, experiment)
+    except run_kubeflow.SubmitError as err:
+        _fail(str(err), EXIT_FAILED)
+    click.echo(f"Started run {run_id} on {host} (namespace {namespace})")
+
+
 if __name__ == "__main__":
     main()

@@ -87,6 +87,12 @@ class TrainingConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class KubeflowConfig:
+    image: str = "tinyml-tfx:latest"
+    pipeline_root: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """Everything one pipeline run needs.
 
@@ -102,6 +108,7 @@ class PipelineConfig:
     features: FeatureConfig
     training: TrainingConfig
     quantization: QuantizationConfig = QuantizationConfig()
+    kubeflow: KubeflowConfig = KubeflowConfig()
     beam_args: Tuple[str, ...] = ()
     source: str = ""
     pipeline_root: str = ""
@@ -122,6 +129,24 @@ class PipelineConfig:
             metadata_path=os.path.join(workdir, "metadata", f"{self.pipeline_name}.sqlite"),
             data_root=data_root,
         )
+
+    def for_kubeflow(self) -> "PipelineConfig":
+        """Returns a copy for a Kubeflow run: the cluster's pipeline root and data, no local ML Metadata.
+
+        Raises:
+            ConfigError: when the config names no dataset or no Kubeflow pipeline root.
+        """
+        if self.data.root is None:
+            raise ConfigError(
+                f"Config file {self.source}: field 'data.root' is null, which means synthetic data "
+                "generated on this machine; a Kubeflow run reads its data from where the pods can "
+                "reach it. Set data.root to that location (e.g. gs://bucket/speech_commands).")
+        if not self.kubeflow.pipeline_root:
+            raise ConfigError(
+                f"Config file {self.source}: field 'kubeflow.pipeline_root' is not set. Set it to where "
+                "the run's artifacts go (an object-store URI or a path on a volume every pod mounts).")
+        return dataclasses.replace(self, pipeline_root=self.kubeflow.pipeline_root.rstrip("/") + "/" +
+                                   self.pipeline_name, metadata_path="", data_root=self.data.root)
 
     @property
     def uses_synthetic_data(self) -> bool:
@@ -199,6 +224,7 @@ def parse_config(raw: Any, source: str) -> PipelineConfig:
         features=FeatureConfig(**raw.get("features", {})),
         training=TrainingConfig(**raw.get("training", {})),
         quantization=QuantizationConfig(**raw.get("quantization", {})),
+        kubeflow=KubeflowConfig(**raw.get("kubeflow", {})),
         beam_args=tuple(raw.get("beam_args", ())),
         source=os.path.abspath(source),
     )

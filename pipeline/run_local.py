@@ -247,7 +247,7 @@ def _quantization(artifacts: Dict[str, Any]) -> Dict[str, object]:
     model, blessing = artifacts.get("quantized_model"), artifacts.get("blessing")
     if model is None:
         return {}
-    result: Dict[str, object] = {k: _value(v) for k, v in model.properties.items()}
+    result: Dict[str, object] = {k: _value(v) for k, v in model.custom_properties.items()}
     result["uri"] = model.uri
     if blessing is not None:
         result["blessed"] = bool(_value(blessing.custom_properties["blessed"]))

@@ -142,12 +142,12 @@ class Executor(base_executor.BaseExecutor):
                 f.write(content)
 
     def _set_properties(self, output, mode: str, report: Dict[str, Any], fidelity: quantize.Fidelity) -> None:
-        output.mode = mode
-        output.model_bytes = report["model_bytes"]
-        output.float_accuracy = fidelity.float_accuracy
-        output.quantized_accuracy = fidelity.quantized_accuracy
-        output.accuracy_drop = fidelity.accuracy_drop
-        output.agreement = fidelity.agreement
+        output.set_string_custom_property("mode", mode)
+        output.set_int_custom_property("model_bytes", report["model_bytes"])
+        output.set_float_custom_property("float_accuracy", fidelity.float_accuracy)
+        output.set_float_custom_property("quantized_accuracy", fidelity.quantized_accuracy)
+        output.set_float_custom_property("accuracy_drop", fidelity.accuracy_drop)
+        output.set_float_custom_property("agreement", fidelity.agreement)
         output.set_string_custom_property("ops", ",".join(f"{o['name']}:{o['version']}" for o in report["ops"]))
         output.set_int_custom_property("tflm_tflite_disagreements", fidelity.tflm_tflite_disagreements)
 

@@ -54,8 +54,10 @@ def test_writes_every_device_file_and_records_fidelity(inputs, tmp_path):
             "quantization_report.json"} <= files
     report = json.load(open(os.path.join(model.uri, "quantization_report.json")))
     assert report["calibration_examples"] >= 5  # at least one per class
-    assert report["model_bytes"] == os.path.getsize(os.path.join(model.uri, "model.tflite")) == model.model_bytes
-    assert model.accuracy_drop == pytest.approx(model.float_accuracy - model.quantized_accuracy)
+    assert report["model_bytes"] == os.path.getsize(os.path.join(model.uri, "model.tflite")) \
+        == model.get_int_custom_property("model_bytes")
+    assert model.get_float_custom_property("accuracy_drop") == pytest.approx(
+        model.get_float_custom_property("float_accuracy") - model.get_float_custom_property("quantized_accuracy"))
     assert set(report["fidelity"]["per_class"]) <= set(inputs[0].data.labels)
     assert blessing.get_int_custom_property("blessed") == int(
         report["fidelity"]["accuracy_drop"] <= 0.01 and not report["fidelity"]["collapsed"])
