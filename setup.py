@@ -23,6 +23,6 @@ setup(
         "click",
         "rich",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "kubernetes-validate"]},
     entry_points={"console_scripts": ["tinyml-tfx=pipeline.cli:main"]},
 )

@@ -20,9 +20,9 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOCK="$REPO/requirements.lock"
 # Bump when the recipe below changes in a way the lock file does not show.
-RECIPE=1
+RECIPE=2
 SUITE=trixie
-ROOT_PACKAGES=python3,python3-venv,python3-pip,python3-dev,g++,ca-certificates,libgomp1
+ROOT_PACKAGES=python3,python3-venv,python3-pip,python3-dev,g++,ca-certificates,libgomp1,kustomize
 
 say() { printf '[env] %s\n' "$*" >&2; }
 fail() {

@@ -1,0 +1,69 @@
+"""kubernetes/: every manifest valid for a current Kubernetes, and the kustomization renders."""
+
+import glob
+import os
+import shutil
+import subprocess
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from pipeline import config as config_lib
+
+BASE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "kubernetes", "base")
+NOT_RESOURCES = {"kustomization.yaml", "pipeline-config.yaml"}
+KUBERNETES_VERSION = kubernetes_validate.latest_version()
+
+
+def _resources(path):
+    with open(path) as f:
+        return [doc for doc in yaml.safe_load_all(f) if doc]
+
+
+@pytest.mark.parametrize("path", [p for p in sorted(glob.glob(os.path.join(BASE, "*.yaml")))
+                                  if os.path.basename(p) not in NOT_RESOURCES])
+def test_manifest_is_valid_kubernetes(path):
+    resources = _resources(path)
+    assert resources
+    for resource in resources:
+        kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    kustomize = shutil.which("kustomize")
+    if kustomize is None:
+        pytest.skip("kustomize is not installed here (scripts/devenv.sh installs it in the Debian 13 root)")
+    out = subprocess.run([kustomize, "build", BASE], check=True, capture_output=True, text=True).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def test_kustomization_renders_valid_resources_in_one_namespace(rendered):
+    kinds = {r["kind"] for r in rendered}
+    assert {"Namespace", "ServiceAccount", "Role", "RoleBinding", "Secret", "Deployment", "Service",
+            "PersistentVolumeClaim", "CronJob", "NetworkPolicy", "ConfigMap"} <= kinds
+    for resource in rendered:
+        kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
+        assert resource["metadata"]["labels"]["app.kubernetes.io/part-of"] == "tinyml-tfx"
+        if resource["kind"] != "Namespace":
+            assert resource["metadata"]["namespace"] == "tinyml-tfx"
+
+
+def test_every_container_requests_resources(rendered):
+    for resource in rendered:
+        spec = resource.get("spec", {})
+        pod = spec.get("template", {}).get("spec") or spec.get("jobTemplate", {}).get("spec", {}).get(
+            "template", {}).get("spec")
+        for container in (pod or {}).get("containers", []):
+            assert container["resources"]["requests"], (resource["metadata"]["name"], container["name"])
+
+
+def test_the_scheduled_config_is_a_valid_kubeflow_config(rendered):
+    (config_map,) = [r for r in rendered if r["kind"] == "ConfigMap" and r["metadata"]["name"].startswith("pipeline-config")]
+    cronjob = next(r for r in rendered if r["kind"] == "CronJob")
+    volume = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["volumes"][0]
+    assert volume["configMap"]["name"] == config_map["metadata"]["name"]  # kustomize's hashed name is wired through
+    config = config_lib.parse_config(yaml.safe_load(config_map["data"]["kws.yaml"]), "pipeline-config.yaml")
+    kubeflow = config.for_kubeflow()
+    assert kubeflow.pipeline_root.startswith("gs://") and kubeflow.data_root.startswith("gs://")
