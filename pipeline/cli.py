@@ -175,6 +175,69 @@ def run_command(config_path: str, workdir: str) -> None:
     click.echo(summary.to_text())
 
 
+@main.group()
+def devices() -> None:
+    """The board catalogue: list boards, check a .tflite model against them."""
+
+
+@devices.command("list")
+@click.option("--boards-dir", multiple=True, type=click.Path(file_okay=False, exists=True),
+              help="A folder of extra board profiles (<name>.yaml); repeatable.")
+def devices_list(boards_dir) -> None:
+    """List the known boards with their flash, RAM and what the firmware reserves."""
+    from components.mcu_size_gate import devices as catalogue_lib
+
+    try:
+        catalogue = catalogue_lib.load_catalogue(boards_dir)
+    except catalogue_lib.DeviceProfileError as err:
+        _fail(str(err), EXIT_USAGE)
+    click.echo(f"{'board':<18} {'core':<14} {'MHz':>5} {'flash KiB':>10} {'RAM KiB':>8} {'reserved flash/RAM KiB':>23}")
+    for p in catalogue.values():
+        click.echo(f"{p.name:<18} {p.core:<14} {p.clock_mhz:>5.0f} {p.flash_bytes // 1024:>10} "
+                   f"{p.ram_bytes // 1024:>8} {p.reserved_flash_bytes // 1024:>11}/{p.reserved_ram_bytes // 1024:<11}")
+
+
+@devices.command("check")
+@click.argument("model_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--board", "boards", multiple=True, help="Board name(s); default: every known board.")
+@click.option("--boards-dir", multiple=True, type=click.Path(file_okay=False, exists=True),
+              help="A folder of extra board profiles (<name>.yaml); repeatable.")
+def devices_check(model_file: str, boards, boards_dir) -> None:
+    """Measure a .tflite model on TFLite Micro (arena, ops, MACs) and compare it with boards' RAM.
+
+    The arena is measured, not estimated. Flash here counts the model only; the TFLM
+    runtime and kernels come on top (the MCU size gate issue adds them).
+    """
+    from components.mcu_size_gate import devices as catalogue_lib
+    from components.mcu_size_gate import measure
+    from components.tflite_quantizer import quantize
+
+    try:
+        catalogue = catalogue_lib.load_catalogue(boards_dir)
+        targets = [catalogue_lib.get_profile(b, catalogue) for b in boards] or list(catalogue.values())
+        with open(model_file, "rb") as f:
+            model = f.read()
+        arena = measure.measure_arena(model)
+        macs = sum(item.macs for item in measure.count_macs(model))
+        info = quantize.describe(model)
+    except catalogue_lib.DeviceProfileError as err:
+        _fail(str(err), EXIT_USAGE)
+    except (quantize.QuantizationError, ValueError, RuntimeError) as err:
+        _fail(f"Could not measure {model_file} on TFLite Micro: {err}", EXIT_USAGE)
+    click.echo(f"{model_file}: {info['model_bytes']} bytes, {macs:,} MACs per inference, ops "
+               + ", ".join(f"{o['name']} v{o['version']}" for o in info["ops"]))
+    click.echo(f"Tensor arena: {arena.smallest_bytes} bytes (smallest that runs; recording allocator "
+               f"{arena.recorded_total}: head {arena.recorded_head}, tail {arena.recorded_tail}; {arena.source})")
+    for p in targets:
+        ram_need = arena.smallest_bytes + p.reserved_ram_bytes
+        region_ok = p.arena_region_bytes is None or arena.smallest_bytes <= p.arena_region_bytes
+        flash_need = info["model_bytes"] + p.reserved_flash_bytes
+        fits = ram_need <= p.ram_bytes and region_ok and flash_need <= p.flash_bytes
+        click.echo(f"  {p.name:<18} RAM {ram_need / 1024:7.1f} / {p.ram_bytes / 1024:7.1f} KiB   "
+                   f"flash (model + reserve) {flash_need / 1024:7.1f} / {p.flash_bytes / 1024:7.1f} KiB   "
+                   f"{'fits' if fits else 'DOES NOT FIT'}")
+
+
 @main.command("compile")
 @config_option
 @click.option("--output", default="build/kubeflow/pipeline.json", show_default=True,

@@ -63,3 +63,34 @@ def test_unknown_target_board_is_refused_with_the_known_boards(tmp_path):
     assert result.exit_code == cli.EXIT_USAGE
     assert "Unknown board 'arduino_uno'" in result.output and "target_device" in result.output
     assert "Traceback" not in result.output
+
+
+def test_devices_list_shows_the_catalogue():
+    result = invoke("devices", "list")
+    assert result.exit_code == 0
+    for board in ("nano33ble_sense", "nucleo_l4r5zi", "nucleo_h743zi2", "pico", "esp32s3_devkitc",
+                  "sparkfun_edge", "alif_e7_hp"):
+        assert board in result.output
+
+
+def test_devices_check_measures_the_model_and_says_what_fits(tmp_path, tiny_int8_model):
+    model = tmp_path / "model.tflite"
+    model.write_bytes(tiny_int8_model)
+    boards = tmp_path / "boards"
+    boards.mkdir()
+    (boards / "tiny_mcu.yaml").write_text(
+        "name: tiny_mcu\ndisplay_name: Tiny\nmcu: X\ncore: cortex-m0plus\nclock_mhz: 16\nflash_kib: 32\n"
+        "ram_kib: 2\nreserved: {flash_kib: 8, ram_kib: 1}\nsources: [made up for a test]\n")
+    result = invoke("devices", "check", str(model), "--board", "pico", "--board", "tiny_mcu",
+                    "--boards-dir", str(boards))
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("  ")}
+    assert lines["pico"].endswith("fits") and lines["tiny_mcu"].endswith("DOES NOT FIT")
+    assert "Tensor arena:" in result.output and "CONV_2D" in result.output
+
+
+def test_devices_check_unknown_board_is_a_usage_error(tmp_path, tiny_int8_model):
+    model = tmp_path / "model.tflite"
+    model.write_bytes(tiny_int8_model)
+    result = invoke("devices", "check", str(model), "--board", "uno")
+    assert result.exit_code == cli.EXIT_USAGE and "Unknown board 'uno'" in result.output
