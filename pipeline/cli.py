@@ -173,6 +173,35 @@ def run_command(config_path: str, workdir: str) -> None:
         _fail(f"The pipeline failed: {type(err).__name__}: {err}. The full log, with the traceback, is "
               f"in {log_path}.", EXIT_FAILED)
     click.echo(summary.to_text())
+    _write_report(summary, config)
+
+
+def _write_report(summary, config) -> None:
+    from pipeline import report
+
+    try:
+        path = report.write_report(summary, config)
+    except Exception as err:  # noqa: BLE001 - a report failure must not hide a finished run
+        logging.getLogger(__name__).error("Report failed:\n%s", traceback.format_exc())
+        click.echo(f"Warning: the report could not be written ({type(err).__name__}: {err}); the run itself is "
+                   "unaffected.", err=True)
+        return
+    click.echo(f"Report:         {path}")
+
+
+@main.command("report")
+@config_option
+@workdir_option
+def report_command(config_path: str, workdir: str) -> None:
+    """Write the HTML report and model card of the latest local run."""
+    from pipeline import run_local
+
+    config = _load(config_path, workdir)
+    if not os.path.exists(config.metadata_path):
+        _fail(f"No local run of '{config.pipeline_name}' in {os.path.abspath(workdir)} (no ML Metadata at "
+              f"{config.metadata_path}). Run 'tinyml-tfx run' first, or pass the --workdir of a run.", EXIT_USAGE)
+    summary = run_local.summarise(config, wall_seconds=0.0)
+    _write_report(summary, config)
 
 
 @main.group()

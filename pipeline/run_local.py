@@ -53,6 +53,8 @@ class RunSummary:
     quantization: Dict[str, object]
     evaluation_uri: Optional[str]
     ingestion_report: Optional[str]
+    baseline_accuracy: Optional[float] = None
+    artifact_uris: Dict[str, Dict[str, str]] = dataclasses.field(default_factory=dict)
 
     def to_text(self) -> str:
         lines = [f"Pipeline '{self.pipeline_name}', run {self.run_id}: {self.wall_seconds:.1f} s"]
@@ -197,12 +199,13 @@ def summarise(config: PipelineConfig, wall_seconds: float) -> RunSummary:
         outputs[node] = _output_artifacts(store, execution.id)
     components.sort(key=lambda c: order.get(c.node_id, len(order)))
 
-    accuracy, blessed, per_class = None, None, {}
+    accuracy, blessed, per_class, baseline = None, None, {}, None
     uris = {node: {key: a.uri for key, a in arts.items()} for node, arts in outputs.items()}
     evaluation_uri = uris.get(kws_pipeline.EVALUATOR, {}).get("evaluation")
     blessing_uri = uris.get(kws_pipeline.EVALUATOR, {}).get("blessing")
     if evaluation_uri:
         accuracy = overall_metric(evaluation_uri, "sparse_categorical_accuracy")
+        baseline = overall_metric(evaluation_uri, "sparse_categorical_accuracy", model_name="baseline")
         per_class = metric_by_slice(evaluation_uri, "sparse_categorical_accuracy", "label")
     if blessing_uri:
         blessed = tf.io.gfile.exists(os.path.join(blessing_uri, "BLESSED"))
@@ -222,6 +225,8 @@ def summarise(config: PipelineConfig, wall_seconds: float) -> RunSummary:
         quantization=_quantization(outputs.get(kws_pipeline.QUANTIZER, {})),
         evaluation_uri=evaluation_uri,
         ingestion_report=report if report and tf.io.gfile.exists(report) else None,
+        baseline_accuracy=baseline,
+        artifact_uris=uris,
     )
 
 
@@ -255,22 +260,23 @@ def _quantization(artifacts: Dict[str, Any]) -> Dict[str, object]:
     return result
 
 
-def _candidate_value(slice_metrics, metric_name: str) -> Optional[float]:
+def _candidate_value(slice_metrics, metric_name: str, model_name: str = "candidate") -> Optional[float]:
+    names = ("", "candidate") if model_name == "candidate" else (model_name,)
     for item in slice_metrics.metric_keys_and_values:
         key = item.key
-        if (key.name == metric_name and not key.is_diff and key.model_name in ("", "candidate")
+        if (key.name == metric_name and not key.is_diff and key.model_name in names
                 and item.value.HasField("double_value")):
             return float(item.value.double_value.value)
     return None
 
 
-def overall_metric(evaluation_uri: str, metric_name: str) -> Optional[float]:
-    """A metric of the overall slice from an Evaluator output, or None when absent."""
+def overall_metric(evaluation_uri: str, metric_name: str, model_name: str = "candidate") -> Optional[float]:
+    """A metric of the overall slice from an Evaluator output (the candidate's, or the baseline's), or None."""
     import tensorflow_model_analysis as tfma
 
     for slice_metrics in tfma.load_metrics(evaluation_uri):
         if not slice_metrics.slice_key.single_slice_keys:
-            return _candidate_value(slice_metrics, metric_name)
+            return _candidate_value(slice_metrics, metric_name, model_name)
     return None
 
 

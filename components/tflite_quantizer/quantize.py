@@ -264,6 +264,8 @@ class Fidelity:
     tflm_tflite_max_abs_diff: float
     collapsed: bool
     majority_share: float
+    confusion_float: List[List[int]]
+    confusion_quantized: List[List[int]]
 
     def to_dict(self) -> Dict[str, object]:
         return dataclasses.asdict(self)
@@ -299,7 +301,18 @@ def fidelity(labels: np.ndarray, float_probs: np.ndarray, tflm_probs: np.ndarray
         tflm_tflite_max_abs_diff=float(np.abs(tflite_probs - tflm_probs).max()),
         collapsed=len(np.unique(labels)) > 1 and majority_share >= COLLAPSE_SHARE,
         majority_share=majority_share,
+        confusion_float=confusion_matrix(labels, float_pred, len(class_names)),
+        confusion_quantized=confusion_matrix(labels, quant_pred, len(class_names)),
     )
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int) -> List[List[int]]:
+    """Counts [true class][predicted class]."""
+    matrix = np.zeros((classes, classes), dtype=int)
+    for true, predicted in zip(labels, predictions):
+        if 0 <= true < classes and 0 <= predicted < classes:
+            matrix[true, predicted] += 1
+    return matrix.tolist()
 
 
 def op_names(model: bytes) -> List[str]:

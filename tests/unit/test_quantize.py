@@ -47,6 +47,8 @@ def test_tflm_inference_matches_float_within_quantization_error(saved_model, int
     assert result.float_accuracy > 0.9 and result.accuracy_drop < 0.03 and result.agreement > 0.95
     assert result.tflm_tflite_disagreements <= 2 and not result.collapsed
     assert set(result.per_class) == set(CLASSES)
+    matrix = np.array(result.confusion_quantized)
+    assert matrix.sum() == len(labels) and np.trace(matrix) / len(labels) == pytest.approx(result.quantized_accuracy)
 
 
 def test_forgetting_to_quantize_the_input_gives_nonsense(int8_model, saved_model):

@@ -242,13 +242,19 @@ def generate_dataset(spec: GenerationSpec, out_dir: str, *, processes: Optional[
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def existing_fingerprint(out_dir: str) -> Optional[str]:
-    """The fingerprint of the synthetic dataset in ``out_dir``, or None if there is none."""
+def read_manifest(out_dir: str) -> Dict[str, object]:
+    """The DATASET.json of a generated dataset, or {} for any other folder."""
     try:
         with open(os.path.join(out_dir, MANIFEST_FILE)) as f:
-            return json.load(f).get("fingerprint")
+            manifest = json.load(f)
     except (OSError, ValueError):
-        return None
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def existing_fingerprint(out_dir: str) -> Optional[str]:
+    """The fingerprint of the synthetic dataset in ``out_dir``, or None if there is none."""
+    return read_manifest(out_dir).get("fingerprint")
 
 
 def ensure_dataset(spec: GenerationSpec, out_dir: str, **kwargs) -> bool:
