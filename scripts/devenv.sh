@@ -19,10 +19,13 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOCK="$REPO/requirements.lock"
-# Bump when the recipe below changes in a way the lock file does not show.
-RECIPE=2
+# Bump when the recipe below changes in a way the lock file and package lists do not show.
+RECIPE=3
 SUITE=trixie
-ROOT_PACKAGES=python3,python3-venv,python3-pip,python3-dev,g++,ca-certificates,libgomp1,kustomize
+ROOT_PACKAGES=python3,python3-venv,python3-pip,python3-dev,g++,ca-certificates,libgomp1
+# Tools the tests use, installed with apt after debootstrap (chromium's desktop
+# dependencies do not configure inside debootstrap's own chroot step).
+ROOT_TOOLS="kustomize chromium"
 
 say() { printf '[env] %s\n' "$*" >&2; }
 fail() {
@@ -32,7 +35,7 @@ fail() {
 
 [ -f "$LOCK" ] || fail "The lock file $LOCK is missing. It pins every package of the stack; restore it with 'git checkout requirements.lock'."
 
-env_key() { { cat "$LOCK"; echo "recipe=$RECIPE suite=$SUITE"; } | sha256sum | cut -c1-16; }
+env_key() { { cat "$LOCK"; echo "recipe=$RECIPE suite=$SUITE packages=$ROOT_PACKAGES tools=$ROOT_TOOLS"; } | sha256sum | cut -c1-16; }
 project_key() { { cat "$REPO/setup.py"; echo "$REPO"; } | sha256sum | cut -c1-16; }
 
 glibc_at_least() {  # $1 = minor version of glibc 2.x
@@ -155,6 +158,10 @@ build_rootfs() {
   fi
   # pip inside the root must trust the same certificate authorities as the host.
   cp /etc/ssl/certs/ca-certificates.crt "$partial/etc/ssl/certs/ca-certificates.crt"
+  say "installing $ROOT_TOOLS into the root"
+  in_root "$partial" bash -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends $ROOT_TOOLS && apt-get clean" >"$CACHE/apt-tools.log" 2>&1 ||
+    { tail -n 5 "$CACHE/apt-tools.log" >&2; fail "apt-get could not install $ROOT_TOOLS into the Debian 13 root (log: $CACHE/apt-tools.log). Check that $mirror is reachable."; }
   say "installing the pinned stack from requirements.lock into the root (a few minutes the first time)"
   cp "$LOCK" "$partial/opt/requirements.lock" 2>/dev/null || { mkdir -p "$partial/opt"; cp "$LOCK" "$partial/opt/requirements.lock"; }
   in_root "$partial" bash -euo pipefail -c '
