@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import textwrap
 import time
@@ -40,29 +39,7 @@ def _load(config_path: str, workdir: str) -> config_lib.PipelineConfig:
         _fail(str(err), EXIT_USAGE)
 
 
-class _ProgressHandler(logging.Handler):
-    """Echoes the runner's component start/finish lines while the full log goes to a file."""
-
-    _PATTERN = re.compile(r"Component (\S+) is (running|finished)")
-
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self._started = {}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        match = self._PATTERN.search(record.getMessage())
-        if not match:
-            return
-        node, what = match.groups()
-        if what == "running":
-            self._started[node] = time.time()
-            click.echo(f"  ▶ {node} ...")
-        else:
-            seconds = time.time() - self._started.get(node, time.time())
-            click.echo(f"  ✔ {node} ({seconds:.1f} s)")
-
-
-def _log_to_file(workdir: str) -> str:
+def _log_to_file(workdir: str, progress_handler: logging.Handler) -> str:
     from absl import logging as absl_logging
 
     log_dir = os.path.join(workdir, "logs")
@@ -76,7 +53,7 @@ def _log_to_file(workdir: str) -> str:
     for handler in list(root.handlers):
         root.removeHandler(handler)
     root.addHandler(file_handler)
-    root.addHandler(_ProgressHandler())
+    root.addHandler(progress_handler)
     root.setLevel(logging.INFO)
     # TensorFlow gives its logger a console handler of its own; send it to the file too.
     tf_logger = logging.getLogger("tensorflow")
@@ -84,18 +61,6 @@ def _log_to_file(workdir: str) -> str:
         tf_logger.removeHandler(handler)
     tf_logger.propagate = True
     return path
-
-
-def _progress_printer(label: str):
-    last = {"t": 0.0}
-
-    def report(done: int, total: int) -> None:
-        now = time.time()
-        if done == total or now - last["t"] > 2.0:
-            last["t"] = now
-            click.echo(f"  {label}: {done}/{total} clips ({100 * done // max(total, 1)}%)")
-
-    return report
 
 
 config_option = click.option(
@@ -134,7 +99,11 @@ def data_generate(config_path: str, workdir: str, force: bool) -> None:
         if not force and generate.existing_fingerprint(config.data_root) == spec.fingerprint():
             click.echo(f"Synthetic data is up to date in {config.data_root}")
             return
-        manifest = generate.generate_dataset(spec, config.data_root, progress=_progress_printer("generating"))
+        from pipeline.progress import RunProgress
+
+        with RunProgress() as progress:
+            manifest = generate.generate_dataset(
+                spec, config.data_root, progress=lambda done, total: progress.counted("generating clips", done, total))
     except speech.SpeechSynthesisError as err:
         _fail(str(err), EXIT_USAGE)
     click.echo(f"Generated {manifest['clips']} synthetic clips in {config.data_root}")
@@ -149,23 +118,27 @@ def run_command(config_path: str, workdir: str) -> None:
     from pipeline import run_local
     from pipeline.tasks.kws import speech
 
+    from pipeline.progress import RunProgress
+
     config = _load(config_path, workdir)
     try:
         run_local.check_config(config)
         if config.uses_synthetic_data:
             click.echo(f"Data: synthetic keyword dataset in {config.data_root}")
-            if run_local.prepare_data(config, progress=_progress_printer("generating")):
-                click.echo("  generated")
-            else:
-                click.echo("  up to date")
+            with RunProgress() as progress:
+                generated = run_local.prepare_data(
+                    config, progress=lambda done, total: progress.counted("generating clips", done, total))
+            click.echo("  generated" if generated else "  up to date")
         run_local.preflight(config)
     except (config_lib.ConfigError, speech.SpeechSynthesisError) as err:
         _fail(str(err), EXIT_USAGE)
 
-    log_path = _log_to_file(os.path.abspath(workdir))
+    progress = RunProgress()
+    log_path = _log_to_file(os.path.abspath(workdir), progress.handler())
     click.echo(f"Running pipeline '{config.pipeline_name}' (full log: {log_path})")
     try:
-        summary = run_local.run(config)
+        with progress:
+            summary = run_local.run(config)
     except DataAnomaliesError as err:
         _fail(str(err), EXIT_FAILED)
     except Exception as err:  # noqa: BLE001 - any component failure ends here, with its log

@@ -18,6 +18,7 @@ from typing import Any, Dict
 
 import tensorflow as tf
 import tensorflow_transform as tft
+from absl import logging
 import tf_keras as keras
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
@@ -63,6 +64,18 @@ def make_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutp
             FEATURE_SIGNATURE: serve_features}
 
 
+class _EpochLogger(keras.callbacks.Callback):
+    """Logs one line per epoch; the CLI turns these into a progress bar (pipeline/progress.py)."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self._epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted((logs or {}).items()) if k != "lr")
+        logging.info("Training epoch %d/%d: %s", epoch + 1, self._epochs, metrics)
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Trains the configured model and exports it with its signatures.
 
@@ -85,7 +98,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     schedule = keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=2)
     history = model.fit(train, validation_data=evaluation, epochs=training["epochs"],
-                        callbacks=[schedule], verbose=2)
+                        callbacks=[schedule, _EpochLogger(training["epochs"])], verbose=0)
 
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as f:

@@ -1,0 +1,38 @@
+import io
+import logging
+
+from rich.console import Console
+
+from pipeline.progress import RunProgress
+
+
+def _record(message: str) -> logging.LogRecord:
+    return logging.LogRecord("absl", logging.INFO, __file__, 1, message, None, None)
+
+
+def test_plain_output_without_a_terminal():
+    out = io.StringIO()
+    progress = RunProgress(Console(file=out, force_terminal=False, width=100))
+    handler = progress.handler()
+    with progress:
+        handler.emit(_record("Component Trainer is running."))
+        for epoch in range(1, 4):
+            handler.emit(_record(f"Training epoch {epoch}/3: accuracy 0.9"))
+        handler.emit(_record("Component Trainer is finished."))
+        handler.emit(_record("unrelated message"))
+    text = out.getvalue()
+    assert "▶ Trainer ..." in text and "✔ Trainer (" in text
+    assert "Trainer epochs: 3/3 (100%)" in text and "unrelated" not in text
+
+
+def test_live_bars_with_a_terminal():
+    out = io.StringIO()
+    progress = RunProgress(Console(file=out, force_terminal=True, width=100))
+    handler = progress.handler()
+    with progress:
+        handler.emit(_record("Component Transform is running."))
+        handler.emit(_record("Component Transform is finished."))
+        progress.counted("generating clips", 50, 100)
+        progress.counted("generating clips", 100, 100)
+    text = out.getvalue()
+    assert "Transform" in text and "generating clips" in text and "100/100" in text
