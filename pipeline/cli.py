@@ -230,14 +230,12 @@ def devices_check(model_file: str, boards, boards_dir) -> None:
                + ", ".join(f"{o['name']} v{o['version']}" for o in info["ops"]))
     click.echo(f"Tensor arena: {arena.smallest_bytes} bytes (smallest that runs; recording allocator "
                f"{arena.recorded_total}: head {arena.recorded_head}, tail {arena.recorded_tail}; {arena.source})")
-    for p in targets:
-        ram_need = arena.smallest_bytes + p.reserved_ram_bytes
-        region_ok = p.arena_region_bytes is None or arena.smallest_bytes <= p.arena_region_bytes
-        flash_need = info["model_bytes"] + p.reserved_flash_bytes
-        fits = ram_need <= p.ram_bytes and region_ok and flash_need <= p.flash_bytes
-        click.echo(f"  {p.name:<18} RAM {ram_need / 1024:7.1f} / {p.ram_bytes / 1024:7.1f} KiB   "
-                   f"flash (model + reserve) {flash_need / 1024:7.1f} / {p.flash_bytes / 1024:7.1f} KiB   "
-                   f"{'fits' if fits else 'DOES NOT FIT'}")
+    for budget in catalogue_lib.budgets(info["model_bytes"], arena.smallest_bytes, targets):
+        p = budget.board
+        region = "" if budget.arena_fits_region else " (arena larger than the biggest RAM bank)"
+        click.echo(f"  {p.name:<18} RAM {budget.ram_used / 1024:7.1f} / {p.ram_bytes / 1024:7.1f} KiB   "
+                   f"flash (model + reserve) {budget.flash_used / 1024:7.1f} / {p.flash_bytes / 1024:7.1f} KiB   "
+                   f"{'fits' if budget.fits else 'DOES NOT FIT' + region}")
 
 
 @main.command("compile")

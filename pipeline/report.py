@@ -190,13 +190,9 @@ def device_table(model_file: str) -> Dict[str, Any]:
     with open(model_file, "rb") as f:
         model = f.read()
     arena = measure.measure_arena(model)
-    rows = []
-    for profile in devices.load_catalogue().values():
-        rows.append({
-            "board": profile.name, "core": profile.core, "clock_mhz": profile.clock_mhz,
-            "ram_used": arena.smallest_bytes + profile.reserved_ram_bytes, "ram_total": profile.ram_bytes,
-            "flash_used": len(model) + profile.reserved_flash_bytes, "flash_total": profile.flash_bytes,
-        })
+    rows = [{"board": b.board.name, "core": b.board.core, "ram_used": b.ram_used, "ram_total": b.board.ram_bytes,
+             "flash_used": b.flash_used, "flash_total": b.board.flash_bytes, "fits": b.fits}
+            for b in devices.budgets(len(model), arena.smallest_bytes, devices.load_catalogue().values())]
     return {"arena": arena, "macs": sum(m.macs for m in measure.count_macs(model)), "rows": rows}
 
 
@@ -326,8 +322,7 @@ def render_html(summary, config: PipelineConfig, content: Dict[str, Any]) -> str
         parts.append(f"<img alt='budgets per board' src='{_budget_plot(device['rows'])}'>")
         parts.append(_table([(r["board"], r["core"], f"{r['ram_used'] / 1024:.1f} / {r['ram_total'] / 1024:.0f}",
                               f"{r['flash_used'] / 1024:.1f} / {r['flash_total'] / 1024:.0f}",
-                              "fits" if r["ram_used"] <= r["ram_total"] and r["flash_used"] <= r["flash_total"]
-                              else "does not fit") for r in device["rows"]],
+                              "fits" if r["fits"] else "does not fit") for r in device["rows"]],
                             ("board", "core", "RAM KiB (arena + reserve)", "flash KiB (model + reserve)", "")))
         parts.append("<p>Flash counts the model and the board's reserve; the TFLite Micro runtime and kernel "
                      "sizes and a latency estimate come with the MCU size gate.</p>")

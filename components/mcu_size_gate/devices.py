@@ -110,3 +110,27 @@ def get_profile(name: str, catalogue: Dict[str, DeviceProfile]) -> DeviceProfile
         raise DeviceProfileError(f"Unknown board '{name}'. Known boards: {', '.join(sorted(catalogue))}. Add a "
                                  f"profile file <name>.yaml (see schemas/{SCHEMA_FILE}) for another board.")
     return catalogue[name]
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """A model's RAM and flash against one board: what it needs (with the reserve) and what there is."""
+
+    board: DeviceProfile
+    ram_used: int
+    flash_used: int
+    arena_fits_region: bool
+
+    @property
+    def fits(self) -> bool:
+        return (self.ram_used <= self.board.ram_bytes and self.flash_used <= self.board.flash_bytes
+                and self.arena_fits_region)
+
+
+def budgets(model_bytes: int, arena_bytes: int, profiles: Iterable[DeviceProfile]) -> Tuple[Budget, ...]:
+    """Arena + RAM reserve against RAM (and the arena against the largest RAM bank), model +
+    flash reserve against flash, per board. Flash does not yet count the TFLM runtime and kernels."""
+    return tuple(
+        Budget(board=p, ram_used=arena_bytes + p.reserved_ram_bytes, flash_used=model_bytes + p.reserved_flash_bytes,
+               arena_fits_region=p.arena_region_bytes is None or arena_bytes <= p.arena_region_bytes)
+        for p in profiles)

@@ -61,3 +61,16 @@ def test_name_must_match_file_and_be_unique(tmp_path):
 def test_unknown_board_lists_the_known_ones():
     with pytest.raises(devices.DeviceProfileError, match="Unknown board 'arduino_uno'.*nano33ble_sense"):
         devices.get_profile("arduino_uno", devices.load_catalogue())
+
+
+def test_budgets_add_the_reserve_and_respect_the_largest_ram_bank():
+    catalogue = devices.load_catalogue()
+    l4r5, nano = catalogue["nucleo_l4r5zi"], catalogue["nano33ble_sense"]
+    small, large = devices.budgets(50_000, 100 * 1024, [l4r5, nano])
+    assert small.ram_used == 100 * 1024 + l4r5.reserved_ram_bytes and small.flash_used == 50_000 + l4r5.reserved_flash_bytes
+    assert small.fits and large.fits
+    # 200 KiB of arena fits the L4R5's 640 KiB of RAM in total but not its largest bank (SRAM1, 192 KiB)
+    (too_big,) = devices.budgets(50_000, 200 * 1024, [l4r5])
+    assert too_big.ram_used < l4r5.ram_bytes and not too_big.arena_fits_region and not too_big.fits
+    (too_much_ram,) = devices.budgets(50_000, 200 * 1024, [nano])  # 200 + 96 reserve > 256
+    assert not too_much_ram.fits
