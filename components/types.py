@@ -26,5 +26,11 @@ class TFLiteModel(artifact.Artifact):
     TYPE_ANNOTATION = SystemModel
 
 
+class DeviceReport(artifact.Artifact):
+    """The MCU size gate's findings: ``device_report.json`` and ``device_report.html``."""
+
+    TYPE_NAME = "components.DeviceReport"
+
+
 # Blessings reuse TFX's type, so TFX's Pusher checks read them unchanged.
 ModelBlessing = standard_artifacts.ModelBlessing

@@ -109,6 +109,7 @@ class PipelineConfig:
     training: TrainingConfig
     quantization: QuantizationConfig = QuantizationConfig()
     kubeflow: KubeflowConfig = KubeflowConfig()
+    extra_targets: Tuple[str, ...] = ()
     beam_args: Tuple[str, ...] = ()
     source: str = ""
     pipeline_root: str = ""
@@ -225,6 +226,7 @@ def parse_config(raw: Any, source: str) -> PipelineConfig:
         training=TrainingConfig(**raw.get("training", {})),
         quantization=QuantizationConfig(**raw.get("quantization", {})),
         kubeflow=KubeflowConfig(**raw.get("kubeflow", {})),
+        extra_targets=tuple(raw.get("extra_targets", ())),
         beam_args=tuple(raw.get("beam_args", ())),
         source=os.path.abspath(source),
     )

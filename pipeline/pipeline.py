@@ -18,6 +18,7 @@ from tfx import v1 as tfx
 from components.audio_example_gen.component import AudioExampleGen
 from components.audio_example_gen.layout import EVAL, TEST, TRAIN
 from components.data_validation_gate.component import DataValidationGate
+from components.mcu_size_gate.component import McuSizeGate
 from components.tflite_quantizer.component import TFLiteQuantizer
 from pipeline.config import PipelineConfig
 from pipeline.tasks.kws import features, preprocessing
@@ -36,6 +37,7 @@ TRAINER = "Trainer"
 BASELINE_RESOLVER = "latest_blessed_model_resolver"
 EVALUATOR = "Evaluator"
 QUANTIZER = "TFLiteQuantizer"
+SIZE_GATE = "McuSizeGate"
 
 
 def task_code_fingerprint() -> str:
@@ -100,7 +102,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     Returns:
         AudioExampleGen -> StatisticsGen -> ImportSchemaGen -> DataValidationGate ->
         Transform -> Trainer -> Evaluator (against the latest blessed model) and
-        TFLiteQuantizer (int8 for TFLite Micro, with its own fidelity blessing).
+        TFLiteQuantizer (int8 for TFLite Micro, with its own fidelity blessing) -> McuSizeGate
+        (measured arena and model size against the target board, with its own blessing).
     """
     data = config.data
     example_gen = AudioExampleGen(
@@ -160,8 +163,14 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         seed=config.training.seed,
     ).with_id(QUANTIZER)
 
+    size_gate = McuSizeGate(
+        quantized_model=quantizer.outputs["quantized_model"],
+        target=config.target_device,
+        extra_targets=config.extra_targets,
+    ).with_id(SIZE_GATE)
+
     components: List[Any] = [example_gen, statistics_gen, schema_gen, validator, transform, trainer,
-                             baseline, evaluator, quantizer]
+                             baseline, evaluator, quantizer, size_gate]
     metadata = (tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
                 if config.metadata_path else None)
     return tfx.dsl.Pipeline(

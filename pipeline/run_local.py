@@ -51,6 +51,7 @@ class RunSummary:
     metadata_path: str
     model_uri: Optional[str]
     quantization: Dict[str, object]
+    size_gate: Dict[str, object]
     evaluation_uri: Optional[str]
     ingestion_report: Optional[str]
     baseline_accuracy: Optional[float] = None
@@ -74,6 +75,10 @@ class RunSummary:
             lines.append(f"Quantized ({q['mode']}): {q['model_bytes']} bytes; accuracy float {q['float_accuracy']:.4f}, "
                          f"{q['mode']} {q['quantized_accuracy']:.4f} (drop {100 * q['accuracy_drop']:.2f} points; "
                          f"{verdict})")
+        if self.size_gate:
+            g = self.size_gate
+            lines.append(f"MCU size gate:  {'fits ' + g['target'] if g['blessed'] else 'NOT blessed: ' + g['reason']}"
+                         f" (arena {g['arena_bytes']} bytes; report {g['report']})")
         if self.model_uri:
             lines.append(f"Model:          {self.model_uri}")
         if q.get("uri"):
@@ -133,10 +138,12 @@ def check_config(config: PipelineConfig) -> None:
     """Checks the config against the board catalogue and the curated schema (no data needed)."""
     from components.mcu_size_gate import devices
 
-    try:
-        devices.get_profile(config.target_device, devices.load_catalogue())
-    except devices.DeviceProfileError as err:
-        raise ConfigError(f"{err} (target_device in {config.source})") from err
+    catalogue = devices.load_catalogue()
+    for field, name in [("target_device", config.target_device)] + [("extra_targets", n) for n in config.extra_targets]:
+        try:
+            devices.get_profile(name, catalogue)
+        except devices.DeviceProfileError as err:
+            raise ConfigError(f"{err} ({field} in {config.source})") from err
     check_schema_labels(config)
 
 
@@ -189,7 +196,8 @@ def summarise(config: PipelineConfig, wall_seconds: float) -> RunSummary:
     order = {node: i for i, node in enumerate([
         kws_pipeline.EXAMPLE_GEN, kws_pipeline.STATISTICS_GEN, kws_pipeline.SCHEMA_GEN,
         kws_pipeline.VALIDATOR, kws_pipeline.TRANSFORM, kws_pipeline.TRAINER,
-        kws_pipeline.BASELINE_RESOLVER, kws_pipeline.EVALUATOR, kws_pipeline.QUANTIZER])}
+        kws_pipeline.BASELINE_RESOLVER, kws_pipeline.EVALUATOR, kws_pipeline.QUANTIZER,
+        kws_pipeline.SIZE_GATE])}
     components = []
     outputs: Dict[str, Dict[str, Any]] = {}
     for execution in executions:
@@ -223,6 +231,7 @@ def summarise(config: PipelineConfig, wall_seconds: float) -> RunSummary:
         metadata_path=config.metadata_path,
         model_uri=uris.get(kws_pipeline.TRAINER, {}).get("model"),
         quantization=_quantization(outputs.get(kws_pipeline.QUANTIZER, {})),
+        size_gate=_size_gate(outputs.get(kws_pipeline.SIZE_GATE, {}), config.target_device),
         evaluation_uri=evaluation_uri,
         ingestion_report=report if report and tf.io.gfile.exists(report) else None,
         baseline_accuracy=baseline,
@@ -268,6 +277,16 @@ def _candidate_value(slice_metrics, metric_name: str, model_name: str = "candida
                 and item.value.HasField("double_value")):
             return float(item.value.double_value.value)
     return None
+
+
+def _size_gate(artifacts: Dict[str, Any], target: str) -> Dict[str, object]:
+    blessing, report = artifacts.get("blessing"), artifacts.get("report")
+    if blessing is None or report is None:
+        return {}
+    return {"target": target, "blessed": bool(_value(blessing.custom_properties["blessed"])),
+            "reason": _value(blessing.custom_properties["reason"]),
+            "arena_bytes": _value(report.custom_properties["arena_bytes"]),
+            "report": os.path.join(report.uri, "device_report.html")}
 
 
 def overall_metric(evaluation_uri: str, metric_name: str, model_name: str = "candidate") -> Optional[float]:

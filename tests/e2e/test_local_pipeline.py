@@ -13,7 +13,7 @@ from pipeline import run_local
 CHANCE = 1 / 5  # silence, unknown, yes, no, up
 PRODUCING_NODES = [kws_pipeline.EXAMPLE_GEN, kws_pipeline.STATISTICS_GEN, kws_pipeline.SCHEMA_GEN,
                    kws_pipeline.VALIDATOR, kws_pipeline.TRANSFORM, kws_pipeline.TRAINER, kws_pipeline.EVALUATOR,
-                   kws_pipeline.QUANTIZER]
+                   kws_pipeline.QUANTIZER, kws_pipeline.SIZE_GATE]
 EXPECTED_OUTPUTS = {
     kws_pipeline.EXAMPLE_GEN: {"examples"},
     kws_pipeline.STATISTICS_GEN: {"statistics"},
@@ -23,6 +23,7 @@ EXPECTED_OUTPUTS = {
     kws_pipeline.TRAINER: {"model", "model_run"},
     kws_pipeline.EVALUATOR: {"evaluation", "blessing"},
     kws_pipeline.QUANTIZER: {"quantized_model", "blessing"},
+    kws_pipeline.SIZE_GATE: {"blessing", "report"},
 }
 
 
@@ -107,3 +108,10 @@ def test_quantizer_output_is_int8_and_recorded(runs):
     assert report["inputs"][0]["shape"] == [1, 49, 40]
     assert abs(report["fidelity"]["accuracy_drop"] - q["accuracy_drop"]) < 1e-6
     assert q["blessed"] == (q["accuracy_drop"] <= 0.01 and not report["fidelity"]["collapsed"])
+
+
+def test_size_gate_blesses_the_tiny_model_for_its_target(runs):
+    _, (first, _, _) = runs
+    gate = first.size_gate
+    assert gate["target"] == "nano33ble_sense" and gate["blessed"] and gate["arena_bytes"] > 0
+    assert os.path.exists(gate["report"])

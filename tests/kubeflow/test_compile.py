@@ -48,7 +48,7 @@ def test_every_component_is_a_task_in_the_dag(compiled):
     tasks = spec.root.dag.tasks
     for node in (kws_pipeline.EXAMPLE_GEN, kws_pipeline.STATISTICS_GEN, kws_pipeline.SCHEMA_GEN,
                  kws_pipeline.VALIDATOR, kws_pipeline.TRANSFORM, kws_pipeline.TRAINER, kws_pipeline.EVALUATOR,
-                 kws_pipeline.QUANTIZER):
+                 kws_pipeline.QUANTIZER, kws_pipeline.SIZE_GATE):
         assert node in tasks, node
     assert any(name.startswith(kws_pipeline.BASELINE_RESOLVER) for name in tasks)
 
@@ -57,6 +57,7 @@ def test_task_order_follows_the_data(compiled):
     _, spec = compiled
     deps = {name: set(task.dependent_tasks) for name, task in spec.root.dag.tasks.items()}
     assert kws_pipeline.TRAINER in deps[kws_pipeline.QUANTIZER]
+    assert kws_pipeline.QUANTIZER in deps[kws_pipeline.SIZE_GATE]
     assert kws_pipeline.VALIDATOR in deps[kws_pipeline.TRANSFORM]  # no training on data that failed validation
     assert kws_pipeline.TRANSFORM in deps[kws_pipeline.TRAINER]
     assert kws_pipeline.TRAINER in deps[kws_pipeline.EVALUATOR]
@@ -83,7 +84,7 @@ def test_custom_artifact_type_follows_kfp_naming_and_resolves(compiled):
         for artifact in component.output_definitions.artifacts.values():
             titles.add(artifact.artifact_type.schema_title or
                        re.search(r"title: (\S+)", artifact.artifact_type.instance_schema).group(1))
-    assert "components.TFLiteModel" in titles
+    assert {"components.TFLiteModel", "components.DeviceReport"} <= titles
     from components.types import TFLiteModel
     assert import_utils.import_class_by_path("components.TFLiteModel") is TFLiteModel
     assert re.fullmatch(r"^[a-z][a-z0-9-_]{2,20}[.][A-Z][a-zA-Z0-9-_]{2,49}$", TFLiteModel.TYPE_NAME)
