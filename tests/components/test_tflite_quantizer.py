@@ -10,7 +10,6 @@ from tfx.types import artifact_utils, standard_artifacts
 from components.tflite_quantizer import executor, quantize
 from components.types import ModelBlessing, TFLiteModel
 from pipeline import pipeline as kws_pipeline
-from pipeline import run_local
 
 
 def _artifact(cls, uri, **props):
@@ -24,16 +23,13 @@ def _artifact(cls, uri, **props):
 @pytest.fixture(scope="module")
 def inputs(tiny_pipeline_runs):
     config, (first, _, _) = tiny_pipeline_runs
-    store = run_local._store(config)
-    run_ctx = store.get_context_by_type_and_name("pipeline_run", first.run_id)
-    outputs = {run_local.node_id_of(store, e): run_local._output_artifacts(store, e.id)
-               for e in store.get_executions_by_context(run_ctx.id)}
-    transform = outputs[kws_pipeline.TRANSFORM]
+    uris = first.artifact_uris
     return config, {
-        executor.MODEL_KEY: [_artifact(standard_artifacts.Model, outputs[kws_pipeline.TRAINER]["model"].uri)],
-        executor.EXAMPLES_KEY: [_artifact(standard_artifacts.Examples, transform["transformed_examples"].uri,
+        executor.MODEL_KEY: [_artifact(standard_artifacts.Model, uris[kws_pipeline.TRAINER]["model"])],
+        executor.EXAMPLES_KEY: [_artifact(standard_artifacts.Examples, uris[kws_pipeline.TRANSFORM]["transformed_examples"],
                                           split_names=artifact_utils.encode_split_names(["train", "eval", "test"]))],
-        executor.TRANSFORM_GRAPH_KEY: [_artifact(standard_artifacts.TransformGraph, transform["transform_graph"].uri)],
+        executor.TRANSFORM_GRAPH_KEY: [_artifact(standard_artifacts.TransformGraph,
+                                                 uris[kws_pipeline.TRANSFORM]["transform_graph"])],
     }
 
 
