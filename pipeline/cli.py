@@ -260,12 +260,18 @@ def compile_command(config_path: str, output: str) -> None:
 @click.option("--host", required=True, help="The Kubeflow Pipelines API endpoint.")
 @click.option("--namespace", default="kubeflow", show_default=True)
 @click.option("--experiment", default=None, help="Experiment to file the run under.")
-def submit_command(spec_file: str, host: str, namespace: str, experiment: Optional[str]) -> None:
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="Override a run parameter (target_device, max_quantization_drop, calibration_examples).")
+def submit_command(spec_file: str, host: str, namespace: str, experiment: Optional[str], params) -> None:
     """Upload a compiled pipeline and start a run on Kubeflow Pipelines."""
     from pipeline import run_kubeflow
 
     try:
-        run_id = run_kubeflow.submit(spec_file, host, namespace, experiment)
+        parameters = run_kubeflow.parse_parameters(spec_file, params)
+    except run_kubeflow.SubmitError as err:
+        _fail(str(err), EXIT_USAGE)
+    try:
+        run_id = run_kubeflow.submit(spec_file, host, namespace, experiment, parameters=parameters)
     except run_kubeflow.SubmitError as err:
         _fail(str(err), EXIT_FAILED)
     click.echo(f"Started run {run_id} on {host} (namespace {namespace})")

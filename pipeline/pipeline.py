@@ -40,6 +40,25 @@ QUANTIZER = "TFLiteQuantizer"
 SIZE_GATE = "McuSizeGate"
 
 
+# Knobs a user may change per run without recompiling (Kubeflow run parameters); the
+# local runner takes their defaults, which come from the config.
+TARGET_DEVICE_PARAMETER = "target_device"
+MAX_QUANTIZATION_DROP_PARAMETER = "max_quantization_drop"
+CALIBRATION_EXAMPLES_PARAMETER = "calibration_examples"
+
+
+def runtime_parameters(config: PipelineConfig) -> Dict[str, Any]:
+    """The per-run knobs, as TFX RuntimeParameters defaulting to the config's values."""
+    return {
+        TARGET_DEVICE_PARAMETER: tfx.dsl.experimental.RuntimeParameter(
+            name=TARGET_DEVICE_PARAMETER, ptype=str, default=config.target_device),
+        MAX_QUANTIZATION_DROP_PARAMETER: tfx.dsl.experimental.RuntimeParameter(
+            name=MAX_QUANTIZATION_DROP_PARAMETER, ptype=float, default=config.requirements.max_quantization_drop),
+        CALIBRATION_EXAMPLES_PARAMETER: tfx.dsl.experimental.RuntimeParameter(
+            name=CALIBRATION_EXAMPLES_PARAMETER, ptype=int, default=config.quantization.calibration_examples),
+    }
+
+
 def task_code_fingerprint() -> str:
     """A hash of the task's source code.
 
@@ -151,21 +170,22 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         example_splits=[EVAL],
     ).with_id(EVALUATOR)
 
+    knobs = runtime_parameters(config)
     quantizer = TFLiteQuantizer(
         model=trainer.outputs["model"],
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         labels=data.labels,
         mode=config.quantization.mode,
-        calibration_examples=config.quantization.calibration_examples,
-        max_accuracy_drop=config.requirements.max_quantization_drop,
+        calibration_examples=knobs[CALIBRATION_EXAMPLES_PARAMETER],
+        max_accuracy_drop=knobs[MAX_QUANTIZATION_DROP_PARAMETER],
         signature=FEATURE_SIGNATURE,
         seed=config.training.seed,
     ).with_id(QUANTIZER)
 
     size_gate = McuSizeGate(
         quantized_model=quantizer.outputs["quantized_model"],
-        target=config.target_device,
+        target=knobs[TARGET_DEVICE_PARAMETER],
         extra_targets=config.extra_targets,
     ).with_id(SIZE_GATE)
 

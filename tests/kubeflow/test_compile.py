@@ -120,3 +120,27 @@ def test_dockerfile_installs_exactly_the_lock_file():
     assert pins["tfx"] == "1.21.0" and pins["kfp"].startswith("2.16") and pins["kfp-pipeline-spec"].startswith("2.16")
     # the container entrypoint the spec names imports here, next to the project's components
     import_utils.import_func_from_module("tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor", "main")
+
+
+def test_per_run_knobs_are_run_parameters_with_the_configs_defaults(compiled, kubeflow_config):
+    job, spec = compiled
+    declared = json_format.MessageToDict(spec.root.input_definitions)["parameters"]
+    assert set(declared) == {"target_device", "max_quantization_drop", "calibration_examples"}
+    defaults = job["runtimeConfig"]["parameters"]
+    assert defaults["target_device"] == {"stringValue": kubeflow_config.target_device}
+    assert defaults["max_quantization_drop"]["doubleValue"] == pytest.approx(
+        kubeflow_config.requirements.max_quantization_drop)
+    assert int(defaults["calibration_examples"]["intValue"]) == kubeflow_config.quantization.calibration_examples
+
+
+def test_submit_parameters_are_typed_by_the_spec(compiled, tmp_path):
+    job, _ = compiled
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(job))
+    values = run_kubeflow.parse_parameters(str(path), ["target_device=pico", "max_quantization_drop=0.02",
+                                                       "calibration_examples=100"])
+    assert values == {"target_device": "pico", "max_quantization_drop": 0.02, "calibration_examples": 100}
+    with pytest.raises(run_kubeflow.SubmitError, match="epochs=3"):
+        run_kubeflow.parse_parameters(str(path), ["epochs=3"])
+    with pytest.raises(run_kubeflow.SubmitError, match="calibration_examples takes"):
+        run_kubeflow.parse_parameters(str(path), ["calibration_examples=many"])
