@@ -110,6 +110,7 @@ class PipelineConfig:
     quantization: QuantizationConfig = QuantizationConfig()
     kubeflow: KubeflowConfig = KubeflowConfig()
     extra_targets: Tuple[str, ...] = ()
+    boards_dirs: Tuple[str, ...] = ()
     beam_args: Tuple[str, ...] = ()
     source: str = ""
     pipeline_root: str = ""
@@ -227,6 +228,7 @@ def parse_config(raw: Any, source: str) -> PipelineConfig:
         quantization=QuantizationConfig(**raw.get("quantization", {})),
         kubeflow=KubeflowConfig(**raw.get("kubeflow", {})),
         extra_targets=tuple(raw.get("extra_targets", ())),
+        boards_dirs=tuple(_relative_to(source, d) for d in raw.get("boards_dirs", ())),
         beam_args=tuple(raw.get("beam_args", ())),
         source=os.path.abspath(source),
     )

@@ -187,6 +187,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         quantized_model=quantizer.outputs["quantized_model"],
         target=knobs[TARGET_DEVICE_PARAMETER],
         extra_targets=config.extra_targets,
+        boards_dirs=config.boards_dirs,
     ).with_id(SIZE_GATE)
 
     components: List[Any] = [example_gen, statistics_gen, schema_gen, validator, transform, trainer,

@@ -138,7 +138,10 @@ def check_config(config: PipelineConfig) -> None:
     """Checks the config against the board catalogue and the curated schema (no data needed)."""
     from components.mcu_size_gate import devices
 
-    catalogue = devices.load_catalogue()
+    try:
+        catalogue = devices.load_catalogue(config.boards_dirs)
+    except (devices.DeviceProfileError, OSError) as err:
+        raise ConfigError(f"{err} (boards_dirs in {config.source})") from err
     for field, name in [("target_device", config.target_device)] + [("extra_targets", n) for n in config.extra_targets]:
         try:
             devices.get_profile(name, catalogue)

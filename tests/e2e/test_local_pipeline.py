@@ -1,5 +1,6 @@
 """The whole pipeline on LocalDagRunner with a tiny generated dataset, checked through ML Metadata."""
 
+import dataclasses
 import json
 import os
 
@@ -115,3 +116,18 @@ def test_size_gate_blesses_the_tiny_model_for_its_target(runs):
     gate = first.size_gate
     assert gate["target"] == "nano33ble_sense" and gate["blessed"] and gate["arena_bytes"] > 0
     assert os.path.exists(gate["report"])
+
+
+def test_a_target_board_too_small_blocks_the_release_and_says_why(runs, tmp_path):
+    config, _ = runs
+    boards = tmp_path / "boards"
+    boards.mkdir()
+    (boards / "tiny_mcu.yaml").write_text(
+        "name: tiny_mcu\ndisplay_name: Tiny\nmcu: X\ncore: cortex-m0plus\nclock_mhz: 16\nflash_kib: 64\n"
+        "ram_kib: 16\nreserved: {flash_kib: 8, ram_kib: 8}\nsources: [a made-up board for a test]\n")
+    small = dataclasses.replace(config, target_device="tiny_mcu", boards_dirs=(str(boards),))
+    summary = run_local.run(small)
+    states = {c.node_id: c.state for c in summary.components}
+    assert states[kws_pipeline.SIZE_GATE] == "done" and states[kws_pipeline.TRAINER] == "cached"
+    gate = summary.size_gate
+    assert not gate["blessed"] and gate["reason"].startswith("RAM: arena ") and gate["reason"].endswith("on tiny_mcu")
