@@ -23,9 +23,10 @@ LOCK="$REPO/requirements.lock"
 RECIPE=3
 SUITE=trixie
 ROOT_PACKAGES=python3,python3-venv,python3-pip,python3-dev,g++,ca-certificates,libgomp1
-# Tools the tests use, installed with apt after debootstrap (chromium's desktop
+# Tools the tests use (kustomize, chromium, the reference OCI registry and htpasswd),
+# installed with apt after debootstrap (chromium's desktop
 # dependencies do not configure inside debootstrap's own chroot step).
-ROOT_TOOLS="kustomize chromium"
+ROOT_TOOLS="kustomize chromium docker-registry apache2-utils"
 
 say() { printf '[env] %s\n' "$*" >&2; }
 fail() {
