@@ -85,3 +85,24 @@ def build_tiny_saved_model(path: str) -> str:
 
     tf.saved_model.save(model, path, signatures={"serving_features": serve_features})
     return path
+
+
+def write_tiny_board(folder, name: str = "tiny_mcu", flash_kib: int = 64, ram_kib: int = 16,
+                     reserved_flash_kib: int = 8, reserved_ram_kib: int = 8) -> str:
+    """Writes a made-up, deliberately small board profile into ``folder`` (created) and returns the folder."""
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, f"{name}.yaml"), "w") as f:
+        f.write(f"name: {name}\ndisplay_name: Tiny\nmcu: X\ncore: cortex-m0plus\nclock_mhz: 16\n"
+                f"flash_kib: {flash_kib}\nram_kib: {ram_kib}\n"
+                f"reserved: {{flash_kib: {reserved_flash_kib}, ram_kib: {reserved_ram_kib}}}\n"
+                "sources: [a made-up board for a test]\n")
+    return str(folder)
+
+
+def make_artifact(cls, uri, **properties):
+    """A TFX artifact of ``cls`` at ``uri`` with attribute-style properties (e.g. split_names)."""
+    artifact = cls()
+    artifact.uri = str(uri)
+    for key, value in properties.items():
+        setattr(artifact, key, value)
+    return artifact

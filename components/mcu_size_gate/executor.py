@@ -8,10 +8,10 @@ import os
 from typing import Any, Dict, List
 
 import tensorflow as tf
-from absl import logging
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
+from components.blessing import write_blessing
 from components.mcu_size_gate import devices, gate, measure
 from components.tflite_quantizer import codegen, quantize
 
@@ -55,7 +55,8 @@ class Executor(base_executor.BaseExecutor):
             report.set_int_custom_property(f"fits_{verdict.board}", int(verdict.fits))
         report.set_int_custom_property("arena_bytes", arena.smallest_bytes)
         report.set_int_custom_property("macs", sum(m.macs for m in macs))
-        self._write_blessing(blessing, quantized.uri, primary_verdict)
+        write_blessing(blessing, quantized.uri, primary_verdict.reasons, f"fits {primary_verdict.board}",
+                       "McuSizeGate")
 
     def _write_report(self, uri, model, info, arena, macs, verdicts, primary) -> None:
         tf.io.gfile.makedirs(uri)
@@ -73,13 +74,3 @@ class Executor(base_executor.BaseExecutor):
             json.dump(content, f, indent=2)
         with tf.io.gfile.GFile(os.path.join(uri, REPORT_HTML), "w") as f:
             f.write(gate.report_html(len(model), arena, content["macs_total"], info["ops"], verdicts, primary))
-
-    def _write_blessing(self, blessing, model_uri: str, verdict: gate.TargetVerdict) -> None:
-        blessing.set_int_custom_property("blessed", int(verdict.fits))
-        blessing.set_string_custom_property("current_model", model_uri)
-        blessing.set_string_custom_property("reason", "; ".join(verdict.reasons) or f"fits {verdict.board}")
-        tf.io.gfile.makedirs(blessing.uri)
-        with tf.io.gfile.GFile(os.path.join(blessing.uri, "BLESSED" if verdict.fits else "NOT_BLESSED"), "w") as f:
-            f.write("\n".join(verdict.reasons))
-        for reason in verdict.reasons:
-            logging.warning("McuSizeGate: %s", reason)

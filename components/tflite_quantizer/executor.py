@@ -15,6 +15,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
+from components.blessing import write_blessing
 from components.tflite_quantizer import codegen, quantize
 
 # Input, output and parameter keys.
@@ -39,7 +40,6 @@ FIDELITY_SPLIT = "eval"
 MODEL_FILE = "model.tflite"
 FLOAT_MODEL_FILE = "model_float.tflite"
 REPORT_FILE = "quantization_report.json"
-BLESSED_FILE, NOT_BLESSED_FILE = "BLESSED", "NOT_BLESSED"
 
 
 class Executor(base_executor.BaseExecutor):
@@ -78,7 +78,7 @@ class Executor(base_executor.BaseExecutor):
         self._set_properties(output, mode, report, fidelity)
 
         reasons = self._refusals(fidelity, float(exec_properties[MAX_ACCURACY_DROP_KEY]))
-        self._write_blessing(blessing, output, reasons)
+        write_blessing(blessing, output.uri, reasons, "within the accuracy budget", "TFLiteQuantizer")
 
     def _load_split(self, examples, split: str, feature_spec, shape) -> Tuple[np.ndarray, np.ndarray]:
         """Transformed features reshaped to the signature's input, and labels, of one split."""
@@ -162,15 +162,3 @@ class Executor(base_executor.BaseExecutor):
                            f"({fidelity.float_accuracy:.4f} -> {fidelity.quantized_accuracy:.4f}), more than the "
                            f"{100 * max_drop:.2f} allowed")
         return reasons
-
-    def _write_blessing(self, blessing, output, reasons: List[str]) -> None:
-        blessed = not reasons
-        blessing.set_int_custom_property("blessed", int(blessed))
-        blessing.set_string_custom_property("current_model", output.uri)
-        blessing.set_string_custom_property("reason", "; ".join(reasons) or "within the accuracy budget")
-        tf.io.gfile.makedirs(blessing.uri)
-        name = BLESSED_FILE if blessed else NOT_BLESSED_FILE
-        with tf.io.gfile.GFile(os.path.join(blessing.uri, name), "w") as f:
-            f.write("; ".join(reasons))
-        if reasons:
-            logging.warning("TFLiteQuantizer did not bless the model: %s", "; ".join(reasons))

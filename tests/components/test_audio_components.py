@@ -16,7 +16,7 @@ from components.audio_example_gen import component as example_gen_component
 from components.audio_example_gen import executor as example_gen_executor
 from components.audio_example_gen import layout, wav
 from components.data_validation_gate import executor as gate_executor
-from tests.helpers import TINY_WORDS, write_schema_for
+from tests.helpers import TINY_WORDS, make_artifact, write_schema_for
 
 LABELS = ("_silence_", "_unknown_") + TINY_WORDS
 PLANTED = {
@@ -27,10 +27,8 @@ PLANTED = {
 
 
 def _artifact(cls, uri, splits=None):
-    artifact = cls()
-    artifact.uri = str(uri)
-    if splits:
-        artifact.split_names = artifact_utils.encode_split_names(list(splits))
+    properties = {"split_names": artifact_utils.encode_split_names(list(splits))} if splits else {}
+    artifact = make_artifact(cls, uri, **properties)
     os.makedirs(artifact.uri, exist_ok=True)
     return artifact
 

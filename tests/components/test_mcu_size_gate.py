@@ -4,31 +4,21 @@ import json
 import os
 
 import pytest
-from tfx.types import artifact_utils
 
 from components.mcu_size_gate import executor
 from components.types import DeviceReport, ModelBlessing, TFLiteModel
 from pipeline import pipeline as kws_pipeline
-
-TINY_BOARD = ("name: tiny_mcu\ndisplay_name: Tiny\nmcu: X\ncore: cortex-m0plus\nclock_mhz: 16\nflash_kib: 64\n"
-              "ram_kib: 16\nreserved: {flash_kib: 8, ram_kib: 8}\nsources: [a made-up board for a test]\n")
-
-
-def _artifact(cls, uri):
-    a = cls()
-    a.uri = uri
-    return a
-
+from tests.helpers import make_artifact, write_tiny_board
 
 @pytest.fixture(scope="module")
 def quantized(tiny_pipeline_runs):
     _, (first, _, _) = tiny_pipeline_runs
-    return _artifact(TFLiteModel, first.artifact_uris[kws_pipeline.QUANTIZER]["quantized_model"])
+    return make_artifact(TFLiteModel, first.artifact_uris[kws_pipeline.QUANTIZER]["quantized_model"])
 
 
 def _run(quantized, tmp_path, target, extra=(), boards_dirs=()):
-    blessing = _artifact(ModelBlessing, str(tmp_path / "blessing"))
-    report = _artifact(DeviceReport, str(tmp_path / "report"))
+    blessing = make_artifact(ModelBlessing, tmp_path / "blessing")
+    report = make_artifact(DeviceReport, tmp_path / "report")
     executor.Executor().Do({executor.QUANTIZED_MODEL_KEY: [quantized]},
                            {executor.BLESSING_KEY: [blessing], executor.REPORT_KEY: [report]},
                            {executor.TARGET_KEY: target, executor.EXTRA_TARGETS_KEY: json.dumps(list(extra)),
@@ -37,10 +27,8 @@ def _run(quantized, tmp_path, target, extra=(), boards_dirs=()):
 
 
 def test_a_board_that_is_too_small_is_refused_with_one_line_per_budget(quantized, tmp_path):
-    boards = tmp_path / "boards"
-    boards.mkdir()
-    (boards / "tiny_mcu.yaml").write_text(TINY_BOARD)
-    blessing, report = _run(quantized, tmp_path, "tiny_mcu", extra=["pico"], boards_dirs=[str(boards)])
+    boards = write_tiny_board(tmp_path / "boards")
+    blessing, report = _run(quantized, tmp_path, "tiny_mcu", extra=["pico"], boards_dirs=[boards])
     assert blessing.get_int_custom_property("blessed") == 0
     reason = blessing.get_string_custom_property("reason")
     assert reason.startswith("RAM: arena ") and "+ reserve 8.0 KiB" in reason and reason.endswith("> 16.0 KiB on tiny_mcu")

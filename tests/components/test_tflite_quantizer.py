@@ -10,14 +10,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from components.tflite_quantizer import executor, quantize
 from components.types import ModelBlessing, TFLiteModel
 from pipeline import pipeline as kws_pipeline
-
-
-def _artifact(cls, uri, **props):
-    a = cls()
-    a.uri = uri
-    for key, value in props.items():
-        setattr(a, key, value)
-    return a
+from tests.helpers import make_artifact
 
 
 @pytest.fixture(scope="module")
@@ -25,17 +18,18 @@ def inputs(tiny_pipeline_runs):
     config, (first, _, _) = tiny_pipeline_runs
     uris = first.artifact_uris
     return config, {
-        executor.MODEL_KEY: [_artifact(standard_artifacts.Model, uris[kws_pipeline.TRAINER]["model"])],
-        executor.EXAMPLES_KEY: [_artifact(standard_artifacts.Examples, uris[kws_pipeline.TRANSFORM]["transformed_examples"],
+        executor.MODEL_KEY: [make_artifact(standard_artifacts.Model, uris[kws_pipeline.TRAINER]["model"])],
+        executor.EXAMPLES_KEY: [make_artifact(standard_artifacts.Examples, uris[kws_pipeline.TRANSFORM]["transformed_examples"],
                                           split_names=artifact_utils.encode_split_names(["train", "eval", "test"]))],
-        executor.TRANSFORM_GRAPH_KEY: [_artifact(standard_artifacts.TransformGraph,
+        executor.TRANSFORM_GRAPH_KEY: [make_artifact(standard_artifacts.TransformGraph,
                                                  uris[kws_pipeline.TRANSFORM]["transform_graph"])],
     }
 
 
 def _run(inputs, tmp_path, **overrides):
     config, input_dict = inputs
-    model, blessing = _artifact(TFLiteModel, str(tmp_path / "model")), _artifact(ModelBlessing, str(tmp_path / "blessing"))
+    model = make_artifact(TFLiteModel, tmp_path / "model")
+    blessing = make_artifact(ModelBlessing, tmp_path / "blessing")
     props = {executor.MODE_KEY: "int8", executor.CALIBRATION_EXAMPLES_KEY: 50,
              executor.MAX_ACCURACY_DROP_KEY: 0.01, executor.LABELS_KEY: json.dumps(list(config.data.labels)),
              executor.SIGNATURE_KEY: "serving_features", executor.SEED_KEY: 0, **overrides}

@@ -10,6 +10,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import pipeline as kws_pipeline
 from pipeline import run_local
+from tests.helpers import write_tiny_board
 
 CHANCE = 1 / 5  # silence, unknown, yes, no, up
 PRODUCING_NODES = [kws_pipeline.EXAMPLE_GEN, kws_pipeline.STATISTICS_GEN, kws_pipeline.SCHEMA_GEN,
@@ -120,12 +121,8 @@ def test_size_gate_blesses_the_tiny_model_for_its_target(runs):
 
 def test_a_target_board_too_small_blocks_the_release_and_says_why(runs, tmp_path):
     config, _ = runs
-    boards = tmp_path / "boards"
-    boards.mkdir()
-    (boards / "tiny_mcu.yaml").write_text(
-        "name: tiny_mcu\ndisplay_name: Tiny\nmcu: X\ncore: cortex-m0plus\nclock_mhz: 16\nflash_kib: 64\n"
-        "ram_kib: 16\nreserved: {flash_kib: 8, ram_kib: 8}\nsources: [a made-up board for a test]\n")
-    small = dataclasses.replace(config, target_device="tiny_mcu", boards_dirs=(str(boards),))
+    boards = write_tiny_board(tmp_path / "boards")
+    small = dataclasses.replace(config, target_device="tiny_mcu", boards_dirs=(boards,))
     summary = run_local.run(small)
     states = {c.node_id: c.state for c in summary.components}
     assert states[kws_pipeline.SIZE_GATE] == "done" and states[kws_pipeline.TRAINER] == "cached"

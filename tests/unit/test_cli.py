@@ -5,6 +5,7 @@ import os
 from click.testing import CliRunner
 
 from pipeline import cli, config as config_lib
+from tests.helpers import write_tiny_board
 
 
 def invoke(*args):
@@ -76,13 +77,9 @@ def test_devices_list_shows_the_catalogue():
 def test_devices_check_measures_the_model_and_says_what_fits(tmp_path, tiny_int8_model):
     model = tmp_path / "model.tflite"
     model.write_bytes(tiny_int8_model)
-    boards = tmp_path / "boards"
-    boards.mkdir()
-    (boards / "tiny_mcu.yaml").write_text(
-        "name: tiny_mcu\ndisplay_name: Tiny\nmcu: X\ncore: cortex-m0plus\nclock_mhz: 16\nflash_kib: 32\n"
-        "ram_kib: 2\nreserved: {flash_kib: 8, ram_kib: 1}\nsources: [made up for a test]\n")
+    boards = write_tiny_board(tmp_path / "boards", flash_kib=32, ram_kib=2, reserved_ram_kib=1)
     result = invoke("devices", "check", str(model), "--board", "pico", "--board", "tiny_mcu",
-                    "--boards-dir", str(boards))
+                    "--boards-dir", boards)
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("  ")}
     assert lines["pico"].endswith("fits") and lines["tiny_mcu"].endswith("DOES NOT FIT")
