@@ -183,13 +183,20 @@ def precision_recall(matrix: List[List[int]], labels: Sequence[str]) -> List[Dic
     return rows
 
 
-def device_table(model_file: str) -> Dict[str, Any]:
-    """The quantized model measured on TFLite Micro and compared with every known board."""
+def device_table(model_file: str, gate_report: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The quantized model's TFLite Micro arena compared with every known board.
+
+    The arena comes from the size gate's report of the same run when there is one
+    (it measured this very model); otherwise it is measured here.
+    """
     from components.mcu_size_gate import devices, measure
 
     with open(model_file, "rb") as f:
         model = f.read()
-    arena = measure.measure_arena(model)
+    if gate_report and gate_report.get("model_bytes") == len(model):
+        arena = measure.ArenaMeasurement(**gate_report["arena"])
+    else:
+        arena = measure.measure_arena(model)
     rows = [{"board": b.board.name, "core": b.board.core, "ram_used": b.ram_used, "ram_total": b.board.ram_bytes,
              "flash_used": b.flash_used, "flash_total": b.board.flash_bytes, "fits": b.fits}
             for b in devices.budgets(len(model), arena.smallest_bytes, devices.load_catalogue().values())]
@@ -228,6 +235,8 @@ def build_report(summary, config: PipelineConfig) -> Dict[str, Any]:
     shape = features.feature_shape(kws_pipeline.frontend_params(config), config.data.clip_samples)
     from pipeline.tasks.kws import generate
 
+    gate_uri = uris.get(kws_pipeline.SIZE_GATE, {}).get("report")
+    gate_report = _read_json(os.path.join(gate_uri, "device_report.json")) if gate_uri else None
     return {
         "labels": labels,
         "synthetic": config.uses_synthetic_data or bool(generate.read_manifest(config.data_root).get("synthetic")),
@@ -237,7 +246,7 @@ def build_report(summary, config: PipelineConfig) -> Dict[str, Any]:
                                               labels, shape),
         "history": history,
         "quantization": quant_report,
-        "device": device_table(os.path.join(quant_uri, "model.tflite")) if quant_uri else None,
+        "device": device_table(os.path.join(quant_uri, "model.tflite"), gate_report) if quant_uri else None,
     }
 
 

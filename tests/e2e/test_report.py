@@ -27,6 +27,7 @@ def test_every_section_is_there_with_this_runs_numbers(written):
     assert f"{summary.eval_accuracy:.4f}" in page
     q = summary.quantization
     assert f"{q['model_bytes']:,} bytes" in page
+    assert f"tensor arena {summary.size_gate['arena_bytes']:,} bytes" in page  # the gate's measurement, reused
     assert "yes/deadbeef_nohash_0.wav" in page  # the planted bad WAV, with its reason
     assert "Synthetic data." in page
     for alt in ("examples per split and class", "feature maps", "training curves", "confusion matrix float",
