@@ -43,6 +43,27 @@ def _quantization_figures(summary) -> dict:
     }
 
 
+def _device_table(summary, max_latency_ms) -> dict:
+    """The quantized model against every shipped board (the gate's own analysis), and its time."""
+    from components.mcu_size_gate import devices, gate
+
+    q = summary.quantization
+    if not q:
+        return {}
+    with open(os.path.join(q["uri"], "model.tflite"), "rb") as f:
+        model = f.read()
+    start = time.time()
+    analysis = gate.analyse(model, list(devices.load_catalogue().values()), max_latency_ms=max_latency_ms)
+    seconds = time.time() - start
+    return {"analysis_seconds_all_boards": round(seconds, 2), "model_bytes": analysis.model_bytes,
+            "arena_bytes": analysis.arena.smallest_bytes, "macs": analysis.macs, "code_bytes": analysis.code_bytes,
+            "boards": [{"board": v.board, "core": v.core, "clock_mhz": v.clock_mhz, "flash_used": v.flash_used,
+                        "flash_total": v.flash_total, "ram_used": v.ram_used, "ram_total": v.ram_total,
+                        "latency_ms": v.latency_ms, "latency_reference_kernels_ms": v.latency_reference_kernels_ms,
+                        "calibration": v.latency_calibration, "energy_uj": v.energy_uj, "fits": v.fits}
+                       for v in analysis.verdicts]}
+
+
 def _timed_run(config):
     summary = run_local.run(config)
     return {
@@ -92,6 +113,22 @@ def main(argv=None) -> None:
               f"{q['agreement']:.4f}, TFLM/TFLite disagreements {q['tflm_tflite_disagreements']}; "
               f"{q['model_bytes']} bytes for {q['parameters']} parameters ({q['bytes_per_parameter']:.2f} B/param; "
               f"float {q['float_model_bytes']} bytes); conversion {q['conversion_seconds']:.1f} s")
+    gate_seconds = cold["components"].get("McuSizeGate", {}).get("seconds")
+    devices_table = _device_table(cold_summary, config.requirements.max_latency_ms)
+    results["devices"] = dict(devices_table, gate_component_seconds=gate_seconds)
+    if devices_table:
+        print(f"MCU size gate: component {gate_seconds} s in the cold run; analysis of all "
+              f"{len(devices_table['boards'])} shipped boards {devices_table['analysis_seconds_all_boards']:.2f} s; "
+              f"model {devices_table['model_bytes']} B, arena {devices_table['arena_bytes']} B, "
+              f"{devices_table['macs']:,} MACs, TFLM code {devices_table['code_bytes']} B")
+        print("| board | core, MHz | flash used / total KiB | RAM used / total KiB | latency ms (CMSIS-NN / reference) "
+              f"| inferences/s | calibration | fits (RAM, flash, latency <= {config.requirements.max_latency_ms} ms) |")
+        print("|---|---|---|---|---|---|---|---|")
+        for b in devices_table["boards"]:
+            print(f"| {b['board']} | {b['core']}, {b['clock_mhz']:g} | {b['flash_used'] / 1024:.1f} / "
+                  f"{b['flash_total'] / 1024:.0f} | {b['ram_used'] / 1024:.1f} / {b['ram_total'] / 1024:.0f} | "
+                  f"{b['latency_ms']:.1f} / {b['latency_reference_kernels_ms']:.1f} | "
+                  f"{1000 / b['latency_ms']:.1f} | {b['calibration']} | {'yes' if b['fits'] else 'no'} |")
     with open(os.path.join(args.workdir, "bench.json"), "w") as f:
         json.dump(results, f, indent=2)
 

@@ -30,6 +30,7 @@ class Requirements:
     min_accuracy: float
     max_regression: float = 0.01
     max_quantization_drop: float = 0.01
+    max_latency_ms: Optional[float] = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -188,6 +188,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         target=knobs[TARGET_DEVICE_PARAMETER],
         extra_targets=config.extra_targets,
         boards_dirs=config.boards_dirs,
+        max_latency_ms=config.requirements.max_latency_ms,
     ).with_id(SIZE_GATE)
 
     components: List[Any] = [example_gen, statistics_gen, schema_gen, validator, transform, trainer,

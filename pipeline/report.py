@@ -184,23 +184,24 @@ def precision_recall(matrix: List[List[int]], labels: Sequence[str]) -> List[Dic
 
 
 def device_table(model_file: str, gate_report: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """The quantized model's TFLite Micro arena compared with every known board.
+    """The quantized model against every known board: RAM, flash and estimated latency.
 
     The arena comes from the size gate's report of the same run when there is one
     (it measured this very model); otherwise it is measured here.
     """
-    from components.mcu_size_gate import devices, measure
+    from components.mcu_size_gate import devices, gate, measure
 
     with open(model_file, "rb") as f:
         model = f.read()
+    arena = None
     if gate_report and gate_report.get("model_bytes") == len(model):
         arena = measure.ArenaMeasurement(**gate_report["arena"])
-    else:
-        arena = measure.measure_arena(model)
-    rows = [{"board": b.board.name, "core": b.board.core, "ram_used": b.ram_used, "ram_total": b.board.ram_bytes,
-             "flash_used": b.flash_used, "flash_total": b.board.flash_bytes, "fits": b.fits}
-            for b in devices.budgets(len(model), arena.smallest_bytes, devices.load_catalogue().values())]
-    return {"arena": arena, "macs": sum(m.macs for m in measure.count_macs(model)), "rows": rows}
+    max_latency = (gate_report or {}).get("latency_model", {}).get("max_latency_ms")
+    analysis = gate.analyse(model, list(devices.load_catalogue().values()), max_latency_ms=max_latency, arena=arena)
+    rows = [{"board": v.board, "core": v.core, "ram_used": v.ram_used, "ram_total": v.ram_total,
+             "flash_used": v.flash_used, "flash_total": v.flash_total, "latency_ms": v.latency_ms,
+             "inferences_per_second": v.inferences_per_second, "fits": v.fits} for v in analysis.verdicts]
+    return {"arena": analysis.arena, "macs": analysis.macs, "rows": rows}
 
 
 def _table(rows: List[Sequence[Any]], header: Sequence[str]) -> str:
@@ -331,10 +332,14 @@ def render_html(summary, config: PipelineConfig, content: Dict[str, Any]) -> str
         parts.append(f"<img alt='budgets per board' src='{_budget_plot(device['rows'])}'>")
         parts.append(_table([(r["board"], r["core"], f"{r['ram_used'] / 1024:.1f} / {r['ram_total'] / 1024:.0f}",
                               f"{r['flash_used'] / 1024:.1f} / {r['flash_total'] / 1024:.0f}",
+                              _fmt(r["latency_ms"], 1), _fmt(r["inferences_per_second"], 1),
                               "fits" if r["fits"] else "does not fit") for r in device["rows"]],
-                            ("board", "core", "RAM KiB (arena + reserve)", "flash KiB (model + reserve)", "")))
-        parts.append("<p>Flash counts the model and the board's reserve; the TFLite Micro runtime and kernel "
-                     "sizes and a latency estimate come with the MCU size gate.</p>")
+                            ("board", "core", "RAM KiB (arena + reserve)",
+                             "flash KiB (model + TFLM runtime and kernels + reserve)", "latency ms (est.)",
+                             "inferences/s", "")))
+        parts.append("<p>Flash adds the TFLite Micro runtime and the kernels of the model's ops (code sizes "
+                     "measured on the installed TFLM build); latency is the model's MACs through a per-core cost "
+                     "model calibrated on MLPerf Tiny measurements (see the size gate's report).</p>")
     else:
         parts.append("<p>No quantized model in this run.</p>")
 

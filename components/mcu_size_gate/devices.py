@@ -41,6 +41,9 @@ class DeviceProfile:
     arena_region_bytes: Optional[int]
     sources: Tuple[str, ...]
     path: str
+    active_current_ma: Optional[float] = None
+    supply_v: Optional[float] = None
+    cycles_per_mac: Optional[float] = None
 
     @property
     def flash_available_bytes(self) -> int:
@@ -87,7 +90,9 @@ def load_profile(path: str) -> DeviceProfile:
         clock_mhz=float(raw["clock_mhz"]), flash_bytes=raw["flash_kib"] * KIB, ram_bytes=raw["ram_kib"] * KIB,
         reserved_flash_bytes=reserved["flash_kib"] * KIB, reserved_ram_bytes=reserved["ram_kib"] * KIB,
         arena_region_bytes=raw["arena_region_kib"] * KIB if "arena_region_kib" in raw else None,
-        sources=tuple(raw["sources"]), path=os.path.abspath(path))
+        sources=tuple(raw["sources"]), path=os.path.abspath(path),
+        active_current_ma=raw.get("active_current_ma"), supply_v=raw.get("supply_v"),
+        cycles_per_mac=raw.get("cycles_per_mac"))
 
 
 def load_catalogue(extra_dirs: Iterable[str] = ()) -> Dict[str, DeviceProfile]:
@@ -120,6 +125,7 @@ class Budget:
     ram_used: int
     flash_used: int
     arena_fits_region: bool
+    code_bytes: int = 0
 
     @property
     def fits(self) -> bool:
@@ -127,10 +133,14 @@ class Budget:
                 and self.arena_fits_region)
 
 
-def budgets(model_bytes: int, arena_bytes: int, profiles: Iterable[DeviceProfile]) -> Tuple[Budget, ...]:
-    """Arena + RAM reserve against RAM (and the arena against the largest RAM bank), model +
-    flash reserve against flash, per board. Flash does not yet count the TFLM runtime and kernels."""
+def budgets(model_bytes: int, arena_bytes: int, profiles: Iterable[DeviceProfile],
+            code_bytes: int = 0) -> Tuple[Budget, ...]:
+    """Per board: arena + RAM reserve against RAM (and the arena against the largest RAM
+    bank); model + TFLM runtime and kernels (``code_bytes``, see ``kernel_flash``) + flash
+    reserve against flash."""
     return tuple(
-        Budget(board=p, ram_used=arena_bytes + p.reserved_ram_bytes, flash_used=model_bytes + p.reserved_flash_bytes,
-               arena_fits_region=p.arena_region_bytes is None or arena_bytes <= p.arena_region_bytes)
+        Budget(board=p, ram_used=arena_bytes + p.reserved_ram_bytes,
+               flash_used=model_bytes + code_bytes + p.reserved_flash_bytes,
+               arena_fits_region=p.arena_region_bytes is None or arena_bytes <= p.arena_region_bytes,
+               code_bytes=code_bytes)
         for p in profiles)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from typing import Any, Dict, List
@@ -12,8 +11,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from components.blessing import write_blessing
-from components.mcu_size_gate import devices, gate, measure
-from components.tflite_quantizer import codegen, quantize
+from components.mcu_size_gate import devices, gate
 
 QUANTIZED_MODEL_KEY = "quantized_model"
 BLESSING_KEY = "blessing"
@@ -21,6 +19,7 @@ REPORT_KEY = "report"
 TARGET_KEY = "target"
 EXTRA_TARGETS_KEY = "extra_targets"
 BOARDS_DIRS_KEY = "boards_dirs"
+MAX_LATENCY_MS_KEY = "max_latency_ms"
 
 MODEL_FILE = "model.tflite"
 REPORT_JSON = "device_report.json"
@@ -43,34 +42,23 @@ class Executor(base_executor.BaseExecutor):
         names = [primary] + [n for n in json.loads(exec_properties.get(EXTRA_TARGETS_KEY) or "[]") if n != primary]
         targets = [devices.get_profile(name, catalogue) for name in names]
 
-        info = quantize.describe(model)
-        quantize.check_tflm_ops(model, codegen.RESOLVER_METHODS)
-        arena = measure.measure_arena(model)
-        macs = measure.count_macs(model)
-        verdicts = gate.judge(len(model), arena, devices.budgets(len(model), arena.smallest_bytes, targets))
-
-        self._write_report(report.uri, model, info, arena, macs, verdicts, primary)
-        primary_verdict = verdicts[0]
-        for verdict in verdicts:
+        max_latency = exec_properties.get(MAX_LATENCY_MS_KEY)
+        analysis = gate.analyse(model, targets, max_latency_ms=float(max_latency) if max_latency else None)
+        self._write_report(report.uri, analysis, primary)
+        for verdict in analysis.verdicts:
             report.set_int_custom_property(f"fits_{verdict.board}", int(verdict.fits))
-        report.set_int_custom_property("arena_bytes", arena.smallest_bytes)
-        report.set_int_custom_property("macs", sum(m.macs for m in macs))
+        primary_verdict = analysis.verdicts[0]
+        report.set_int_custom_property("arena_bytes", analysis.arena.smallest_bytes)
+        report.set_int_custom_property("flash_bytes", primary_verdict.flash_used - targets[0].reserved_flash_bytes)
+        report.set_int_custom_property("macs", analysis.macs)
+        if primary_verdict.latency_ms is not None:
+            report.set_float_custom_property("latency_ms", primary_verdict.latency_ms)
         write_blessing(blessing, quantized.uri, primary_verdict.reasons, f"fits {primary_verdict.board}",
                        "McuSizeGate")
 
-    def _write_report(self, uri, model, info, arena, macs, verdicts, primary) -> None:
+    def _write_report(self, uri: str, analysis: gate.Analysis, primary: str) -> None:
         tf.io.gfile.makedirs(uri)
-        content = {
-            "primary_target": primary,
-            "model_bytes": len(model),
-            "ops": info["ops"],
-            "arena": dataclasses.asdict(arena),
-            "macs_total": sum(m.macs for m in macs),
-            "macs_per_op": [dataclasses.asdict(m) for m in macs],
-            "targets": [dataclasses.asdict(v) for v in verdicts],
-            "flash_note": "model + reserve; the TFLite Micro runtime and kernels are not yet counted",
-        }
         with tf.io.gfile.GFile(os.path.join(uri, REPORT_JSON), "w") as f:
-            json.dump(content, f, indent=2)
+            json.dump(analysis.to_json(primary), f, indent=2)
         with tf.io.gfile.GFile(os.path.join(uri, REPORT_HTML), "w") as f:
-            f.write(gate.report_html(len(model), arena, content["macs_total"], info["ops"], verdicts, primary))
+            f.write(gate.report_html(analysis, primary))

@@ -16,13 +16,14 @@ def quantized(tiny_pipeline_runs):
     return make_artifact(TFLiteModel, first.artifact_uris[kws_pipeline.QUANTIZER]["quantized_model"])
 
 
-def _run(quantized, tmp_path, target, extra=(), boards_dirs=()):
+def _run(quantized, tmp_path, target, extra=(), boards_dirs=(), max_latency_ms=None):
     blessing = make_artifact(ModelBlessing, tmp_path / "blessing")
     report = make_artifact(DeviceReport, tmp_path / "report")
     executor.Executor().Do({executor.QUANTIZED_MODEL_KEY: [quantized]},
                            {executor.BLESSING_KEY: [blessing], executor.REPORT_KEY: [report]},
                            {executor.TARGET_KEY: target, executor.EXTRA_TARGETS_KEY: json.dumps(list(extra)),
-                            executor.BOARDS_DIRS_KEY: json.dumps(list(boards_dirs))})
+                            executor.BOARDS_DIRS_KEY: json.dumps(list(boards_dirs)),
+                            executor.MAX_LATENCY_MS_KEY: max_latency_ms})
     return blessing, report
 
 
@@ -30,8 +31,11 @@ def test_a_board_that_is_too_small_is_refused_with_one_line_per_budget(quantized
     boards = write_tiny_board(tmp_path / "boards")
     blessing, report = _run(quantized, tmp_path, "tiny_mcu", extra=["pico"], boards_dirs=[boards])
     assert blessing.get_int_custom_property("blessed") == 0
-    reason = blessing.get_string_custom_property("reason")
-    assert reason.startswith("RAM: arena ") and "+ reserve 8.0 KiB" in reason and reason.endswith("> 16.0 KiB on tiny_mcu")
+    ram, flash = blessing.get_string_custom_property("reason").split("; ")
+    assert ram.startswith("RAM: arena ") and "+ reserve 8.0 KiB" in ram and ram.endswith("> 16.0 KiB on tiny_mcu")
+    # 64 KiB of flash cannot hold the TFLM runtime and the model's kernels next to an 8 KiB reserve
+    assert flash.startswith("Flash: model ") and "TFLM runtime and kernels" in flash
+    assert flash.endswith("> 64.0 KiB on tiny_mcu")
     assert os.path.exists(os.path.join(blessing.uri, "NOT_BLESSED"))
     content = json.load(open(os.path.join(report.uri, executor.REPORT_JSON)))
     assert [t["board"] for t in content["targets"]] == ["tiny_mcu", "pico"]
@@ -45,3 +49,29 @@ def test_a_board_with_room_is_blessed(quantized, tmp_path):
     blessing, _ = _run(quantized, tmp_path, "pico")
     assert blessing.get_int_custom_property("blessed") == 1
     assert blessing.get_string_custom_property("reason") == "fits pico"
+
+
+def test_flash_counts_the_runtime_and_each_kernel_and_latency_is_estimated(quantized, tmp_path):
+    from components.mcu_size_gate import kernel_flash
+
+    _, report = _run(quantized, tmp_path, "pico")
+    content = json.load(open(os.path.join(report.uri, executor.REPORT_JSON)))
+    table = kernel_flash.load_table()
+    ops = {op["name"] for op in content["ops"]}
+    assert set(content["flash"]["kernel_bytes"]) == ops
+    code = table.runtime_bytes + sum(table.kernel_bytes[op] for op in ops)
+    (pico,) = content["targets"]
+    assert report.get_int_custom_property("flash_bytes") == content["model_bytes"] + code
+    assert pico["flash_used"] == content["model_bytes"] + code + 64 * 1024  # pico's flash reserve
+    assert 0 < pico["latency_ms"] < pico["latency_reference_kernels_ms"]
+    assert pico["inferences_per_second"] == pytest.approx(1000 / pico["latency_ms"], rel=0.01)
+    assert report.get_float_custom_property("latency_ms") == pico["latency_ms"]
+
+
+def test_a_model_too_slow_for_the_latency_requirement_is_refused(quantized, tmp_path):
+    _, report = _run(quantized, tmp_path / "measure", "pico")
+    latency_ms = report.get_float_custom_property("latency_ms")
+    blessing, _ = _run(quantized, tmp_path / "gate", "pico", max_latency_ms=latency_ms / 2)
+    assert blessing.get_int_custom_property("blessed") == 0
+    reason = blessing.get_string_custom_property("reason")
+    assert reason.startswith(f"Latency: estimated {latency_ms:.1f} ms per inference > max {latency_ms / 2:g} ms on pico")

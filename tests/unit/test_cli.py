@@ -82,8 +82,12 @@ def test_devices_check_measures_the_model_and_says_what_fits(tmp_path, tiny_int8
                     "--boards-dir", boards)
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("  ")}
-    assert lines["pico"].endswith("fits") and lines["tiny_mcu"].endswith("DOES NOT FIT")
-    assert "Tensor arena:" in result.output and "CONV_2D" in result.output
+    assert lines["pico"].endswith("fits")
+    assert "NO: RAM: arena" in lines["tiny_mcu"] and "Flash: model" in lines["tiny_mcu"]
+    assert "Tensor arena:" in result.output and "CONV_2D" in result.output and "TFLM runtime" in result.output
+    pico_ms = float(lines["pico"].split()[-3])
+    slow = invoke("devices", "check", str(model), "--board", "pico", "--max-latency-ms", str(pico_ms / 2))
+    assert "NO: Latency: estimated" in slow.output
 
 
 def test_devices_check_unknown_board_is_a_usage_error(tmp_path, tiny_int8_model):
