@@ -129,8 +129,17 @@ def main(argv=None) -> None:
                   f"{b['flash_total'] / 1024:.0f} | {b['ram_used'] / 1024:.1f} / {b['ram_total'] / 1024:.0f} | "
                   f"{b['latency_ms']:.1f} / {b['latency_reference_kernels_ms']:.1f} | "
                   f"{1000 / b['latency_ms']:.1f} | {b['calibration']} | {'yes' if b['fits'] else 'no'} |")
+    results["ota_pusher_component_seconds"] = cold["components"].get("OtaPusher", {}).get("seconds")
+    print(f"OtaPusher (embedded OCI layout registry, signed): {results['ota_pusher_component_seconds']} s in the "
+          f"cold run; release: {cold_summary.release.get('destination')}")
     with open(os.path.join(args.workdir, "bench.json"), "w") as f:
         json.dump(results, f, indent=2)
+    if cold_summary.quantization and cold_summary.size_gate:
+        from pipeline import bench_registry, pipeline as kws_pipeline
+
+        bench_registry.main(["--quantized", cold_summary.quantization["uri"], "--device-report",
+                             cold_summary.artifact_uris[kws_pipeline.SIZE_GATE]["report"],
+                             "--workdir", os.path.join(args.workdir, "registry_bench")])
 
 
 if __name__ == "__main__":

@@ -93,6 +93,27 @@ class KubeflowConfig:
     pipeline_root: Optional[str] = None
 
 
+DEV_SIGNING_KEY = "dev-signing.key"
+# The OTA registry kubernetes/base deploys (Service ota-registry in namespace tinyml-tfx).
+IN_CLUSTER_REGISTRY = "http://ota-registry.tinyml-tfx.svc.cluster.local:5000"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleaseConfig:
+    """Where blessed models go: the OTA registry and the signing key.
+
+    ``registry`` is an OCI layout directory (the embedded registry) or an ``http(s)://``
+    registry URL; credentials for the latter come from the environment at push time
+    (``TINYML_TFX_REGISTRY_USERNAME`` / ``_PASSWORD`` or ``_TOKEN``), never from the config.
+    """
+
+    registry: Optional[str] = None
+    repository: Optional[str] = None
+    signing_key_file: Optional[str] = None
+    allow_unsigned: bool = False
+    channel: str = "canary"
+
+
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """Everything one pipeline run needs.
@@ -110,6 +131,7 @@ class PipelineConfig:
     training: TrainingConfig
     quantization: QuantizationConfig = QuantizationConfig()
     kubeflow: KubeflowConfig = KubeflowConfig()
+    release: ReleaseConfig = ReleaseConfig()
     extra_targets: Tuple[str, ...] = ()
     boards_dirs: Tuple[str, ...] = ()
     beam_args: Tuple[str, ...] = ()
@@ -126,8 +148,12 @@ class PipelineConfig:
         """
         workdir = os.path.abspath(workdir)
         data_root = self.data.root or os.path.join(workdir, "data", self.pipeline_name)
+        release = dataclasses.replace(
+            self.release, registry=self.release.registry or os.path.join(workdir, "registry"),
+            signing_key_file=self.release.signing_key_file or (
+                None if self.release.allow_unsigned else os.path.join(workdir, "keys", DEV_SIGNING_KEY)))
         return dataclasses.replace(
-            self,
+            self, release=release,
             pipeline_root=os.path.join(workdir, "pipeline_root", self.pipeline_name),
             metadata_path=os.path.join(workdir, "metadata", f"{self.pipeline_name}.sqlite"),
             data_root=data_root,
@@ -148,8 +174,14 @@ class PipelineConfig:
             raise ConfigError(
                 f"Config file {self.source}: field 'kubeflow.pipeline_root' is not set. Set it to where "
                 "the run's artifacts go (an object-store URI or a path on a volume every pod mounts).")
-        return dataclasses.replace(self, pipeline_root=self.kubeflow.pipeline_root.rstrip("/") + "/" +
+        release = dataclasses.replace(self.release, registry=self.release.registry or IN_CLUSTER_REGISTRY)
+        return dataclasses.replace(self, release=release, pipeline_root=self.kubeflow.pipeline_root.rstrip("/") + "/" +
                                    self.pipeline_name, metadata_path="", data_root=self.data.root)
+
+    @property
+    def repository(self) -> str:
+        """The registry repository releases go to (default: the pipeline name)."""
+        return self.release.repository or self.pipeline_name
 
     @property
     def uses_synthetic_data(self) -> bool:
@@ -228,6 +260,7 @@ def parse_config(raw: Any, source: str) -> PipelineConfig:
         training=TrainingConfig(**raw.get("training", {})),
         quantization=QuantizationConfig(**raw.get("quantization", {})),
         kubeflow=KubeflowConfig(**raw.get("kubeflow", {})),
+        release=ReleaseConfig(**raw.get("release", {})),
         extra_targets=tuple(raw.get("extra_targets", ())),
         boards_dirs=tuple(_relative_to(source, d) for d in raw.get("boards_dirs", ())),
         beam_args=tuple(raw.get("beam_args", ())),

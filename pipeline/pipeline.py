@@ -14,11 +14,13 @@ from typing import Any, Dict, List
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 from tfx import v1 as tfx
+from tfx.dsl.placeholder import placeholder_base
 
 from components.audio_example_gen.component import AudioExampleGen
 from components.audio_example_gen.layout import EVAL, TEST, TRAIN
 from components.data_validation_gate.component import DataValidationGate
 from components.mcu_size_gate.component import McuSizeGate
+from components.ota_pusher.component import OtaPusher
 from components.tflite_quantizer.component import TFLiteQuantizer
 from pipeline.config import PipelineConfig
 from pipeline.tasks.kws import features, preprocessing
@@ -38,6 +40,7 @@ BASELINE_RESOLVER = "latest_blessed_model_resolver"
 EVALUATOR = "Evaluator"
 QUANTIZER = "TFLiteQuantizer"
 SIZE_GATE = "McuSizeGate"
+PUSHER = "OtaPusher"
 
 
 # Knobs a user may change per run without recompiling (Kubeflow run parameters); the
@@ -71,6 +74,10 @@ def task_code_fingerprint() -> str:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _blessed(blessing_channel):
+    return blessing_channel.future()[0].custom_property("blessed") == 1
 
 
 def frontend_params(config: PipelineConfig) -> Dict[str, Any]:
@@ -122,7 +129,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         AudioExampleGen -> StatisticsGen -> ImportSchemaGen -> DataValidationGate ->
         Transform -> Trainer -> Evaluator (against the latest blessed model) and
         TFLiteQuantizer (int8 for TFLite Micro, with its own fidelity blessing) -> McuSizeGate
-        (measured arena and model size against the target board, with its own blessing).
+        (measured arena, flash and latency against the target board, with its own blessing)
+        -> OtaPusher, inside ``tfx.dsl.Cond`` on all three blessings (and checking them again).
     """
     data = config.data
     example_gen = AudioExampleGen(
@@ -191,8 +199,22 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         max_latency_ms=config.requirements.max_latency_ms,
     ).with_id(SIZE_GATE)
 
+    blessings = [evaluator.outputs["blessing"], quantizer.outputs["blessing"], size_gate.outputs["blessing"]]
+    all_blessed = _blessed(blessings[0])
+    for blessing in blessings[1:]:
+        all_blessed = placeholder_base.logical_and(all_blessed, _blessed(blessing))
+    with tfx.dsl.Cond(all_blessed):
+        pusher = OtaPusher(
+            quantized_model=quantizer.outputs["quantized_model"], model_blessing=blessings[0],
+            quantization_blessing=blessings[1], device_blessing=blessings[2],
+            device_report=size_gate.outputs["report"], registry=config.release.registry or "",
+            repository=config.repository, frontend_hash=features.frontend_hash(frontend_params(config)),
+            pipeline_name=config.pipeline_name, signing_key_file=config.release.signing_key_file,
+            allow_unsigned=config.release.allow_unsigned, channel_name=config.release.channel,
+        ).with_id(PUSHER)
+
     components: List[Any] = [example_gen, statistics_gen, schema_gen, validator, transform, trainer,
-                             baseline, evaluator, quantizer, size_gate]
+                             baseline, evaluator, quantizer, size_gate, pusher]
     metadata = (tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
                 if config.metadata_path else None)
     return tfx.dsl.Pipeline(

@@ -9,6 +9,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 import tensorflow as tf
+from absl import logging
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
@@ -16,7 +17,7 @@ from tfx import v1 as tfx
 from components.audio_example_gen import layout
 from components.audio_example_gen.executor import gfile_filesystem
 from pipeline import pipeline as kws_pipeline
-from pipeline.config import ConfigError, PipelineConfig
+from pipeline.config import DEV_SIGNING_KEY, ConfigError, PipelineConfig
 from pipeline.tasks.kws import generate
 
 _STATE_NAMES = {
@@ -56,6 +57,7 @@ class RunSummary:
     ingestion_report: Optional[str]
     baseline_accuracy: Optional[float] = None
     artifact_uris: Dict[str, Dict[str, str]] = dataclasses.field(default_factory=dict)
+    release: Dict[str, object] = dataclasses.field(default_factory=dict)
 
     def to_text(self) -> str:
         lines = [f"Pipeline '{self.pipeline_name}', run {self.run_id}: {self.wall_seconds:.1f} s"]
@@ -79,6 +81,10 @@ class RunSummary:
             g = self.size_gate
             lines.append(f"MCU size gate:  {'fits ' + g['target'] if g['blessed'] else 'NOT blessed: ' + g['reason']}"
                          f" (arena {g['arena_bytes']} bytes; report {g['report']})")
+        if self.release.get("pushed"):
+            lines.append(f"OTA release:    {self.release['destination']} ({self.release['digest']})")
+        else:
+            lines.append("OTA release:    nothing pushed (a blessing is negative)")
         if self.model_uri:
             lines.append(f"Model:          {self.model_uri}")
         if q.get("uri"):
@@ -159,9 +165,22 @@ def preflight(config: PipelineConfig) -> None:
         raise ConfigError(f"{err} (data.root in {config.source})") from err
 
 
+def ensure_dev_signing_key(config: PipelineConfig) -> None:
+    """Creates the local run's development signing key (WORKDIR/keys) the first time it is needed."""
+    from components.ota_pusher import publish
+
+    key_file = config.release.signing_key_file
+    if key_file and os.path.basename(key_file) == DEV_SIGNING_KEY and not os.path.exists(key_file):
+        publish.load_signing_key(key_file, environ={}, create=True)
+        logging.warning("Created a development signing key %s (public key %s.pub). Production releases are "
+                        "signed with your own key: set release.signing_key_file or TINYML_TFX_SIGNING_KEY.",
+                        key_file, key_file)
+
+
 def run(config: PipelineConfig) -> RunSummary:
     """Runs the pipeline with LocalDagRunner (SQLite ML Metadata) and returns its summary."""
     preflight(config)
+    ensure_dev_signing_key(config)
     os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
     start = time.time()
     tfx.orchestration.LocalDagRunner().run(kws_pipeline.create_pipeline(config))
@@ -200,7 +219,7 @@ def summarise(config: PipelineConfig, wall_seconds: float) -> RunSummary:
         kws_pipeline.EXAMPLE_GEN, kws_pipeline.STATISTICS_GEN, kws_pipeline.SCHEMA_GEN,
         kws_pipeline.VALIDATOR, kws_pipeline.TRANSFORM, kws_pipeline.TRAINER,
         kws_pipeline.BASELINE_RESOLVER, kws_pipeline.EVALUATOR, kws_pipeline.QUANTIZER,
-        kws_pipeline.SIZE_GATE])}
+        kws_pipeline.SIZE_GATE, kws_pipeline.PUSHER])}
     components = []
     outputs: Dict[str, Dict[str, Any]] = {}
     for execution in executions:
@@ -239,6 +258,7 @@ def summarise(config: PipelineConfig, wall_seconds: float) -> RunSummary:
         ingestion_report=report if report and tf.io.gfile.exists(report) else None,
         baseline_accuracy=baseline,
         artifact_uris=uris,
+        release=_release(outputs.get(kws_pipeline.PUSHER, {})),
     )
 
 
@@ -290,6 +310,16 @@ def _size_gate(artifacts: Dict[str, Any], target: str) -> Dict[str, object]:
             "reason": _value(blessing.custom_properties["reason"]),
             "arena_bytes": _value(report.custom_properties["arena_bytes"]),
             "report": os.path.join(report.uri, "device_report.html")}
+
+
+def _release(artifacts: Dict[str, Any]) -> Dict[str, object]:
+    pushed = artifacts.get("pushed_model")
+    if pushed is None:
+        return {}
+    return {key: _value(value) for key, value in pushed.custom_properties.items()} | {
+        "pushed": bool(_value(pushed.custom_properties["pushed"])), "uri": pushed.uri,
+        "destination": _value(pushed.custom_properties["pushed_destination"])
+        if "pushed_destination" in pushed.custom_properties else None}
 
 
 def overall_metric(evaluation_uri: str, metric_name: str, model_name: str = "candidate") -> Optional[float]:

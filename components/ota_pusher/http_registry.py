@@ -29,16 +29,19 @@ class HttpRegistry:
         base_url: e.g. ``http://127.0.0.1:5000`` or ``https://ghcr.io``.
         repository: e.g. ``kws/nano33ble_sense``.
         username, password: basic-auth credentials, or None for an open registry.
+        token: a bearer token issued for the registry (sent instead of basic auth).
         timeout: seconds per request.
     """
 
     def __init__(self, base_url: str, repository: str, username: Optional[str] = None,
-                 password: Optional[str] = None, timeout: float = 30.0):
+                 password: Optional[str] = None, timeout: float = 30.0, token: Optional[str] = None):
         self.base_url = base_url.rstrip("/")
         self.repository = repository
         self.root = f"{self.base_url}/{repository}"
         self._session = requests.Session()
-        if username is not None:
+        if token:
+            self._session.headers["Authorization"] = f"Bearer {token}"
+        elif username is not None:
             self._session.auth = (username, password or "")
         self._timeout = timeout
 

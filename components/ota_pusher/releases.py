@@ -20,6 +20,19 @@ MODEL_FILE = "model.tflite"
 VERSION_ANNOTATION = "org.opencontainers.image.version"
 MODEL_SHA256_ANNOTATION = "dev.tinyml-tfx.model.sha256"
 MODEL_BYTES_ANNOTATION = "dev.tinyml-tfx.model.bytes"
+# What a gateway or fleet manager reads without downloading the model (set by the pusher).
+TARGETS_ANNOTATION = "dev.tinyml-tfx.targets"            # device classes the MCU size gate passed, comma-separated
+ARENA_ANNOTATION = "dev.tinyml-tfx.tensor-arena.bytes"
+FLASH_ANNOTATION = "dev.tinyml-tfx.flash.bytes"           # model + TFLM runtime and kernels, without the firmware
+OPS_ANNOTATION = "dev.tinyml-tfx.ops"                     # e.g. CONV_2D:v3,SOFTMAX:v1
+TFLM_VERSION_ANNOTATION = "dev.tinyml-tfx.tflite-micro.version"
+TF_VERSION_ANNOTATION = "dev.tinyml-tfx.tensorflow.version"
+FRONTEND_ANNOTATION = "dev.tinyml-tfx.frontend.sha256"    # a device with another front end must not take it
+FLOAT_ACCURACY_ANNOTATION = "dev.tinyml-tfx.accuracy.float"
+INT8_ACCURACY_ANNOTATION = "dev.tinyml-tfx.accuracy.int8"
+PIPELINE_ANNOTATION = "dev.tinyml-tfx.pipeline"
+RUN_ANNOTATION = "dev.tinyml-tfx.run-id"
+LINEAGE_ANNOTATION = "dev.tinyml-tfx.mlmd"                # JSON: ML Metadata ids of the model and blessings
 _MEDIA_TYPES = {".tflite": "application/vnd.tinyml-tfx.tflite", ".cc": "text/x-c++src", ".h": "text/x-c",
                 ".json": "application/json", ".md": "text/markdown", ".html": "text/html"}
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
@@ -80,6 +93,17 @@ def push_release(store: oci_layout.OciLayout, files: Mapping[str, bytes], annota
         store.tag(signing.signature_tag(manifest["digest"]), signature_manifest)
     store.tag(version, manifest)
     return Release(version, manifest["digest"], all_annotations)
+
+
+def find_model(store, model: bytes) -> Optional[Release]:
+    """The release whose model.tflite is ``model`` (by its annotated sha256), or None."""
+    sha256 = oci_layout.digest_of(model).split(":")[1]
+    for tag, descriptor in store.tags().items():
+        if _SEMVER.match(tag):
+            annotations = store.get_manifest(descriptor["digest"]).get("annotations", {})
+            if annotations.get(MODEL_SHA256_ANNOTATION) == sha256:
+                return Release(tag, descriptor["digest"], annotations)
+    return None
 
 
 def pull_release(store: oci_layout.OciLayout, tag: str, repository: str,

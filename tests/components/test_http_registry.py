@@ -1,12 +1,6 @@
 """Releases against the real reference registry server (Debian's docker-registry), on loopback."""
 
-import shutil
-import socket
-import subprocess
-import time
-
 import pytest
-import requests
 
 from components.ota_pusher import http_registry, releases, signing
 
@@ -16,35 +10,13 @@ FILES = {"model.tflite": b"\x1cTFL3 tiny model" * 100, "model_data.h": b"extern 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    binary = shutil.which("docker-registry")
-    if binary is None or shutil.which("htpasswd") is None:
-        pytest.skip("docker-registry/htpasswd not installed here (scripts/devenv.sh installs them in the Debian 13 root)")
-    work = tmp_path_factory.mktemp("registry")
-    htpasswd = subprocess.run(["htpasswd", "-Bbn", USER, PASSWORD], check=True, capture_output=True, text=True).stdout
-    (work / "htpasswd").write_text(htpasswd)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    (work / "config.yml").write_text(
-        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: " + str(work / "data") +
-        "\nhttp:\n  addr: 127.0.0.1:" + str(port) + "\nauth:\n  htpasswd:\n    realm: test\n    path: " +
-        str(work / "htpasswd") + "\n")
-    server = subprocess.Popen([binary, "serve", str(work / "config.yml")], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        try:
-            if requests.get(url + "/v2/", timeout=1).status_code == 401:
-                break
-        except requests.RequestException:
-            time.sleep(0.1)
-    else:
-        server.kill()
-        pytest.fail("the registry server did not start")
-    yield url
-    server.terminate()
-    server.wait(timeout=10)
+    from components.ota_pusher import reference_registry
+
+    try:
+        with reference_registry.serve(str(tmp_path_factory.mktemp("registry")), USER, PASSWORD) as url:
+            yield url
+    except reference_registry.RegistryUnavailable as err:
+        pytest.skip(str(err))
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +51,38 @@ def test_an_unreachable_registry_is_named(keys):
     store = http_registry.HttpRegistry("http://127.0.0.1:9", "kws/pico", USER, PASSWORD, timeout=2)
     with pytest.raises(http_registry.RegistryError, match="127.0.0.1:9 is unreachable"):
         store.tags()
+
+
+def test_channels_promote_and_rollback_on_the_registry_with_credentials_from_the_environment(registry, keys):
+    from components.ota_pusher import channels, publish
+
+    private, public = keys
+    environ = {publish.USERNAME_ENV: USER, publish.PASSWORD_ENV: PASSWORD}
+    store = publish.open_store(registry, "kws/fleet", environ)
+    for n in range(2):
+        publish.publish(store, {"model.tflite": b"\x1cTFL3 %d" % n}, {releases.TARGETS_ANNOTATION: "pico"},
+                        "kws/fleet", private, False, "canary", actor="ci")
+        channels.promote(store, "pico", actor="alice")
+    assert channels.current_version(store, "pico", "stable") == "0.1.1"
+    channels.rollback(store, "pico", actor="bob")
+    assert channels.current_version(store, "pico", "stable") == "0.1.0"
+    assert [m.action for m in channels.history(store, "pico", "stable")][-1] == "rollback"
+    assert releases.pull_release(store, "pico-stable", "kws/fleet", public)["model.tflite"] == b"\x1cTFL3 0"
+
+
+def test_a_push_killed_before_its_tag_leaves_no_release_and_a_retry_succeeds(registry, keys):
+    private, public = keys
+
+    class KilledBeforeTheVersionTag(http_registry.HttpRegistry):
+        def tag(self, tag, descriptor):
+            if releases._SEMVER.match(tag):
+                raise KeyboardInterrupt("killed")
+            super().tag(tag, descriptor)
+
+    killed = KilledBeforeTheVersionTag(registry, "kws/killed", USER, PASSWORD)
+    with pytest.raises(KeyboardInterrupt):
+        releases.push_release(killed, FILES, {}, "kws/killed", private_key_pem=private)
+    store = http_registry.HttpRegistry(registry, "kws/killed", USER, PASSWORD)
+    assert store.resolve("0.1.0") is None  # blobs, manifest and signature are there, but no release
+    release = releases.push_release(store, FILES, {}, "kws/killed", private_key_pem=private)
+    assert release.version == "0.1.0" and releases.pull_release(store, "0.1.0", "kws/killed", public) == FILES

@@ -121,6 +121,7 @@ def test_size_gate_blesses_the_tiny_model_for_its_target(runs):
 
 def test_a_target_board_too_small_blocks_the_release_and_says_why(runs, tmp_path):
     config, _ = runs
+    versions_before = _registry_versions(config)
     boards = write_tiny_board(tmp_path / "boards")
     small = dataclasses.replace(config, target_device="tiny_mcu", boards_dirs=(boards,))
     summary = run_local.run(small)
@@ -128,3 +129,59 @@ def test_a_target_board_too_small_blocks_the_release_and_says_why(runs, tmp_path
     assert states[kws_pipeline.SIZE_GATE] == "done" and states[kws_pipeline.TRAINER] == "cached"
     gate = summary.size_gate
     assert not gate["blessed"] and gate["reason"].startswith("RAM: arena ") and gate["reason"].endswith("on tiny_mcu")
+    # Nothing reaches devices: the OtaPusher is skipped by its Cond, and the registry is unchanged.
+    assert kws_pipeline.PUSHER not in states and not summary.release
+    assert summary.to_text().count("nothing pushed") == 1
+    assert _registry_versions(config) == versions_before
+
+
+def _registry(config):
+    from components.ota_pusher import oci_layout
+
+    return oci_layout.OciLayout(os.path.join(config.release.registry, config.repository))
+
+
+def _registry_versions(config):
+    from components.ota_pusher import releases
+
+    return sorted(t for t in _registry(config).tags() if releases._SEMVER.match(t))
+
+
+def test_a_blessed_model_is_pushed_signed_with_fleet_annotations_and_lineage(runs):
+    from components.ota_pusher import channels, releases
+    from pipeline.tasks.kws import features
+
+    config, (first, second, third) = runs
+    all_blessed = first.blessed and first.quantization["blessed"] and first.size_gate["blessed"]
+    assert all_blessed, "the tiny run is expected to pass every gate"
+    assert _by_node(first)[kws_pipeline.PUSHER].state == "done"
+    release = first.release
+    assert release["pushed"] == 1 and release["pushed_version"] == "0.1.0"
+    assert release["destination"].endswith(f"{config.repository}:0.1.0")
+    # The second run re-evaluates against the new baseline, so its pusher runs again, but the model
+    # is the same bytes: like TFX's Pusher, it does not push it twice. The third run is all cached.
+    assert second.release["pushed_version"] == "0.1.0"
+    assert _by_node(third)[kws_pipeline.PUSHER].state == "cached"
+    store = _registry(config)
+    assert _registry_versions(config) == ["0.1.0"]
+
+    public_key = open(config.release.signing_key_file + ".pub", "rb").read()
+    files = releases.pull_release(store, "nano33ble_sense-canary", config.repository, public_key)
+    quantized = first.quantization["uri"]
+    assert files["model.tflite"] == open(os.path.join(quantized, "model.tflite"), "rb").read()
+    assert {"model_data.cc", "model_data.h", "micro_op_resolver.h", "device_report.json"} <= set(files)
+
+    annotations = store.get_manifest(store.resolve("0.1.0")["digest"])["annotations"]
+    assert annotations[releases.TARGETS_ANNOTATION].split(",")[0] == "nano33ble_sense"
+    assert annotations[releases.FRONTEND_ANNOTATION] == features.frontend_hash(kws_pipeline.frontend_params(config))
+    assert annotations[releases.RUN_ANNOTATION] == first.run_id
+    assert int(annotations[releases.ARENA_ANNOTATION]) == first.size_gate["arena_bytes"]
+    assert "CONV_2D:v" in annotations[releases.OPS_ANNOTATION]
+    lineage = json.loads(annotations[releases.LINEAGE_ANNOTATION])
+    mlmd = _store(config)
+    quantized_artifact = mlmd.get_artifacts_by_id([lineage["model"]])[0]
+    assert quantized_artifact.uri == quantized
+    assert mlmd.get_artifacts_by_id([lineage["model_blessing"]])[0].uri == first.artifact_uris[
+        kws_pipeline.EVALUATOR]["blessing"]
+    history = channels.history(store, "nano33ble_sense", "canary")
+    assert history[0].action == "push" and history[0].version == "0.1.0" and history[0].previous is None

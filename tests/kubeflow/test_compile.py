@@ -48,7 +48,7 @@ def test_every_component_is_a_task_in_the_dag(compiled):
     tasks = spec.root.dag.tasks
     for node in (kws_pipeline.EXAMPLE_GEN, kws_pipeline.STATISTICS_GEN, kws_pipeline.SCHEMA_GEN,
                  kws_pipeline.VALIDATOR, kws_pipeline.TRANSFORM, kws_pipeline.TRAINER, kws_pipeline.EVALUATOR,
-                 kws_pipeline.QUANTIZER, kws_pipeline.SIZE_GATE):
+                 kws_pipeline.QUANTIZER, kws_pipeline.SIZE_GATE, kws_pipeline.PUSHER):
         assert node in tasks, node
     assert any(name.startswith(kws_pipeline.BASELINE_RESOLVER) for name in tasks)
 
@@ -61,6 +61,18 @@ def test_task_order_follows_the_data(compiled):
     assert kws_pipeline.VALIDATOR in deps[kws_pipeline.TRANSFORM]  # no training on data that failed validation
     assert kws_pipeline.TRANSFORM in deps[kws_pipeline.TRAINER]
     assert kws_pipeline.TRAINER in deps[kws_pipeline.EVALUATOR]
+
+
+def test_the_pusher_runs_only_when_every_blessing_is_positive(compiled):
+    from pipeline import config as config_lib
+
+    job, spec = compiled
+    pusher = spec.root.dag.tasks[kws_pipeline.PUSHER]
+    assert {kws_pipeline.EVALUATOR, kws_pipeline.QUANTIZER, kws_pipeline.SIZE_GATE} <= set(pusher.dependent_tasks)
+    condition = pusher.trigger_policy.condition
+    assert condition.count("blessed") == 3 and condition.count("&&") == 2, condition
+    registry = job["pipelineSpec"]["root"]["dag"]["tasks"][kws_pipeline.PUSHER]["inputs"]["parameters"]["registry"]
+    assert registry["runtimeValue"]["constantValue"]["stringValue"] == config_lib.IN_CLUSTER_REGISTRY
 
 
 def test_executors_use_the_image_and_the_tfx_entrypoint_and_resolve(compiled):

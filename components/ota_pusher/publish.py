@@ -1,0 +1,128 @@
+"""What a release of a pipeline run contains, where it goes, and with which key: plain library.
+
+Used by the OtaPusher executor and by ``tinyml-tfx push``; no TFX here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+from components.ota_pusher import http_registry, oci_layout, releases, signing
+
+RELEASE_FILES = ("model.tflite", "model_data.cc", "model_data.h", "micro_op_resolver.h",
+                 "quantization_report.json")
+GATE_FILES = ("device_report.json", "device_report.html")
+USERNAME_ENV, PASSWORD_ENV, TOKEN_ENV = ("TINYML_TFX_REGISTRY_USERNAME", "TINYML_TFX_REGISTRY_PASSWORD",
+                                         "TINYML_TFX_REGISTRY_TOKEN")
+SIGNING_KEY_ENV = "TINYML_TFX_SIGNING_KEY"
+
+
+class PublishError(ValueError):
+    """A release that cannot be assembled or pushed; the message names the file or setting."""
+
+
+def _read(folder: str, name: str) -> bytes:
+    path = os.path.join(folder, name)
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as err:
+        raise PublishError(f"Release file {path} cannot be read ({err.strerror}); the quantizer and the size gate "
+                           "write it, so rerun the pipeline.") from err
+
+
+def release_files(quantized_dir: str, device_report_dir: str) -> Dict[str, bytes]:
+    """The files a release carries: the model, its firmware sources and the two reports."""
+    files = {name: _read(quantized_dir, name) for name in RELEASE_FILES}
+    files.update({name: _read(device_report_dir, name) for name in GATE_FILES})
+    return files
+
+
+def release_annotations(files: Mapping[str, bytes], frontend_hash: str, pipeline_name: str, run_id: str,
+                        lineage: Mapping[str, Any]) -> Dict[str, str]:
+    """The annotations a fleet needs without downloading the model (see ``releases``)."""
+    from importlib import metadata
+
+    gate = json.loads(files["device_report.json"])
+    quantization = json.loads(files["quantization_report.json"])
+    fidelity = quantization.get("fidelity", {})
+    primary = gate["targets"][0]
+    code_bytes = gate.get("flash", {})
+    flash = gate["model_bytes"] + code_bytes.get("runtime_bytes", 0) + sum(code_bytes.get("kernel_bytes", {}).values())
+    return {
+        releases.TARGETS_ANNOTATION: ",".join(t["board"] for t in gate["targets"] if t["fits"]),
+        releases.ARENA_ANNOTATION: str(gate["arena"]["smallest_bytes"]),
+        releases.FLASH_ANNOTATION: str(flash),
+        releases.OPS_ANNOTATION: ",".join(f"{op['name']}:v{op['version']}" for op in gate["ops"]),
+        releases.TFLM_VERSION_ANNOTATION: metadata.version("tflite-micro"),
+        releases.TF_VERSION_ANNOTATION: metadata.version("tensorflow"),
+        releases.FRONTEND_ANNOTATION: frontend_hash,
+        releases.FLOAT_ACCURACY_ANNOTATION: f"{fidelity.get('float_accuracy', float('nan')):.4f}",
+        releases.INT8_ACCURACY_ANNOTATION: f"{fidelity.get('quantized_accuracy', float('nan')):.4f}",
+        releases.PIPELINE_ANNOTATION: pipeline_name,
+        releases.RUN_ANNOTATION: run_id,
+        releases.LINEAGE_ANNOTATION: json.dumps(dict(lineage), sort_keys=True),
+        "dev.tinyml-tfx.latency.ms": str(primary.get("latency_ms")),
+        "org.opencontainers.image.title": f"{pipeline_name} model",
+    }
+
+
+def open_store(registry: str, repository: str, environ: Optional[Mapping[str, str]] = None):
+    """The embedded layout (a directory) or an HTTP registry, with credentials from ``environ``."""
+    environ = os.environ if environ is None else environ
+    if registry.startswith(("http://", "https://")):
+        return http_registry.HttpRegistry(registry, repository, username=environ.get(USERNAME_ENV),
+                                          password=environ.get(PASSWORD_ENV), token=environ.get(TOKEN_ENV))
+    return oci_layout.OciLayout(os.path.join(registry, repository))
+
+
+def load_signing_key(key_file: Optional[str], environ: Optional[Mapping[str, str]] = None,
+                     create: bool = False) -> Optional[bytes]:
+    """The PEM private key from ``key_file`` or the environment; with ``create``, a new
+    development key pair is written to ``key_file`` (and ``.pub``) when it does not exist."""
+    environ = os.environ if environ is None else environ
+    if environ.get(SIGNING_KEY_ENV):
+        return environ[SIGNING_KEY_ENV].encode()
+    if not key_file:
+        return None
+    if not os.path.exists(key_file) and create:
+        private_pem, public_pem = signing.generate_key_pair()
+        os.makedirs(os.path.dirname(key_file), exist_ok=True)
+        with open(key_file + ".pub", "wb") as f:
+            f.write(public_pem)
+        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as f:
+            f.write(private_pem)
+    try:
+        with open(key_file, "rb") as f:
+            return f.read()
+    except OSError as err:
+        raise PublishError(f"Signing key {key_file} cannot be read ({err.strerror}). Point release.signing_key_file "
+                           f"at the PEM key, or set {SIGNING_KEY_ENV}.") from err
+
+
+def publish(store, files: Mapping[str, bytes], annotations: Mapping[str, str], repository: str,
+            private_key_pem: Optional[bytes], allow_unsigned: bool, channel: str, actor: str,
+            version: Optional[str] = None) -> releases.Release:
+    """Pushes a release and puts it on ``channel`` for every device class it was gated for.
+
+    Like TFX's Pusher, which does not copy a model it already pushed, a model whose bytes are
+    already released is not pushed again: the existing release is returned (and put on the
+    channel where it is not yet).
+    """
+    from components.ota_pusher import channels
+
+    release = None if version else releases.find_model(store, files[releases.MODEL_FILE])
+    if release is None:
+        release = releases.push_release(store, files, annotations, repository, version=version,
+                                        private_key_pem=private_key_pem, allow_unsigned=allow_unsigned)
+    for device_class in targets_of(release.annotations):
+        if channels.current_version(store, device_class, channel) != release.version:
+            channels.set_channel(store, device_class, channel, release.version, actor=actor, action="push")
+    return release
+
+
+def targets_of(annotations: Mapping[str, str]) -> Sequence[str]:
+    return [t for t in annotations.get(releases.TARGETS_ANNOTATION, "").split(",") if t]
