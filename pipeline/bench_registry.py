@@ -18,10 +18,6 @@ from components.ota_pusher import channels, http_registry, publish, reference_re
 USER, PASSWORD = "bench", "bench-pass"
 
 
-def _release_files(quantized_dir: str, report_dir: str):
-    return publish.release_files(quantized_dir, report_dir)
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quantized", required=True, help="TFLiteQuantizer output folder of a run")
@@ -30,7 +26,7 @@ def main(argv=None) -> None:
     parser.add_argument("--gateways", type=int, default=200)
     args = parser.parse_args(argv)
 
-    files = _release_files(args.quantized, args.device_report)
+    files = publish.release_files(args.quantized, args.device_report)
     gate = json.loads(files["device_report.json"])
     targets = ",".join(t["board"] for t in gate["targets"] if t["fits"])
     private, public = signing.generate_key_pair()
@@ -51,7 +47,6 @@ def main(argv=None) -> None:
             assert pulled["model.tflite"] == files["model.tflite"]
             return time.perf_counter() - began
 
-        start = time.perf_counter()
         results["single_pull_seconds"] = round(pull(0), 3)
         workers = min(args.gateways, 64)
         start = time.perf_counter()

@@ -306,20 +306,11 @@ def push_command(config_path, workdir, registry, repository, version, allow_unsi
         unsigned = allow_unsigned or config.release.allow_unsigned
         key = None if unsigned else publish.load_signing_key(config.release.signing_key_file)
         release = publish.publish(store, files, annotations, repository, key, unsigned, config.release.channel,
-                                  actor=_actor(), version=version)
+                                  actor=None, version=version)
     except _registry_errors() as err:
         _fail(str(err), EXIT_FAILED)
     click.echo(f"Pushed {store.root}:{release.version} ({release.digest}); on {config.release.channel} for "
                + ", ".join(publish.targets_of(release.annotations)))
-
-
-def _actor() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 @main.command("list")
@@ -356,7 +347,7 @@ def promote_command(config_path, workdir, registry, repository, device_class, so
 
     store, _, _ = _release_target(config_path, workdir, registry, repository)
     try:
-        move = channels.promote(store, device_class, source, target, version, actor=_actor())
+        move = channels.promote(store, device_class, source, target, version)
     except _registry_errors() as err:
         _fail(str(err), EXIT_FAILED)
     click.echo(f"{channels.channel_tag(device_class, target)}: {move.previous or '(none)'} -> {move.version} "
@@ -373,7 +364,7 @@ def rollback_command(config_path, workdir, registry, repository, device_class, c
 
     store, _, _ = _release_target(config_path, workdir, registry, repository)
     try:
-        move = channels.rollback(store, device_class, channel, actor=_actor())
+        move = channels.rollback(store, device_class, channel)
     except _registry_errors() as err:
         _fail(str(err), EXIT_FAILED)
     click.echo(f"{channels.channel_tag(device_class, channel)}: {move.previous} -> {move.version} "

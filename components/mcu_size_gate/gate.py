@@ -56,6 +56,11 @@ class Analysis:
     def macs(self) -> int:
         return latency.model_macs(self.macs_per_op)
 
+    @property
+    def flash_bytes(self) -> int:
+        """Model + TFLM runtime and kernels: the flash the model takes, before any board's reserve."""
+        return self.model_bytes + self.code_bytes
+
     def to_json(self, primary: str) -> Dict[str, Any]:
         return {
             "primary_target": primary,
@@ -64,7 +69,8 @@ class Analysis:
             "arena": dataclasses.asdict(self.arena),
             "macs_total": self.macs,
             "macs_per_op": [dataclasses.asdict(m) for m in self.macs_per_op],
-            "flash": {"model_bytes": self.model_bytes, "runtime_bytes": self.runtime_bytes,
+            "flash": {"total_bytes": self.flash_bytes, "model_bytes": self.model_bytes,
+                      "runtime_bytes": self.runtime_bytes,
                       "kernel_bytes": self.kernel_bytes, "source": self.flash_source},
             "latency_model": {"sources": list(latency.SOURCES), "kernels": "optimized (CMSIS-NN)",
                               "max_latency_ms": self.max_latency_ms},

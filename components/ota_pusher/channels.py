@@ -79,7 +79,7 @@ def current_version(store, device_class: str, channel: str) -> Optional[str]:
 def _version_descriptor(store, version: str) -> Dict[str, Any]:
     descriptor = store.resolve(version)
     if descriptor is None:
-        known = sorted(t for t in store.tags() if releases._SEMVER.match(t))
+        known = sorted(t for t in store.tags() if releases.is_version(t))
         raise ChannelError(f"No release {version} in {store.root}; releases: {', '.join(known) or 'none'}.")
     return descriptor
 
@@ -154,11 +154,11 @@ def list_releases(store) -> Dict[str, Any]:
     """Versions (with their key annotations) and channels (with the version they point at)."""
     tags = store.tags()
     versions = []
-    for tag in sorted((t for t in tags if releases._SEMVER.match(t)),
+    for tag in sorted((t for t in tags if releases.is_version(t)),
                       key=lambda t: tuple(int(p) for p in t.split("."))):
         manifest = store.get_manifest(tags[tag]["digest"])
         versions.append({"version": tag, "digest": tags[tag]["digest"], "annotations": manifest.get("annotations", {})})
     by_digest = {v["digest"]: v["version"] for v in versions}
     channels = {tag: by_digest.get(descriptor["digest"], descriptor["digest"]) for tag, descriptor in sorted(tags.items())
-                if "-" in tag and not tag.endswith((".history", ".sig")) and not releases._SEMVER.match(tag)}
+                if "-" in tag and not tag.endswith((".history", ".sig")) and not releases.is_version(tag)}
     return {"versions": versions, "channels": channels}

@@ -49,12 +49,10 @@ def release_annotations(files: Mapping[str, bytes], frontend_hash: str, pipeline
     quantization = json.loads(files["quantization_report.json"])
     fidelity = quantization.get("fidelity", {})
     primary = gate["targets"][0]
-    code_bytes = gate.get("flash", {})
-    flash = gate["model_bytes"] + code_bytes.get("runtime_bytes", 0) + sum(code_bytes.get("kernel_bytes", {}).values())
     return {
         releases.TARGETS_ANNOTATION: ",".join(t["board"] for t in gate["targets"] if t["fits"]),
         releases.ARENA_ANNOTATION: str(gate["arena"]["smallest_bytes"]),
-        releases.FLASH_ANNOTATION: str(flash),
+        releases.FLASH_ANNOTATION: str(gate["flash"]["total_bytes"]),
         releases.OPS_ANNOTATION: ",".join(f"{op['name']}:v{op['version']}" for op in gate["ops"]),
         releases.TFLM_VERSION_ANNOTATION: metadata.version("tflite-micro"),
         releases.TF_VERSION_ANNOTATION: metadata.version("tensorflow"),
@@ -65,7 +63,7 @@ def release_annotations(files: Mapping[str, bytes], frontend_hash: str, pipeline
         releases.RUN_ANNOTATION: run_id,
         releases.LINEAGE_ANNOTATION: json.dumps(dict(lineage), sort_keys=True),
         "dev.tinyml-tfx.latency.ms": str(primary.get("latency_ms")),
-        "org.opencontainers.image.title": f"{pipeline_name} model",
+        oci_layout.TITLE: f"{pipeline_name} model",
     }
 
 
@@ -104,7 +102,7 @@ def load_signing_key(key_file: Optional[str], environ: Optional[Mapping[str, str
 
 
 def publish(store, files: Mapping[str, bytes], annotations: Mapping[str, str], repository: str,
-            private_key_pem: Optional[bytes], allow_unsigned: bool, channel: str, actor: str,
+            private_key_pem: Optional[bytes], allow_unsigned: bool, channel: str, actor: Optional[str] = None,
             version: Optional[str] = None) -> releases.Release:
     """Pushes a release and puts it on ``channel`` for every device class it was gated for.
 

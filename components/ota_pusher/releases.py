@@ -49,6 +49,11 @@ class Release:
     annotations: Dict[str, str]
 
 
+def is_version(tag: str) -> bool:
+    """Whether ``tag`` is a release version (``MAJOR.MINOR.PATCH``), not a channel or signature tag."""
+    return _SEMVER.match(tag) is not None
+
+
 def next_version(tags: Iterable[str]) -> str:
     """One patch above the highest ``X.Y.Z`` tag; ``0.1.0`` for the first release."""
     versions = sorted(tuple(int(p) for p in m.groups()) for m in (_SEMVER.match(t) for t in tags) if m)

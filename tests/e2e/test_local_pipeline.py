@@ -144,7 +144,7 @@ def _registry(config):
 def _registry_versions(config):
     from components.ota_pusher import releases
 
-    return sorted(t for t in _registry(config).tags() if releases._SEMVER.match(t))
+    return sorted(t for t in _registry(config).tags() if releases.is_version(t))
 
 
 def test_a_blessed_model_is_pushed_signed_with_fleet_annotations_and_lineage(runs):
