@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import textwrap
 import time
@@ -384,8 +385,11 @@ def rollback_command(config_path, workdir, registry, repository, device_class, c
 @click.option("--output", required=True, type=click.Path(file_okay=False), help="Folder the files go to.")
 def pull_command(config_path, workdir, registry, repository, device_class, channel, verify, public_key,
                  frontend_hash, output) -> None:
-    """What a gateway runs: download a channel's release, verify it, write its files."""
-    from components.ota_pusher import channels, releases
+    """What a gateway runs: download a channel's release, verify it, write its files.
+
+    An interrupted download resumes when the same command is run again.
+    """
+    from components.ota_pusher import channels, http_registry, releases
 
     store, repository, config = _release_target(config_path, workdir, registry, repository)
     key = None
@@ -397,6 +401,8 @@ def pull_command(config_path, workdir, registry, repository, device_class, chann
         except OSError as err:
             _fail(f"Public key {key_path} cannot be read ({err.strerror}); give --public-key.", EXIT_USAGE)
     tag = channels.channel_tag(device_class, channel)
+    # Kept across attempts: a pull that was cut off resumes from what it already has.
+    download_dir = os.path.join(output, ".tinyml-tfx-download")
     try:
         descriptor = store.resolve(tag)
         if descriptor is None:
@@ -406,13 +412,21 @@ def pull_command(config_path, workdir, registry, repository, device_class, chann
             raise releases.ReleaseError(
                 f"Release {annotations.get(releases.VERSION_ANNOTATION)} on {tag} was built for audio front end "
                 f"{annotations.get(releases.FRONTEND_ANNOTATION)}, not this device's {frontend_hash}; refusing it.")
-        files = releases.pull_release(store, tag, repository, key)
+        os.makedirs(download_dir, exist_ok=True)
+        files = releases.pull_release(store, tag, repository, key, download_dir=download_dir)
     except _registry_errors() as err:
+        if not isinstance(err, http_registry.DownloadInterrupted) and os.path.isdir(download_dir):
+            shutil.rmtree(download_dir)  # a refused release leaves nothing behind
+            if not os.listdir(output):
+                os.rmdir(output)
         _fail(str(err), EXIT_FAILED)
-    os.makedirs(output, exist_ok=True)
     for name, content in files.items():
-        with open(os.path.join(output, name), "wb") as f:
+        # Each file appears whole or not at all: firmware never flashes half a model.
+        partial = os.path.join(download_dir, name + ".tmp")
+        with open(partial, "wb") as f:
             f.write(content)
+        os.replace(partial, os.path.join(output, name))
+    shutil.rmtree(download_dir)
     click.echo(f"Pulled {tag} = {annotations.get(releases.VERSION_ANNOTATION)} ({descriptor['digest']}), "
                f"{'signature and digests verified' if key else 'NOT verified'}: {', '.join(sorted(files))} -> {output}")
 

@@ -97,6 +97,15 @@ class OciLayout:
             raise LayoutError(f"Blob {digest} in {self.root} is corrupt: its content hashes to {digest_of(data)}.")
         return data
 
+    def download_blob(self, digest: str, path: str) -> int:
+        """Copies a blob to ``path`` (checked against its digest); returns its size.
+
+        The same call as ``HttpRegistry.download_blob``; a local copy has nothing to resume.
+        """
+        data = self.get_blob(digest)
+        _atomic_write(path, data)
+        return len(data)
+
     def put_manifest(self, manifest: Mapping[str, Any]) -> Dict[str, Any]:
         """Stores a manifest as a blob and returns its descriptor (not yet tagged)."""
         return self.put_blob(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode(),

@@ -111,9 +111,27 @@ def find_model(store, model: bytes) -> Optional[Release]:
     return None
 
 
-def pull_release(store: oci_layout.OciLayout, tag: str, repository: str,
-                 public_key_pem: Optional[bytes]) -> Dict[str, bytes]:
+def _fetch_layer(store, digest: str, download_dir: Optional[str]) -> bytes:
+    if download_dir is None:
+        return store.get_blob(digest)
+    path = os.path.join(download_dir, digest.replace(":", "-"))
+    if not os.path.exists(path):
+        store.download_blob(digest, path)
+    with open(path, "rb") as f:
+        data = f.read()
+    if oci_layout.digest_of(data) != digest:
+        os.remove(path)
+        raise oci_layout.LayoutError(f"Downloaded blob {path} does not match its digest {digest}; removed it.")
+    return data
+
+
+def pull_release(store: oci_layout.OciLayout, tag: str, repository: str, public_key_pem: Optional[bytes],
+                 download_dir: Optional[str] = None) -> Dict[str, bytes]:
     """Downloads a release by version or channel tag, verifying digests and (with a key) the signature.
+
+    With ``download_dir``, blobs are streamed there and kept: a pull that was interrupted
+    resumes where it stopped (whole blobs are not fetched again, a partial one continues
+    with an HTTP ``Range`` request). The caller removes the directory once the files are written.
 
     Raises:
         ReleaseError: when the tag is unknown, the signature is missing or wrong, or a file is corrupt.
@@ -135,7 +153,7 @@ def pull_release(store: oci_layout.OciLayout, tag: str, repository: str,
     files = {}
     for layer in manifest["layers"]:
         try:
-            files[layer["annotations"][oci_layout.TITLE]] = store.get_blob(layer["digest"])
+            files[layer["annotations"][oci_layout.TITLE]] = _fetch_layer(store, layer["digest"], download_dir)
         except oci_layout.LayoutError as err:
             raise ReleaseError(f"Release {tag}: {err} Refusing it.") from err
     expected = manifest["annotations"][MODEL_SHA256_ANNOTATION]

@@ -1,6 +1,12 @@
 """Releases against the real reference registry server (Debian's docker-registry), on loopback."""
 
+import contextlib
+import os
+import socket
+import threading
+
 import pytest
+import requests
 
 from components.ota_pusher import http_registry, releases, signing
 
@@ -86,3 +92,146 @@ def test_a_push_killed_before_its_tag_leaves_no_release_and_a_retry_succeeds(reg
     assert store.resolve("0.1.0") is None  # blobs, manifest and signature are there, but no release
     release = releases.push_release(store, FILES, {}, "kws/killed", private_key_pem=private)
     assert release.version == "0.1.0" and releases.pull_release(store, "0.1.0", "kws/killed", public) == FILES
+
+
+@pytest.fixture(scope="module")
+def token_registry(tmp_path_factory):
+    from components.ota_pusher import reference_registry
+
+    try:
+        with reference_registry.serve(str(tmp_path_factory.mktemp("token-registry")), USER, PASSWORD,
+                                      auth="token") as url:
+            yield url
+    except reference_registry.RegistryUnavailable as err:
+        pytest.skip(str(err))
+
+
+def test_token_auth_exchanges_the_credentials_for_scoped_bearer_tokens(token_registry, keys):
+    private, public = keys
+    anonymous = requests.get(token_registry + "/v2/kws/token/tags/list", timeout=5)
+    challenge = http_registry.parse_bearer_challenge(anonymous.headers["WWW-Authenticate"])
+    assert anonymous.status_code == 401 and challenge["scope"] == "repository:kws/token:pull"
+
+    store = http_registry.HttpRegistry(token_registry, "kws/token", USER, PASSWORD)
+    release = releases.push_release(store, FILES, {}, "kws/token", private_key_pem=private)
+    assert releases.pull_release(store, release.version, "kws/token", public) == FILES
+
+    wrong = http_registry.HttpRegistry(token_registry, "kws/token", USER, "wrong-password")
+    with pytest.raises(http_registry.RegistryError) as err:
+        wrong.tags()
+    assert "token service" in str(err.value) and "401" in str(err.value)
+    assert "wrong-password" not in str(err.value)
+
+
+class CuttingProxy:
+    """A TCP forwarder to the registry that drops every connection once ``budget`` response
+    bytes have gone through (a gateway's link failing mid-download); counts what it forwards."""
+
+    def __init__(self, upstream: str, budget=None):
+        self.upstream_port = int(upstream.rsplit(":", 1)[1])
+        self.budget = budget
+        self.forwarded = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream_port))
+            threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
+
+    def _pipe(self, source, sink, is_response):
+        try:
+            while data := source.recv(4096):
+                if is_response:
+                    if self.budget is not None and self.forwarded + len(data) > self.budget:
+                        sink.sendall(data[: max(0, self.budget - self.forwarded)])
+                        self.forwarded = self.budget
+                        break
+                    self.forwarded += len(data)
+                sink.sendall(data)
+        except OSError:
+            pass
+        for s in (source, sink):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def close(self):
+        self._listener.close()
+
+
+def test_an_interrupted_pull_resumes_where_it_stopped(registry, keys, tmp_path):
+    private, public = keys
+    model = os.urandom(300_000)
+    files = {**FILES, "model.tflite": model}
+    releases.push_release(http_registry.HttpRegistry(registry, "kws/resume", USER, PASSWORD), files, {},
+                          "kws/resume", private_key_pem=private)
+    download = tmp_path / "download"
+    download.mkdir()
+
+    cut = CuttingProxy(registry, budget=120_000)
+    with pytest.raises(http_registry.DownloadInterrupted, match="run the same pull again"):
+        releases.pull_release(http_registry.HttpRegistry(cut.url, "kws/resume", USER, PASSWORD), "0.1.0",
+                              "kws/resume", public, download_dir=str(download))
+    cut.close()
+    (partial,) = download.glob("*.part")
+    assert 50_000 < partial.stat().st_size < len(model)
+
+    counted = CuttingProxy(registry)
+    pulled = releases.pull_release(http_registry.HttpRegistry(counted.url, "kws/resume", USER, PASSWORD), "0.1.0",
+                                   "kws/resume", public, download_dir=str(download))
+    counted.close()
+    assert pulled == files
+    assert counted.forwarded < len(model) - 50_000  # only the rest of the model travelled again
+    assert not list(download.glob("*.part"))
+
+
+def test_a_corrupt_partial_download_is_discarded_and_refetched(registry, keys, tmp_path):
+    private, public = keys
+    store = http_registry.HttpRegistry(registry, "kws/corrupt-part", USER, PASSWORD)
+    release = releases.push_release(store, FILES, {}, "kws/corrupt-part", private_key_pem=private)
+    model_digest = next(layer["digest"] for layer in store.get_manifest(release.digest)["layers"]
+                        if layer["annotations"]["org.opencontainers.image.title"] == "model.tflite")
+    target = tmp_path / model_digest.replace(":", "-")
+    target.with_name(target.name + ".part").write_bytes(b"garbage from another file")
+    with pytest.raises(releases.ReleaseError, match="corrupt"):
+        releases.pull_release(store, release.version, "kws/corrupt-part", public, download_dir=str(tmp_path))
+    assert releases.pull_release(store, release.version, "kws/corrupt-part", public,
+                                 download_dir=str(tmp_path)) == FILES
+
+
+def test_the_gateway_pull_command_resumes_after_a_dropped_link(registry, keys, tmp_path, monkeypatch):
+    from components.ota_pusher import channels, publish
+    from tests.unit.test_cli import invoke
+
+    private, public = keys
+    model = os.urandom(300_000)
+    store = http_registry.HttpRegistry(registry, "kws/gateway", USER, PASSWORD)
+    publish.publish(store, {"model.tflite": model}, {releases.TARGETS_ANNOTATION: "pico"}, "kws/gateway",
+                    private, False, "canary", actor="ci")
+    channels.promote(store, "pico", actor="ci")
+    (tmp_path / "key.pub").write_bytes(public)
+    monkeypatch.setenv(publish.USERNAME_ENV, USER)
+    monkeypatch.setenv(publish.PASSWORD_ENV, PASSWORD)
+    out = tmp_path / "device"
+
+    def pull(url):
+        return invoke("pull", "--registry", url, "--repository", "kws/gateway", "--workdir", str(tmp_path / "w"),
+                      "--device-class", "pico", "--public-key", str(tmp_path / "key.pub"), "--output", str(out))
+
+    cut = CuttingProxy(registry, budget=120_000)
+    interrupted = pull(cut.url)
+    cut.close()
+    assert interrupted.exit_code == 1 and "interrupted" in interrupted.output
+    assert "Traceback" not in interrupted.output and not (out / "model.tflite").exists()
+
+    resumed = pull(registry)
+    assert resumed.exit_code == 0, resumed.output
+    assert (out / "model.tflite").read_bytes() == model
+    assert os.listdir(out) == ["model.tflite"]  # the download folder is gone
