@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pathlib
 from typing import Any, Dict, Optional, Tuple
 
 import jsonschema
@@ -91,6 +92,7 @@ class TrainingConfig:
 class KubeflowConfig:
     image: str = "tinyml-tfx:latest"
     pipeline_root: Optional[str] = None
+    project_dir: str = "/opt/tinyml-tfx"  # where kubernetes/Dockerfile puts the project in the image
 
 
 DEV_SIGNING_KEY = "dev-signing.key"
@@ -175,8 +177,23 @@ class PipelineConfig:
                 f"Config file {self.source}: field 'kubeflow.pipeline_root' is not set. Set it to where "
                 "the run's artifacts go (an object-store URI or a path on a volume every pod mounts).")
         release = dataclasses.replace(self.release, registry=self.release.registry or IN_CLUSTER_REGISTRY)
-        return dataclasses.replace(self, release=release, pipeline_root=self.kubeflow.pipeline_root.rstrip("/") + "/" +
+        data = dataclasses.replace(self.data, schema=self._schema_in_image())
+        return dataclasses.replace(self, release=release, data=data, pipeline_root=self.kubeflow.pipeline_root.rstrip("/") + "/" +
                                    self.pipeline_name, metadata_path="", data_root=self.data.root)
+
+    def _schema_in_image(self) -> str:
+        """The data schema's path as the pods see it: the project's schemas/ are in the image."""
+        schema = self.data.schema
+        if "://" in schema:
+            return schema
+        try:
+            relative = pathlib.Path(schema).resolve().relative_to(schemas.SCHEMA_DIR.resolve())
+        except ValueError:
+            raise ConfigError(
+                f"Config file {self.source}: field 'data.schema' is {schema}, a file on this machine that the "
+                "pods cannot read. Put it in the project's schemas/ folder (the image carries it) or give an "
+                "object-store URI.") from None
+        return f"{self.kubeflow.project_dir.rstrip('/')}/schemas/{relative.as_posix()}"
 
     @property
     def repository(self) -> str:

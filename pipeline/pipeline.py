@@ -12,6 +12,7 @@ import pathlib
 from typing import Any, Dict, List
 
 import tensorflow_model_analysis as tfma
+from google.protobuf import json_format
 from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 from tfx import v1 as tfx
 from tfx.dsl.placeholder import placeholder_base
@@ -48,6 +49,10 @@ PUSHER = "OtaPusher"
 TARGET_DEVICE_PARAMETER = "target_device"
 MAX_QUANTIZATION_DROP_PARAMETER = "max_quantization_drop"
 CALIBRATION_EXAMPLES_PARAMETER = "calibration_examples"
+# TFX parameterises proto settings only as whole JSON documents; `tinyml-tfx submit` offers
+# the two knobs inside them by name (min_accuracy, train_steps; see RUN_PARAMETER_SHORTHANDS).
+TRAIN_ARGS_PARAMETER = "train_args"     # the Trainer's TrainArgs; num_steps is the training budget
+EVAL_CONFIG_PARAMETER = "eval_config"   # TFMA's EvalConfig; its accuracy lower bound is the floor
 
 
 def runtime_parameters(config: PipelineConfig) -> Dict[str, Any]:
@@ -59,7 +64,46 @@ def runtime_parameters(config: PipelineConfig) -> Dict[str, Any]:
             name=MAX_QUANTIZATION_DROP_PARAMETER, ptype=float, default=config.requirements.max_quantization_drop),
         CALIBRATION_EXAMPLES_PARAMETER: tfx.dsl.experimental.RuntimeParameter(
             name=CALIBRATION_EXAMPLES_PARAMETER, ptype=int, default=config.quantization.calibration_examples),
+        TRAIN_ARGS_PARAMETER: tfx.dsl.experimental.RuntimeParameter(
+            name=TRAIN_ARGS_PARAMETER, ptype=str, default=json_format.MessageToJson(train_args(config))),
+        EVAL_CONFIG_PARAMETER: tfx.dsl.experimental.RuntimeParameter(
+            name=EVAL_CONFIG_PARAMETER, ptype=str, default=json_format.MessageToJson(eval_config(config))),
     }
+
+
+def train_args(config: PipelineConfig) -> Any:
+    """The Trainer's TrainArgs: the train split; no step budget (the config's epochs run in full)."""
+    del config  # the budget is a per-run knob (train_steps), not a config setting
+    return tfx.proto.TrainArgs(splits=[TRAIN])
+
+
+def with_train_steps(train_args_json: str, steps: int) -> str:
+    """``train_args_json`` with a training budget of ``steps`` optimizer steps."""
+    if steps <= 0:
+        raise ValueError(f"train_steps must be a positive number of steps, not {steps}.")
+    args = json_format.Parse(train_args_json, tfx.proto.TrainArgs())
+    args.num_steps = steps
+    return json_format.MessageToJson(args)
+
+
+def with_min_accuracy(eval_config_json: str, floor: float) -> str:
+    """``eval_config_json`` with ``floor`` as the accuracy the Evaluator blesses at."""
+    if not 0.0 <= floor <= 1.0:
+        raise ValueError(f"min_accuracy is a fraction between 0 and 1, not {floor}.")
+    config = json_format.Parse(eval_config_json, tfma.EvalConfig())
+    for spec in config.metrics_specs:
+        for metric in spec.metrics:
+            if metric.class_name == "SparseCategoricalAccuracy":
+                for per_slice in metric.per_slice_thresholds:
+                    per_slice.threshold.value_threshold.lower_bound.value = floor
+    return json_format.MessageToJson(config)
+
+
+# Named knobs inside the JSON run parameters: name -> (run parameter, type, how to apply).
+RUN_PARAMETER_SHORTHANDS = {
+    "min_accuracy": (EVAL_CONFIG_PARAMETER, float, with_min_accuracy),
+    "train_steps": (TRAIN_ARGS_PARAMETER, int, with_train_steps),
+}
 
 
 def task_code_fingerprint() -> str:
@@ -77,7 +121,13 @@ def task_code_fingerprint() -> str:
 
 
 def _blessed(blessing_channel):
-    return blessing_channel.future()[0].custom_property("blessed") == 1
+    wrapped = blessing_channel.future()
+    # future() presets the key to '_<producer>.<output>'. The KFP v2 compiler keeps a preset key in
+    # the trigger condition although the pusher takes the channel under its own input name, so
+    # the compiled condition would name an input the task does not have. Without a preset key,
+    # both compilers fill in the consuming task's input key.
+    wrapped.set_key(None)
+    return wrapped[0].custom_property("blessed") == 1
 
 
 def frontend_params(config: PipelineConfig) -> Dict[str, Any]:
@@ -133,6 +183,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         -> OtaPusher, inside ``tfx.dsl.Cond`` on all three blessings (and checking them again).
     """
     data = config.data
+    knobs = runtime_parameters(config)
     example_gen = AudioExampleGen(
         input_base=config.data_root, words=data.words, unknown_fraction=data.unknown_fraction,
         silence_fraction=data.silence_fraction, sample_rate=data.sample_rate,
@@ -159,7 +210,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(splits=[TRAIN]),
+        train_args=knobs[TRAIN_ARGS_PARAMETER],
         eval_args=tfx.proto.EvalArgs(splits=[EVAL]),
         custom_config={**transform_config(config), "training": _training_config(config)},
     ).with_id(TRAINER)
@@ -174,11 +225,10 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         examples=examples,
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"],
-        eval_config=eval_config(config),
+        eval_config=knobs[EVAL_CONFIG_PARAMETER],
         example_splits=[EVAL],
     ).with_id(EVALUATOR)
 
-    knobs = runtime_parameters(config)
     quantizer = TFLiteQuantizer(
         model=trainer.outputs["model"],
         examples=transform.outputs["transformed_examples"],

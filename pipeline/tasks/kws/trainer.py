@@ -13,6 +13,7 @@ The SavedModel has three signatures:
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any, Dict
 
@@ -80,7 +81,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Trains the configured model and exports it with its signatures.
 
     ``fn_args.custom_config`` holds ``labels``, ``frontend``, ``clip_samples`` and
-    the config's ``training`` section.
+    the config's ``training`` section; ``fn_args.train_steps`` (TrainArgs.num_steps),
+    when set, caps the optimizer steps.
     """
     config = fn_args.custom_config
     training = config["training"]
@@ -97,8 +99,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     model.compile(optimizer=keras.optimizers.Adam(training["learning_rate"]),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     schedule = keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=2)
-    history = model.fit(train, validation_data=evaluation, epochs=training["epochs"],
-                        callbacks=[schedule, _EpochLogger(training["epochs"])], verbose=0)
+    epochs, steps_per_epoch = training["epochs"], None
+    if fn_args.train_steps:
+        # A step budget (TrainArgs.num_steps, the train_steps run knob): the same number of
+        # epochs, each cut to its share of the budget; the data repeats if the budget is larger.
+        steps_per_epoch = max(1, math.ceil(fn_args.train_steps / epochs))
+        train = train.repeat()
+    history = model.fit(train, validation_data=evaluation, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                        callbacks=[schedule, _EpochLogger(epochs)], verbose=0)
 
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as f:
