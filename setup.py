@@ -22,6 +22,12 @@ setup(
         "jsonschema",
         "click",
         "rich",
+        "requests",
+        "cryptography",
+        # TFX 1.21 declares kfp only for Python < 3.12; the Kubeflow runner needs it on 3.13 too.
+        "kfp>=2.16,<2.17",
+        "kfp-pipeline-spec>=2.16,<2.17",
+        "kfp-kubernetes>=2.16,<2.17",
     ],
     extras_require={"test": ["pytest", "kubernetes-validate"]},
     entry_points={"console_scripts": ["tinyml-tfx=pipeline.cli:main"]},

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 
 import numpy as np
+import pytest
 
 from pipeline import config as config_lib
 from pipeline.tasks.kws import generate
@@ -106,3 +108,16 @@ def make_artifact(cls, uri, **properties):
     for key, value in properties.items():
         setattr(artifact, key, value)
     return artifact
+
+
+@contextlib.contextmanager
+def reference_registry_or_skip(workdir: str, user: str, password: str, auth: str = "htpasswd"):
+    """The real docker-registry on loopback (see components/ota_pusher/reference_registry.py);
+    skips the test where the server is not installed."""
+    from components.ota_pusher import reference_registry
+
+    try:
+        with reference_registry.serve(workdir, user, password, auth=auth) as url:
+            yield url
+    except reference_registry.RegistryUnavailable as err:
+        pytest.skip(str(err))

@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from components.ota_pusher import http_registry, releases, signing
+from tests.helpers import reference_registry_or_skip
 
 USER, PASSWORD = "pusher", "s3cret-pass"
 FILES = {"model.tflite": b"\x1cTFL3 tiny model" * 100, "model_data.h": b"extern const unsigned char g_model[];\n"}
@@ -16,13 +17,8 @@ FILES = {"model.tflite": b"\x1cTFL3 tiny model" * 100, "model_data.h": b"extern 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    from components.ota_pusher import reference_registry
-
-    try:
-        with reference_registry.serve(str(tmp_path_factory.mktemp("registry")), USER, PASSWORD) as url:
-            yield url
-    except reference_registry.RegistryUnavailable as err:
-        pytest.skip(str(err))
+    with reference_registry_or_skip(str(tmp_path_factory.mktemp("registry")), USER, PASSWORD) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -96,14 +92,9 @@ def test_a_push_killed_before_its_tag_leaves_no_release_and_a_retry_succeeds(reg
 
 @pytest.fixture(scope="module")
 def token_registry(tmp_path_factory):
-    from components.ota_pusher import reference_registry
-
-    try:
-        with reference_registry.serve(str(tmp_path_factory.mktemp("token-registry")), USER, PASSWORD,
-                                      auth="token") as url:
-            yield url
-    except reference_registry.RegistryUnavailable as err:
-        pytest.skip(str(err))
+    with reference_registry_or_skip(str(tmp_path_factory.mktemp("token-registry")), USER, PASSWORD,
+                                    auth="token") as url:
+        yield url
 
 
 def test_token_auth_exchanges_the_credentials_for_scoped_bearer_tokens(token_registry, keys):

@@ -10,6 +10,7 @@ import os
 import re
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
@@ -35,12 +36,38 @@ def kubeflow_config():
 
 
 @pytest.fixture(scope="module")
-def compiled(kubeflow_config, tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("kfp") / "pipeline.json")
-    job = run_kubeflow.compile_pipeline(kubeflow_config, path)
+def package_path(kubeflow_config, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("kfp") / "pipeline.yaml")
+    run_kubeflow.compile_pipeline(kubeflow_config, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def compiled(package_path):
+    with open(package_path) as f:
+        job, platform = yaml.safe_load_all(f)
     spec = pipeline_spec_pb2.PipelineSpec()
-    json_format.ParseDict(job["pipelineSpec"], spec)  # strict: unknown fields fail
+    json_format.ParseDict(job, spec)  # strict: unknown fields fail
     return job, spec
+
+
+def test_the_package_is_what_the_kfp_client_uploads(package_path):
+    from kfp.client import client as kfp_client
+    from kfp.kubernetes import kubernetes_executor_config_pb2
+
+    document = kfp_client._extract_pipeline_yaml(package_path)  # the client's own reader of packages
+    assert document.pipeline_spec.schema_version == "2.1.0"
+    executors = document.platform_spec.platforms["kubernetes"].deployment_spec.executors
+    assert set(executors) == {f"{kws_pipeline.PUSHER}_executor"}
+    pusher = kubernetes_executor_config_pb2.KubernetesExecutorConfig()
+    json_format.ParseDict(json_format.MessageToDict(executors[f"{kws_pipeline.PUSHER}_executor"]), pusher)
+    env = {m.env_var: (s.secret_name, m.secret_key) for s in pusher.secret_as_env for m in s.key_to_env}
+    assert env == {"TINYML_TFX_SIGNING_KEY": ("ota-signing-key", "cosign.key"),
+                   "TINYML_TFX_REGISTRY_USERNAME": ("ota-registry-credentials", "username"),
+                   "TINYML_TFX_REGISTRY_PASSWORD": ("ota-registry-credentials", "password")}
+    with open(os.path.join(REPO, "kubernetes", "base", "secrets-template.yaml")) as f:
+        templates = {s["metadata"]["name"]: s["stringData"] for s in yaml.safe_load_all(f)}
+    assert all(key in templates[name] for name, key in env.values())  # the Secrets the manifests create
 
 
 def test_every_component_is_a_task_in_the_dag(compiled):
@@ -71,8 +98,11 @@ def test_the_pusher_runs_only_when_every_blessing_is_positive(compiled):
     assert {kws_pipeline.EVALUATOR, kws_pipeline.QUANTIZER, kws_pipeline.SIZE_GATE} <= set(pusher.dependent_tasks)
     condition = pusher.trigger_policy.condition
     assert condition.count("blessed") == 3 and condition.count("&&") == 2, condition
-    registry = job["pipelineSpec"]["root"]["dag"]["tasks"][kws_pipeline.PUSHER]["inputs"]["parameters"]["registry"]
-    assert registry["runtimeValue"]["constantValue"]["stringValue"] == config_lib.IN_CLUSTER_REGISTRY
+    # every artifact the condition reads is an input of the task (else KFP cannot evaluate it)
+    assert set(re.findall(r"inputs\.artifacts\['([^']+)'\]", condition)) == {
+        "model_blessing", "quantization_blessing", "device_blessing"} <= set(pusher.inputs.artifacts)
+    registry = job["root"]["dag"]["tasks"][kws_pipeline.PUSHER]["inputs"]["parameters"]["registry"]
+    assert registry["runtimeValue"]["constant"] == config_lib.IN_CLUSTER_REGISTRY
 
 
 def test_executors_use_the_image_and_the_tfx_entrypoint_and_resolve(compiled):
@@ -104,20 +134,28 @@ def test_custom_artifact_type_follows_kfp_naming_and_resolves(compiled):
 
 def test_pipeline_root_and_data_come_from_the_config(compiled, kubeflow_config):
     job, spec = compiled
-    assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://tinyml-runs/kws"
+    assert spec.default_pipeline_root == "gs://tinyml-runs/kws"
     assert "gs://tinyml-data/speech_commands" in json.dumps(job)
+    schema_file = job["root"]["dag"]["tasks"][kws_pipeline.SCHEMA_GEN]["inputs"]["parameters"]["schema_file"]
+    assert schema_file["runtimeValue"]["constant"] == "/opt/tinyml-tfx/schemas/kws/schema.pbtxt"  # in the image
 
 
 def test_compile_needs_remote_data_and_a_pipeline_root(tmp_path):
     result = CliRunner().invoke(cli.main, ["compile", "--config", config_lib.DEFAULT_CONFIG,
-                                           "--output", str(tmp_path / "p.json")])
+                                           "--output", str(tmp_path / "p.yaml")])
     assert result.exit_code == cli.EXIT_USAGE and "data.root" in result.output and "Traceback" not in result.output
 
 
-def test_submit_to_an_unreachable_host_is_one_readable_error(tmp_path):
-    spec = tmp_path / "p.json"
-    spec.write_text("{}")
-    result = CliRunner().invoke(cli.main, ["submit", str(spec), "--host", "http://127.0.0.1:9"])
+def test_a_schema_outside_the_image_is_refused(kubeflow_config, tmp_path):
+    local_schema = tmp_path / "schema.pbtxt"
+    config = dataclasses.replace(kubeflow_config, data=dataclasses.replace(kubeflow_config.data,
+                                                                            schema=str(local_schema)))
+    with pytest.raises(config_lib.ConfigError, match="data.schema"):
+        config.for_kubeflow()
+
+
+def test_submit_to_an_unreachable_host_is_one_readable_error(package_path):
+    result = CliRunner().invoke(cli.main, ["submit", package_path, "--host", "http://127.0.0.1:9"])
     assert result.exit_code == cli.EXIT_FAILED
     assert "http://127.0.0.1:9" in result.output and "Traceback" not in result.output
 
@@ -137,21 +175,29 @@ def test_dockerfile_installs_exactly_the_lock_file():
 def test_per_run_knobs_are_run_parameters_with_the_configs_defaults(compiled, kubeflow_config):
     job, spec = compiled
     declared = json_format.MessageToDict(spec.root.input_definitions)["parameters"]
-    assert set(declared) == {"target_device", "max_quantization_drop", "calibration_examples"}
-    defaults = job["runtimeConfig"]["parameters"]
-    assert defaults["target_device"] == {"stringValue": kubeflow_config.target_device}
-    assert defaults["max_quantization_drop"]["doubleValue"] == pytest.approx(
-        kubeflow_config.requirements.max_quantization_drop)
-    assert int(defaults["calibration_examples"]["intValue"]) == kubeflow_config.quantization.calibration_examples
+    assert set(declared) == {"target_device", "max_quantization_drop", "calibration_examples", "train_args",
+                             "eval_config"}
+    defaults = {name: parameter["defaultValue"] for name, parameter in declared.items()}
+    assert defaults["target_device"] == kubeflow_config.target_device
+    assert defaults["max_quantization_drop"] == pytest.approx(kubeflow_config.requirements.max_quantization_drop)
+    assert defaults["calibration_examples"] == kubeflow_config.quantization.calibration_examples
+    assert json.loads(defaults["train_args"]) == {"splits": ["train"]}  # no step budget: the config's epochs
+    floors = [t["threshold"]["valueThreshold"]["lowerBound"]
+              for m in json.loads(defaults["eval_config"])["metricsSpecs"][0]["metrics"]
+              for t in m.get("perSliceThresholds", [])]
+    assert floors == [kubeflow_config.requirements.min_accuracy]
 
 
-def test_submit_parameters_are_typed_by_the_spec(compiled, tmp_path):
-    job, _ = compiled
-    path = tmp_path / "p.json"
-    path.write_text(json.dumps(job))
+def test_submit_parameters_are_typed_by_the_spec(package_path):
+    path = package_path
     values = run_kubeflow.parse_parameters(str(path), ["target_device=pico", "max_quantization_drop=0.02",
                                                        "calibration_examples=100"])
     assert values == {"target_device": "pico", "max_quantization_drop": 0.02, "calibration_examples": 100}
+    knobs = run_kubeflow.parse_parameters(str(path), ["min_accuracy=0.93", "train_steps=500"])
+    assert json.loads(knobs["train_args"]) == {"splits": ["train"], "numSteps": 500}
+    assert '"lowerBound": 0.93' in knobs["eval_config"] and set(knobs) == {"train_args", "eval_config"}
+    with pytest.raises(run_kubeflow.SubmitError, match="min_accuracy is a fraction"):
+        run_kubeflow.parse_parameters(str(path), ["min_accuracy=93"])
     with pytest.raises(run_kubeflow.SubmitError, match="epochs=3"):
         run_kubeflow.parse_parameters(str(path), ["epochs=3"])
     with pytest.raises(run_kubeflow.SubmitError, match="calibration_examples takes"):
