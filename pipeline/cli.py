@@ -252,7 +252,10 @@ def _release_target(config_path: str, workdir: str, registry: Optional[str], rep
     config = _load(config_path, workdir)
     registry = registry or config.release.registry
     repository = repository or config.repository
-    return publish.open_store(registry, repository), repository, config
+    try:
+        return publish.open_store(registry, repository), repository, config
+    except publish.PublishError as err:
+        _fail(str(err), EXIT_USAGE)
 
 
 registry_options = [

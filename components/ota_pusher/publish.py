@@ -67,12 +67,30 @@ def release_annotations(files: Mapping[str, bytes], frontend_hash: str, pipeline
     }
 
 
+def credential(environ: Mapping[str, str], name: str) -> Optional[str]:
+    """The value of ``name`` in ``environ``, or the content of the file ``<name>_FILE`` names
+    (a mounted Kubernetes or Docker secret); None when neither is set."""
+    if environ.get(name):
+        return environ[name]
+    path = environ.get(name + "_FILE")
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError as err:
+        raise PublishError(f"{name}_FILE points at {path}, which cannot be read ({err.strerror}). Mount the "
+                           f"secret there or set {name} instead.") from None
+
+
 def open_store(registry: str, repository: str, environ: Optional[Mapping[str, str]] = None):
-    """The embedded layout (a directory) or an HTTP registry, with credentials from ``environ``."""
+    """The embedded layout (a directory) or an HTTP registry, with credentials from ``environ``
+    (``TINYML_TFX_REGISTRY_USERNAME``/``_PASSWORD`` or ``_TOKEN``, each also as ``..._FILE``)."""
     environ = os.environ if environ is None else environ
     if registry.startswith(("http://", "https://")):
-        return http_registry.HttpRegistry(registry, repository, username=environ.get(USERNAME_ENV),
-                                          password=environ.get(PASSWORD_ENV), token=environ.get(TOKEN_ENV))
+        return http_registry.HttpRegistry(registry, repository, username=credential(environ, USERNAME_ENV),
+                                          password=credential(environ, PASSWORD_ENV),
+                                          token=credential(environ, TOKEN_ENV))
     return oci_layout.OciLayout(os.path.join(registry, repository))
 
 

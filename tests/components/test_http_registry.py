@@ -49,6 +49,16 @@ def test_wrong_credentials_give_a_clear_error_without_the_secret(registry):
     assert "401" in str(err.value) and "credentials" in str(err.value) and "wrong-password" not in str(err.value)
 
 
+def test_credentials_can_come_from_mounted_secret_files(registry, tmp_path):
+    from components.ota_pusher import publish
+
+    (tmp_path / "password").write_text(PASSWORD + "\n")
+    environ = {publish.USERNAME_ENV: USER, publish.PASSWORD_ENV + "_FILE": str(tmp_path / "password")}
+    publish.open_store(registry, "kws/files", environ).put_blob(b"x", "application/octet-stream")  # accepted
+    with pytest.raises(publish.PublishError, match="TINYML_TFX_REGISTRY_PASSWORD_FILE points at"):
+        publish.open_store(registry, "kws/files", {publish.PASSWORD_ENV + "_FILE": str(tmp_path / "missing")})
+
+
 def test_an_unreachable_registry_is_named(keys):
     store = http_registry.HttpRegistry("http://127.0.0.1:9", "kws/pico", USER, PASSWORD, timeout=2)
     with pytest.raises(http_registry.RegistryError, match="127.0.0.1:9 is unreachable"):
