@@ -301,12 +301,16 @@ def push_command(config_path, workdir, registry, repository, version, allow_unsi
     if refused:
         _fail(f"The latest run's model is not blessed by {', '.join(refused)}; it is not pushed. See "
               "`tinyml-tfx report` for why.", EXIT_FAILED)
-    uris = summary.artifact_uris
+    uris, ids = summary.artifact_uris, summary.artifact_ids
+    lineage = publish.lineage(
+        ids[kws_pipeline.QUANTIZER]["quantized_model"], ids[kws_pipeline.SIZE_GATE]["report"],
+        ids[kws_pipeline.EVALUATOR]["blessing"], ids[kws_pipeline.QUANTIZER]["blessing"],
+        ids[kws_pipeline.SIZE_GATE]["blessing"])
     try:
         files = publish.release_files(summary.quantization["uri"], uris[kws_pipeline.SIZE_GATE]["report"])
         annotations = publish.release_annotations(
             files, features.frontend_hash(kws_pipeline.frontend_params(config)), config.pipeline_name,
-            summary.run_id, {})
+            summary.run_id, lineage)
         unsigned = allow_unsigned or config.release.allow_unsigned
         key = None if unsigned else publish.load_signing_key(config.release.signing_key_file)
         release = publish.publish(store, files, annotations, repository, key, unsigned, config.release.channel,

@@ -57,6 +57,7 @@ class RunSummary:
     ingestion_report: Optional[str]
     baseline_accuracy: Optional[float] = None
     artifact_uris: Dict[str, Dict[str, str]] = dataclasses.field(default_factory=dict)
+    artifact_ids: Dict[str, Dict[str, int]] = dataclasses.field(default_factory=dict)  # ML Metadata ids
     release: Dict[str, object] = dataclasses.field(default_factory=dict)
 
     def to_text(self) -> str:
@@ -258,6 +259,7 @@ def summarise(config: PipelineConfig, wall_seconds: float) -> RunSummary:
         ingestion_report=report if report and tf.io.gfile.exists(report) else None,
         baseline_accuracy=baseline,
         artifact_uris=uris,
+        artifact_ids={node: {key: a.id for key, a in arts.items()} for node, arts in outputs.items()},
         release=_release(outputs.get(kws_pipeline.PUSHER, {})),
     )
 

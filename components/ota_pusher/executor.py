@@ -54,8 +54,9 @@ class Executor(tfx_pusher_executor.Executor):
         quantized = artifact_utils.get_single_instance(input_dict[QUANTIZED_MODEL_KEY])
         report = artifact_utils.get_single_instance(input_dict[DEVICE_REPORT_KEY])
         files = publish.release_files(quantized.uri, report.uri)
-        lineage = {"model": quantized.id, "device_report": report.id,
-                   **{key: artifact_utils.get_single_instance(input_dict[key]).id for key in BLESSING_KEYS}}
+        blessing_ids = {key: artifact_utils.get_single_instance(input_dict[key]).id for key in BLESSING_KEYS}
+        lineage = publish.lineage(quantized.id, report.id, blessing_ids[MODEL_BLESSING_KEY],
+                                  blessing_ids[QUANTIZATION_BLESSING_KEY], blessing_ids[DEVICE_BLESSING_KEY])
         run_id = (self._context.pipeline_run_id if self._context else None) or ""
         annotations = publish.release_annotations(
             files, exec_properties[FRONTEND_HASH_KEY], exec_properties[PIPELINE_NAME_KEY], run_id, lineage)

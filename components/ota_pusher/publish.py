@@ -83,6 +83,14 @@ def credential(environ: Mapping[str, str], name: str) -> Optional[str]:
                            f"secret there or set {name} instead.") from None
 
 
+def lineage(model: int, device_report: int, model_blessing: int, quantization_blessing: int,
+            device_blessing: int) -> Dict[str, int]:
+    """The ML Metadata ids a release records (its ``LINEAGE_ANNOTATION``): the quantized model,
+    the size gate's report and the three blessings that let it through."""
+    return {"model": model, "device_report": device_report, "model_blessing": model_blessing,
+            "quantization_blessing": quantization_blessing, "device_blessing": device_blessing}
+
+
 def open_store(registry: str, repository: str, environ: Optional[Mapping[str, str]] = None):
     """The embedded layout (a directory) or an HTTP registry, with credentials from ``environ``
     (``TINYML_TFX_REGISTRY_USERNAME``/``_PASSWORD`` or ``_TOKEN``, each also as ``..._FILE``)."""

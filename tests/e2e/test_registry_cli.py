@@ -73,3 +73,37 @@ def test_a_tampered_model_blob_is_refused_by_the_gateway(registry, context, tmp_
                     "--public-key", config.release.signing_key_file + ".pub", "--output", str(tmp_path / "out"))
     assert pulled.exit_code == 1 and "corrupt" in pulled.output.lower() and "Traceback" not in pulled.output
     assert not (tmp_path / "out").exists()
+
+
+def test_push_releases_the_latest_blessed_run_with_its_lineage_once(tiny_pipeline_runs, tmp_path):
+    import json
+
+    import yaml
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    from components.ota_pusher import oci_layout, releases
+    from pipeline import config as config_lib
+
+    config, (first, _, _) = tiny_pipeline_runs
+    with open(config_lib.DEFAULT_CONFIG) as f:
+        raw = yaml.safe_load(f)
+    raw["pipeline_name"], raw["data"]["words"] = config.pipeline_name, list(config.data.words)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw))
+    common = ["--config", str(tmp_path / "tiny.yaml"), "--workdir", os.path.dirname(config.release.registry),
+              "--registry", str(tmp_path / "fresh")]
+
+    pushed = invoke("push", *common)
+    assert pushed.exit_code == 0, pushed.output
+    assert ":0.1.0 (sha256:" in pushed.output and "nano33ble_sense" in pushed.output
+    store = oci_layout.OciLayout(os.path.join(str(tmp_path / "fresh"), config.repository))
+    annotations = store.get_manifest(store.resolve("0.1.0")["digest"])["annotations"]
+    lineage = json.loads(annotations[releases.LINEAGE_ANNOTATION])
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = config.metadata_path
+    mlmd = metadata_store.MetadataStore(connection)
+    assert mlmd.get_artifacts_by_id([lineage["model"]])[0].uri == first.quantization["uri"]
+    assert len(mlmd.get_artifacts_by_id(list(lineage.values()))) == 5
+
+    again = invoke("push", *common)
+    assert again.exit_code == 0 and ":0.1.0 (" in again.output  # the same model is not released twice
