@@ -163,19 +163,31 @@ def _write_report(summary, config) -> None:
     click.echo(f"Report:         {path}")
 
 
+run_option = click.option("--run", "run_id", default=None, metavar="RUN_ID",
+                          help="A run id (as `run` prints it); default: the latest run.")
+
+
+def _summary(config, run_id: Optional[str]):
+    """The summary of run ``run_id`` (or the latest) of ``config``'s local pipeline, or a usage error."""
+    from pipeline import run_local
+
+    if not os.path.exists(config.metadata_path):
+        _fail(f"No local run of '{config.pipeline_name}' (no ML Metadata at {config.metadata_path}). Run "
+              "'tinyml-tfx run' first, or pass the --workdir of a run.", EXIT_USAGE)
+    try:
+        return run_local.summarise(config, wall_seconds=0.0, run_id=run_id)
+    except run_local.UnknownRun as err:
+        _fail(str(err), EXIT_USAGE)
+
+
 @main.command("report")
 @config_option
 @workdir_option
-def report_command(config_path: str, workdir: str) -> None:
-    """Write the HTML report and model card of the latest local run."""
-    from pipeline import run_local
-
+@run_option
+def report_command(config_path: str, workdir: str, run_id: Optional[str]) -> None:
+    """Write the HTML report and model card of a local run (default: the latest)."""
     config = _load(config_path, workdir)
-    if not os.path.exists(config.metadata_path):
-        _fail(f"No local run of '{config.pipeline_name}' in {os.path.abspath(workdir)} (no ML Metadata at "
-              f"{config.metadata_path}). Run 'tinyml-tfx run' first, or pass the --workdir of a run.", EXIT_USAGE)
-    summary = run_local.summarise(config, wall_seconds=0.0)
-    _write_report(summary, config)
+    _write_report(_summary(config, run_id), config)
 
 
 @main.group()
@@ -283,23 +295,20 @@ def _registry_errors():
 @_with_registry_options
 @click.option("--version", default=None, help="MAJOR.MINOR.PATCH; default: one patch above the newest.")
 @click.option("--allow-unsigned", is_flag=True, help="Push without a signature (devices that verify refuse it).")
-def push_command(config_path, workdir, registry, repository, version, allow_unsigned) -> None:
-    """Push the latest run's quantized model as a signed release (only if every gate blessed it)."""
+@run_option
+def push_command(config_path, workdir, registry, repository, version, allow_unsigned, run_id) -> None:
+    """Push a run's quantized model as a signed release (only if every gate blessed it)."""
     from components.ota_pusher import publish
     from pipeline import pipeline as kws_pipeline
-    from pipeline import run_local
     from pipeline.tasks.kws import features
 
     store, repository, config = _release_target(config_path, workdir, registry, repository)
-    if not os.path.exists(config.metadata_path):
-        _fail(f"No pipeline run found under {workdir} (no {config.metadata_path}); run `tinyml-tfx run` first.",
-              EXIT_USAGE)
-    summary = run_local.summarise(config, 0.0)
+    summary = _summary(config, run_id)
     gates = {"Evaluator": summary.blessed, "TFLiteQuantizer": summary.quantization.get("blessed"),
              "McuSizeGate": summary.size_gate.get("blessed")}
     refused = [name for name, blessed in gates.items() if not blessed]
     if refused:
-        _fail(f"The latest run's model is not blessed by {', '.join(refused)}; it is not pushed. See "
+        _fail(f"The model of run {summary.run_id} is not blessed by {', '.join(refused)}; it is not pushed. See "
               "`tinyml-tfx report` for why.", EXIT_FAILED)
     uris, ids = summary.artifact_uris, summary.artifact_ids
     lineage = publish.lineage(
@@ -311,6 +320,7 @@ def push_command(config_path, workdir, registry, repository, version, allow_unsi
         annotations = publish.release_annotations(
             files, features.frontend_hash(kws_pipeline.frontend_params(config)), config.pipeline_name,
             summary.run_id, lineage)
+        publish.add_model_card(files, kws_pipeline.card_text(config), annotations)
         unsigned = allow_unsigned or config.release.allow_unsigned
         key = None if unsigned else publish.load_signing_key(config.release.signing_key_file)
         release = publish.publish(store, files, annotations, repository, key, unsigned, config.release.channel,

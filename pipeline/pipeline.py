@@ -21,6 +21,7 @@ from components.audio_example_gen.component import AudioExampleGen
 from components.audio_example_gen.layout import EVAL, TEST, TRAIN
 from components.data_validation_gate.component import DataValidationGate
 from components.mcu_size_gate.component import McuSizeGate
+from components.ota_pusher import model_card
 from components.ota_pusher.component import OtaPusher
 from components.tflite_quantizer.component import TFLiteQuantizer
 from pipeline.config import PipelineConfig
@@ -134,6 +135,38 @@ def frontend_params(config: PipelineConfig) -> Dict[str, Any]:
     """The audio front end's parameters for this config."""
     f = config.features
     return features.frontend_params(f.window_ms, f.stride_ms, f.channels, config.data.sample_rate)
+
+
+def uses_synthetic_data(config: PipelineConfig) -> bool:
+    """Whether the model learns from generated speech: the config generates it, or the data
+    root is a generated dataset (its manifest says so)."""
+    from pipeline.tasks.kws import generate
+
+    return config.uses_synthetic_data or bool(generate.read_manifest(config.data_root).get("synthetic"))
+
+
+def card_text(config: PipelineConfig) -> model_card.CardText:
+    """The model card's words for this task and data (the release's card and the run report's)."""
+    f = config.features
+    synthetic = uses_synthetic_data(config)
+    return model_card.CardText(
+        title=config.pipeline_name,
+        intended_use=(f"On-device keyword spotting of {', '.join(config.data.words)} (plus silence and unknown "
+                      f"words) on 1 s, {config.data.sample_rate // 1000} kHz audio, for microcontrollers running "
+                      f"TensorFlow Lite Micro; designed for {config.target_device}. Not for speaker identification, "
+                      "transcription or safety-critical control."),
+        data=("Synthetic: eSpeak NG speech with generated noise, not recordings of people. Splits are by speaker."
+              if synthetic else f"The dataset at {config.data_root}. Splits are by speaker."),
+        limitations=[
+            ("Synthetic training data: accuracy on real speech is unknown and likely lower; accents, microphones "
+             "and rooms beyond the synthetic ones are not represented." if synthetic
+             else "Accuracy holds for speech like the training data only."),
+            "One-second clips with one word; streaming use needs a detection policy (averaging, thresholds).",
+            f"The device must compute features with TFLite Micro's audio front end: {f.window_ms} ms window, "
+            f"{f.stride_ms} ms stride, {f.channels} channels (the front-end hash below); other features make "
+            "the model's output meaningless.",
+        ],
+        labels=list(config.data.labels))
 
 
 def transform_config(config: PipelineConfig) -> Dict[str, Any]:
@@ -261,6 +294,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
             repository=config.repository, frontend_hash=features.frontend_hash(frontend_params(config)),
             pipeline_name=config.pipeline_name, signing_key_file=config.release.signing_key_file,
             allow_unsigned=config.release.allow_unsigned, channel_name=config.release.channel,
+            card=card_text(config),
         ).with_id(PUSHER)
 
     components: List[Any] = [example_gen, statistics_gen, schema_gen, validator, transform, trainer,

@@ -8,6 +8,7 @@ needs no network.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import json
@@ -17,11 +18,12 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from components.ota_pusher import model_card
 from pipeline import pipeline as kws_pipeline
 from pipeline.config import PipelineConfig
 
 REPORT_FILE = "report.html"
-MODEL_CARD_FILE = "model_card.md"
+MODEL_CARD_FILE = model_card.MODEL_CARD_FILE
 
 
 # ----------------------------------------------------------------------------- reading
@@ -172,15 +174,40 @@ def _budget_plot(rows: List[Dict[str, Any]]) -> str:
 
 # ----------------------------------------------------------------------------- content
 
-def precision_recall(matrix: List[List[int]], labels: Sequence[str]) -> List[Dict[str, Any]]:
-    """Per-class precision and recall from a [true][predicted] confusion matrix."""
-    m = np.array(matrix, dtype=float)
-    rows = []
-    for i, label in enumerate(labels):
-        predicted, actual = m[:, i].sum(), m[i, :].sum()
-        rows.append({"label": label, "precision": m[i, i] / predicted if predicted else None,
-                     "recall": m[i, i] / actual if actual else None, "support": int(actual)})
-    return rows
+def release_outcome(summary, config: PipelineConfig) -> Dict[str, Any]:
+    """What the run pushed (``rows``), or why it pushed nothing (``reasons``, one per refusing gate)."""
+    from components.ota_pusher import releases
+
+    release = summary.release
+    if release.get("pushed"):
+        annotations = (_read_json(os.path.join(str(release["uri"]), "release.json")) or {}).get("annotations", {})
+        targets = [t for t in annotations.get(releases.TARGETS_ANNOTATION, "").split(",") if t]
+        return {"pushed": True, "reasons": [], "rows": [
+            ("version", release.get("pushed_version")),
+            ("manifest digest", release.get("digest")),
+            ("destination", release.get("destination")),
+            ("channels", ", ".join(f"{t}-{config.release.channel}" for t in targets)),
+            ("signed", "yes" if release.get("signed") else "no (pushed with allow_unsigned)"),
+            ("model sha256", annotations.get(releases.MODEL_SHA256_ANNOTATION)),
+            ("flash / tensor arena bytes", f"{int(annotations.get(releases.FLASH_ANNOTATION, 0)):,} / "
+                                           f"{int(annotations.get(releases.ARENA_ANNOTATION, 0)):,}"),
+        ]}
+    reasons = []
+    requirements = config.requirements
+    if summary.blessed is False:
+        reasons.append(f"The Evaluator did not bless the model: eval accuracy {_fmt(summary.eval_accuracy)} against "
+                       f"the floor {requirements.min_accuracy} (and at most {100 * requirements.max_regression:g} "
+                       "points below the previous blessed model).")
+    if summary.quantization.get("blessed") is False:
+        reasons.append(f"The quantizer's fidelity check refused it: {summary.quantization.get('reason')}")
+    if summary.size_gate.get("blessed") is False:
+        reasons.append(f"The MCU size gate refused it for {summary.size_gate.get('target')}: "
+                       f"{summary.size_gate.get('reason')}")
+    if release and not reasons:
+        reasons.append("The OtaPusher ran but found a blessing negative.")
+    if not reasons:
+        reasons.append("The run stopped before the OtaPusher (see the components above).")
+    return {"pushed": False, "rows": [], "reasons": reasons}
 
 
 def device_table(model_file: str, gate_report: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -234,13 +261,11 @@ def build_report(summary, config: PipelineConfig) -> Dict[str, Any]:
     from pipeline.tasks.kws import features
 
     shape = features.feature_shape(kws_pipeline.frontend_params(config), config.data.clip_samples)
-    from pipeline.tasks.kws import generate
-
     gate_uri = uris.get(kws_pipeline.SIZE_GATE, {}).get("report")
     gate_report = _read_json(os.path.join(gate_uri, "device_report.json")) if gate_uri else None
     return {
         "labels": labels,
-        "synthetic": config.uses_synthetic_data or bool(generate.read_manifest(config.data_root).get("synthetic")),
+        "synthetic": kws_pipeline.uses_synthetic_data(config),
         "ingestion": ingestion,
         "anomalies": _anomalies(uris.get(kws_pipeline.VALIDATOR, {}).get("anomalies")),
         "feature_examples": _feature_examples(uris.get(kws_pipeline.TRANSFORM, {}).get("transformed_examples"),
@@ -248,6 +273,8 @@ def build_report(summary, config: PipelineConfig) -> Dict[str, Any]:
         "history": history,
         "quantization": quant_report,
         "device": device_table(os.path.join(quant_uri, "model.tflite"), gate_report) if quant_uri else None,
+        "gate": gate_report,
+        "release": release_outcome(summary, config),
     }
 
 
@@ -313,8 +340,8 @@ def render_html(summary, config: PipelineConfig, content: Dict[str, Any]) -> str
     if quant and fidelity.get("confusion_float"):
         parts.append(f"<img alt='confusion matrix float' src='{_confusion_plot(fidelity['confusion_float'], labels, 'float')}'>"
                      f"<img alt='confusion matrix int8' src='{_confusion_plot(fidelity['confusion_quantized'], labels, quant['mode'])}'>")
-        float_pr = precision_recall(fidelity["confusion_float"], labels)
-        quant_pr = precision_recall(fidelity["confusion_quantized"], labels)
+        float_pr = model_card.precision_recall(fidelity["confusion_float"], labels)
+        quant_pr = model_card.precision_recall(fidelity["confusion_quantized"], labels)
         parts.append(_table([(f["label"], f["support"], _fmt(f["precision"], 3), _fmt(f["recall"], 3),
                               _fmt(q["precision"], 3), _fmt(q["recall"], 3)) for f, q in zip(float_pr, quant_pr)],
                             ("class", "eval examples", "precision float", "recall float",
@@ -344,7 +371,14 @@ def render_html(summary, config: PipelineConfig, content: Dict[str, Any]) -> str
         parts.append("<p>No quantized model in this run.</p>")
 
     # Release and comparison
-    parts.append("<h2 id='release'>Release</h2><p>Nothing was pushed: this pipeline has no OTA pusher yet.</p>")
+    parts.append("<h2 id='release'>Release</h2>")
+    outcome = content["release"]
+    if outcome["pushed"]:
+        parts.append("<p><span class='ok'>Pushed</span> to the OTA registry:</p>"
+                     + _table(outcome["rows"], ("release", "value")))
+    else:
+        parts.append("<p><span class='bad'>Nothing was pushed.</span></p><ul>"
+                     + "".join(f"<li>{html.escape(str(reason))}</li>" for reason in outcome["reasons"]) + "</ul>")
     parts.append("<h2 id='comparison'>Comparison with the previous blessed model</h2>")
     if summary.baseline_accuracy is not None:
         delta = (summary.eval_accuracy or 0) - summary.baseline_accuracy
@@ -356,46 +390,22 @@ def render_html(summary, config: PipelineConfig, content: Dict[str, Any]) -> str
     return "\n".join(parts)
 
 
-def model_card(summary, config: PipelineConfig, content: Dict[str, Any]) -> str:
-    """A Markdown model card for the run's model."""
-    quant = content["quantization"] or {}
-    fidelity = quant.get("fidelity", {})
+def model_card_markdown(summary, config: PipelineConfig, content: Dict[str, Any]) -> str:
+    """The run's model card: the card a release carries, with the Evaluator's metrics and the data counts."""
+    text = kws_pipeline.card_text(config)
     counts = content["ingestion"].get("examples", {})
-    data_line = ("synthetic: eSpeak NG speech with generated noise, not recordings of people"
-                 if content["synthetic"] else f"the dataset at {config.data_root}")
-    return "\n".join([
-        f"# Model card: {config.pipeline_name} (run {summary.run_id})",
-        "",
-        "## Intended use",
-        f"On-device keyword spotting of {', '.join(config.data.words)} (plus silence and unknown words) on "
-        f"1 s, 16 kHz audio, for microcontrollers running TensorFlow Lite Micro; designed for "
-        f"{config.target_device}. Not for speaker identification, transcription or safety-critical control.",
-        "",
-        "## Data",
-        f"Trained on {data_line}. Examples per split: "
-        + ", ".join(f"{split} {sum(per.values())}" for split, per in counts.items()) + ". Splits are by speaker.",
-        "",
-        "## Metrics (eval split)",
-        f"- accuracy (TFMA): {_fmt(summary.eval_accuracy)}",
-        f"- float accuracy: {_fmt(fidelity.get('float_accuracy'))}; {quant.get('mode', 'int8')} accuracy on TFLite "
-        f"Micro: {_fmt(fidelity.get('quantized_accuracy'))} (drop {100 * fidelity.get('accuracy_drop', 0):.2f} points)",
-        "- per class: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(summary.per_class_accuracy.items())),
-        "",
-        "## Device constraints",
-        f"- model: {quant.get('model_bytes', '?')} bytes, {quant.get('mode', '?')} input and output; ops: "
-        + ", ".join(f"{o['name']} v{o['version']}" for o in quant.get("ops", [])),
-        f"- tensor arena: {content['device']['arena'].smallest_bytes if content.get('device') else '?'} bytes "
-        "(measured on TFLite Micro)",
-        "- features: TFLite Micro's audio front end, 30 ms window, 20 ms stride, 40 channels; the device must "
-        "compute them with the same parameters",
-        "",
-        "## Limitations",
-        "- " + ("Synthetic training data: accuracy on real speech is unknown and likely lower; accents, "
-                "microphones and rooms beyond the synthetic ones are not represented."
-                if content["synthetic"] else "Accuracy holds for speech like the training data only."),
-        "- One-second clips with one word; streaming use needs a detection policy (averaging, thresholds).",
-        "",
-    ])
+    if counts:
+        text = dataclasses.replace(text, data=text.data + " Examples per split: " + ", ".join(
+            f"{split} {sum(per.values())}" for split, per in counts.items()) + ".")
+    from pipeline.tasks.kws import features
+
+    quant = content["quantization"] or {}
+    provenance = {"pipeline": config.pipeline_name, "run": summary.run_id,
+                  "TensorFlow": quant.get("tensorflow_version", "?"),
+                  "TFLite Micro": quant.get("tflite_micro_version", "?"),
+                  "audio front-end hash": features.frontend_hash(kws_pipeline.frontend_params(config))}
+    return model_card.render(text, content["quantization"] or {}, content["gate"] or {}, provenance,
+                             evaluation={"accuracy": summary.eval_accuracy, "per_class": summary.per_class_accuracy})
 
 
 def write_report(summary, config: PipelineConfig, out_dir: Optional[str] = None) -> str:
@@ -409,5 +419,5 @@ def write_report(summary, config: PipelineConfig, out_dir: Optional[str] = None)
     with open(path, "w", encoding="utf-8") as f:
         f.write(render_html(summary, config, content))
     with open(os.path.join(out_dir, MODEL_CARD_FILE), "w", encoding="utf-8") as f:
-        f.write(model_card(summary, config, content))
+        f.write(model_card_markdown(summary, config, content))
     return path

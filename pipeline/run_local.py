@@ -211,10 +211,24 @@ def node_id_of(store: metadata_store.MetadataStore, execution) -> str:
     return execution.type
 
 
-def summarise(config: PipelineConfig, wall_seconds: float) -> RunSummary:
-    """Reads the latest run of ``config``'s pipeline back from ML Metadata."""
+class UnknownRun(ValueError):
+    """The run id names no run of the pipeline; the message lists the latest ones."""
+
+
+def summarise(config: PipelineConfig, wall_seconds: float, run_id: Optional[str] = None) -> RunSummary:
+    """Reads a run of ``config``'s pipeline back from ML Metadata: ``run_id``, else the latest.
+
+    Raises:
+        UnknownRun: when ``run_id`` names no run of this pipeline.
+    """
     store = _store(config)
     run_ctx = latest_run_context(store, config.pipeline_name)
+    if run_id is not None:
+        run_ctx = store.get_context_by_type_and_name("pipeline_run", run_id)
+        if run_ctx is None:
+            known = sorted(store.get_contexts_by_type("pipeline_run"), key=lambda c: c.create_time_since_epoch)
+            raise UnknownRun(f"No run '{run_id}' of '{config.pipeline_name}' in {config.metadata_path}; the latest "
+                             f"are: {', '.join(c.name for c in known[-5:]) or 'none'}.")
     executions = store.get_executions_by_context(run_ctx.id) if run_ctx else []
     order = {node: i for i, node in enumerate([
         kws_pipeline.EXAMPLE_GEN, kws_pipeline.STATISTICS_GEN, kws_pipeline.SCHEMA_GEN,

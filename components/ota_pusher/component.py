@@ -9,7 +9,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import channel, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.ota_pusher import executor
+from components.ota_pusher import executor, model_card
 from components.types import DeviceReport, ModelBlessing, TFLiteModel
 
 
@@ -22,6 +22,7 @@ class OtaPusherSpec(ComponentSpec):
         executor.CHANNEL_KEY: ExecutionParameter(type=str),
         executor.FRONTEND_HASH_KEY: ExecutionParameter(type=str),
         executor.PIPELINE_NAME_KEY: ExecutionParameter(type=str),
+        executor.MODEL_CARD_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         executor.QUANTIZED_MODEL_KEY: ChannelParameter(type=TFLiteModel),
@@ -49,7 +50,7 @@ class OtaPusher(base_component.BaseComponent):
                  quantization_blessing: types.BaseChannel, device_blessing: types.BaseChannel,
                  device_report: types.BaseChannel, registry: str, repository: str, frontend_hash: str,
                  pipeline_name: str, signing_key_file: Optional[str] = None, allow_unsigned: bool = False,
-                 channel_name: str = "canary"):
+                 channel_name: str = "canary", card: Optional[model_card.CardText] = None):
         """Constructs an OtaPusher.
 
         Args:
@@ -64,6 +65,7 @@ class OtaPusher(base_component.BaseComponent):
             signing_key_file: PEM private key (or ``TINYML_TFX_SIGNING_KEY`` at push time).
             allow_unsigned: push without a signature when no key is given.
             channel_name: the channel the release goes on for each gated device class.
+            card: the task's words for the model card the release carries (none without it).
         """
         super().__init__(spec=OtaPusherSpec(
             quantized_model=quantized_model, model_blessing=model_blessing,
@@ -71,4 +73,5 @@ class OtaPusher(base_component.BaseComponent):
             device_report=device_report, registry=registry, repository=repository,
             signing_key_file=signing_key_file, allow_unsigned=int(allow_unsigned), channel=channel_name,
             frontend_hash=frontend_hash, pipeline_name=pipeline_name,
+            model_card=card.to_json() if card else None,
             pushed_model=channel.Channel(type=standard_artifacts.PushedModel)))

@@ -15,7 +15,7 @@ from absl import logging
 from tfx.components.pusher import executor as tfx_pusher_executor
 from tfx.types import artifact_utils, standard_component_specs
 
-from components.ota_pusher import publish
+from components.ota_pusher import model_card, publish
 
 QUANTIZED_MODEL_KEY = "quantized_model"
 MODEL_BLESSING_KEY = standard_component_specs.MODEL_BLESSING_KEY   # the Evaluator's
@@ -27,6 +27,7 @@ REGISTRY_KEY = "registry"
 REPOSITORY_KEY = "repository"
 SIGNING_KEY_FILE_KEY = "signing_key_file"
 ALLOW_UNSIGNED_KEY = "allow_unsigned"
+MODEL_CARD_KEY = "model_card"  # model_card.CardText as JSON: the task's words for the release's card
 CHANNEL_KEY = "channel"
 FRONTEND_HASH_KEY = "frontend_hash"
 PIPELINE_NAME_KEY = "pipeline_name"
@@ -60,6 +61,8 @@ class Executor(tfx_pusher_executor.Executor):
         run_id = (self._context.pipeline_run_id if self._context else None) or ""
         annotations = publish.release_annotations(
             files, exec_properties[FRONTEND_HASH_KEY], exec_properties[PIPELINE_NAME_KEY], run_id, lineage)
+        if exec_properties.get(MODEL_CARD_KEY):
+            publish.add_model_card(files, model_card.CardText.from_json(exec_properties[MODEL_CARD_KEY]), annotations)
         registry, repository = exec_properties[REGISTRY_KEY], exec_properties[REPOSITORY_KEY]
         store = publish.open_store(registry, repository)
         allow_unsigned = bool(exec_properties.get(ALLOW_UNSIGNED_KEY))
@@ -72,6 +75,7 @@ class Executor(tfx_pusher_executor.Executor):
             json.dump({"destination": destination, "version": release.version, "digest": release.digest,
                        "annotations": release.annotations}, f, indent=2)
         model_push.set_string_custom_property("digest", release.digest)
+        model_push.set_int_custom_property("signed", int(key is not None))
         self._MarkPushed(model_push, pushed_destination=destination, pushed_version=release.version)
         logging.info("OtaPusher: pushed %s (%s), signed: %s, on %s for %s.", destination, release.digest,
                      key is not None, exec_properties[CHANNEL_KEY], ", ".join(publish.targets_of(release.annotations)))

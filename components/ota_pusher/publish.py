@@ -9,7 +9,7 @@ import json
 import os
 from typing import Any, Dict, Mapping, Optional, Sequence
 
-from components.ota_pusher import http_registry, oci_layout, releases, signing
+from components.ota_pusher import http_registry, model_card, oci_layout, releases, signing
 
 RELEASE_FILES = ("model.tflite", "model_data.cc", "model_data.h", "micro_op_resolver.h",
                  "quantization_report.json")
@@ -81,6 +81,22 @@ def credential(environ: Mapping[str, str], name: str) -> Optional[str]:
     except OSError as err:
         raise PublishError(f"{name}_FILE points at {path}, which cannot be read ({err.strerror}). Mount the "
                            f"secret there or set {name} instead.") from None
+
+
+def add_model_card(files: Dict[str, bytes], text: model_card.CardText, annotations: Mapping[str, str]) -> None:
+    """Adds ``model_card.md`` to a release's ``files``: the task's words, the reports' numbers and
+    the release's provenance (from its annotations)."""
+    provenance = {
+        "pipeline": annotations.get(releases.PIPELINE_ANNOTATION, "?"),
+        "run": annotations.get(releases.RUN_ANNOTATION, "?"),
+        "TensorFlow": annotations.get(releases.TF_VERSION_ANNOTATION, "?"),
+        "TFLite Micro": annotations.get(releases.TFLM_VERSION_ANNOTATION, "?"),
+        "audio front-end hash": annotations.get(releases.FRONTEND_ANNOTATION, "?"),
+        "ML Metadata ids": annotations.get(releases.LINEAGE_ANNOTATION, "{}"),
+    }
+    files[model_card.MODEL_CARD_FILE] = model_card.render(
+        text, json.loads(files["quantization_report.json"]), json.loads(files["device_report.json"]),
+        provenance).encode()
 
 
 def lineage(model: int, device_report: int, model_blessing: int, quantization_blessing: int,

@@ -133,6 +133,11 @@ def test_a_target_board_too_small_blocks_the_release_and_says_why(runs, tmp_path
     assert kws_pipeline.PUSHER not in states and not summary.release
     assert summary.to_text().count("nothing pushed") == 1
     assert _registry_versions(config) == versions_before
+    from pipeline import report
+
+    outcome = report.release_outcome(summary, small)
+    assert not outcome["pushed"] and outcome["reasons"] == [
+        f"The MCU size gate refused it for tiny_mcu: {gate['reason']}"]
 
 
 def _registry(config):
@@ -170,6 +175,9 @@ def test_a_blessed_model_is_pushed_signed_with_fleet_annotations_and_lineage(run
     quantized = first.quantization["uri"]
     assert files["model.tflite"] == open(os.path.join(quantized, "model.tflite"), "rb").read()
     assert {"model_data.cc", "model_data.h", "micro_op_resolver.h", "device_report.json"} <= set(files)
+    card = files["model_card.md"].decode()  # the release carries its model card
+    assert "## Intended use" in card and "Synthetic" in card and f"- run: {first.run_id}" in card
+    assert f"| {config.target_device} | yes |" in card
 
     annotations = store.get_manifest(store.resolve("0.1.0")["digest"])["annotations"]
     assert annotations[releases.TARGETS_ANNOTATION].split(",")[0] == "nano33ble_sense"

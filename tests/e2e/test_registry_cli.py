@@ -91,7 +91,7 @@ def test_push_releases_the_latest_blessed_run_with_its_lineage_once(tiny_pipelin
     raw["pipeline_name"], raw["data"]["words"] = config.pipeline_name, list(config.data.words)
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw))
     common = ["--config", str(tmp_path / "tiny.yaml"), "--workdir", os.path.dirname(config.release.registry),
-              "--registry", str(tmp_path / "fresh")]
+              "--registry", str(tmp_path / "fresh"), "--run", first.run_id]  # other tests add later runs
 
     pushed = invoke("push", *common)
     assert pushed.exit_code == 0, pushed.output
@@ -107,3 +107,5 @@ def test_push_releases_the_latest_blessed_run_with_its_lineage_once(tiny_pipelin
 
     again = invoke("push", *common)
     assert again.exit_code == 0 and ":0.1.0 (" in again.output  # the same model is not released twice
+    unknown = invoke("push", *common[:-1], "no-such-run")
+    assert unknown.exit_code == 2 and first.run_id in unknown.output and "Traceback" not in unknown.output

@@ -47,9 +47,20 @@ def test_model_card_states_use_data_metrics_and_limits(written):
     for heading in ("## Intended use", "## Data", "## Metrics", "## Device constraints", "## Limitations"):
         assert heading in card
     assert "synthetic" in card.lower() and f"{summary.eval_accuracy:.4f}" in card
+    assert "| nano33ble_sense | yes |" in card and f"{summary.size_gate['arena_bytes']:,} bytes" in card
+
+
+def test_release_section_says_what_was_pushed(written):
+    summary, page, _ = written
+    release = page[page.index("id='release'"):page.index("id='comparison'")]
+    assert "Pushed" in release and summary.release["pushed_version"] in release
+    assert summary.release["digest"] in release and "nano33ble_sense-canary" in release
+    assert "<td>signed</td><td>yes</td>" in release
 
 
 def test_precision_and_recall_from_a_confusion_matrix():
-    rows = report.precision_recall([[3, 1], [0, 4]], ["a", "b"])
+    from components.ota_pusher import model_card
+
+    rows = model_card.precision_recall([[3, 1], [0, 4]], ["a", "b"])
     assert rows[0] == {"label": "a", "precision": 1.0, "recall": 0.75, "support": 4}
     assert rows[1]["precision"] == 0.8 and rows[1]["recall"] == 1.0
