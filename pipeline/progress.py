@@ -19,6 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 # What the Trainer logs after each epoch (pipeline/tasks/kws/trainer.py).
 EPOCH_PATTERN = re.compile(r"Training epoch (\d+)/(\d+)(.*)")
 COMPONENT_PATTERN = re.compile(r"Component (\S+) is (running|finished)")
+# What AudioExampleGen logs while decoding (components/audio_example_gen/executor.py).
+INGEST_PATTERN = re.compile(r"AudioExampleGen ingested (\d+)/(\d+) clips")
 
 
 class RunProgress:
@@ -31,6 +33,7 @@ class RunProgress:
                                   MofNCompleteColumn(), TimeElapsedColumn(), console=self.console,
                                   transient=False) if self.live else None
         self._tasks: Dict[str, TaskID] = {}
+        self._counts: Dict[str, int] = {}
         self._started: Dict[str, float] = {}
         self._last_plain = 0.0
 
@@ -44,7 +47,8 @@ class RunProgress:
             self._progress.stop()
 
     def counted(self, label: str, done: int, total: int) -> None:
-        """Countable work (clips generated, epochs trained)."""
+        """Countable work (clips generated or ingested, epochs trained); never moves backwards."""
+        done = self._counts[label] = max(done, self._counts.get(label, 0))
         if self._progress:
             if label not in self._tasks:
                 self._tasks[label] = self._progress.add_task(label, total=total)
@@ -82,6 +86,10 @@ class _ProgressHandler(logging.Handler):
         component = COMPONENT_PATTERN.search(message)
         if component:
             self._progress.component(component.group(1), component.group(2) == "running")
+            return
+        ingested = INGEST_PATTERN.search(message)
+        if ingested:
+            self._progress.counted("AudioExampleGen clips", int(ingested.group(1)), int(ingested.group(2)))
             return
         epoch = EPOCH_PATTERN.search(message)
         if epoch:

@@ -65,14 +65,26 @@ def make_example(clip: layout.ClipRef, samples: np.ndarray, original_samples: in
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
+# Logged as clips are decoded; the CLI turns it into a progress bar (pipeline/progress.py).
+# Counts are per worker: exact with the default in-process runner, a lower bound otherwise.
+PROGRESS_MESSAGE = "AudioExampleGen ingested %d/%d clips"
+
+
 class _DecodeClip(beam.DoFn):
     """Reads one clip; unreadable ones go to the 'skipped' output with the reason."""
 
-    def __init__(self, root: str, sample_rate: int, clip_samples: int):
+    def __init__(self, root: str, sample_rate: int, clip_samples: int, total: int):
         self._root = root
         self._sample_rate = sample_rate
         self._clip_samples = clip_samples
         self._noise_cache: Dict[str, np.ndarray] = {}
+        self._total = total
+        self._done = 0
+
+    def _count(self) -> None:
+        self._done += 1
+        if self._done % max(1, self._total // 50) == 0 or self._done == self._total:
+            logging.info(PROGRESS_MESSAGE, self._done, self._total)
 
     def _noise(self, relative: str) -> np.ndarray:
         if relative not in self._noise_cache:
@@ -81,6 +93,7 @@ class _DecodeClip(beam.DoFn):
         return self._noise_cache[relative]
 
     def process(self, clip: layout.ClipRef) -> Iterator[Any]:
+        self._count()
         if clip.label == layout.SILENCE_LABEL:
             if clip.relative == layout.DIGITAL_SILENCE:
                 samples = np.zeros(self._clip_samples, dtype=np.int16)
@@ -151,7 +164,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         decoded = (
             pipeline
             | "PlanClips" >> beam.Create(clips, reshuffle=True)
-            | "DecodeClips" >> beam.ParDo(_DecodeClip(root, sample_rate, clip_samples)).with_outputs(
+            | "DecodeClips" >> beam.ParDo(_DecodeClip(root, sample_rate, clip_samples, len(clips))).with_outputs(
                 _SKIPPED_TAG, main="examples"))
 
         report_path = self._report_path

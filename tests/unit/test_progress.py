@@ -15,6 +15,9 @@ def test_plain_output_without_a_terminal():
     progress = RunProgress(Console(file=out, force_terminal=False, width=100))
     handler = progress.handler()
     with progress:
+        handler.emit(_record("Component AudioExampleGen is running."))
+        for done in (20, 40, 50):
+            handler.emit(_record(f"AudioExampleGen ingested {done}/50 clips"))
         handler.emit(_record("Component Trainer is running."))
         for epoch in range(1, 4):
             handler.emit(_record(f"Training epoch {epoch}/3: accuracy 0.9"))
@@ -23,6 +26,7 @@ def test_plain_output_without_a_terminal():
     text = out.getvalue()
     assert "▶ Trainer ..." in text and "✔ Trainer (" in text
     assert "Trainer epochs: 3/3 (100%)" in text and "unrelated" not in text
+    assert "AudioExampleGen clips: 50/50 (100%)" in text
 
 
 def test_live_bars_with_a_terminal():
