@@ -121,3 +121,20 @@ def reference_registry_or_skip(workdir: str, user: str, password: str, auth: str
             yield url
     except reference_registry.RegistryUnavailable as err:
         pytest.skip(str(err))
+
+
+def write_config_yaml(config: config_lib.PipelineConfig, path: str) -> str:
+    """A YAML config file for the CLI that reproduces ``config``'s pipeline (same name, data,
+    schema, requirements and training), so CLI verbs work on a run made by ``tiny_config``."""
+    import yaml
+
+    with open(config_lib.DEFAULT_CONFIG) as f:
+        raw = yaml.safe_load(f)
+    raw["pipeline_name"] = config.pipeline_name
+    raw["data"].update(words=list(config.data.words), root=config.data.root, schema=config.data.schema)
+    raw["requirements"].update(dataclasses.asdict(config.requirements))
+    raw["training"].update(epochs=config.training.epochs, batch_size=config.training.batch_size,
+                           width=config.training.width)
+    with open(path, "w") as f:
+        yaml.safe_dump(raw, f)
+    return path

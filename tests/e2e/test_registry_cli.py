@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 
+from tests.helpers import write_config_yaml
 from tests.unit.test_cli import invoke
 
 
@@ -78,19 +79,13 @@ def test_a_tampered_model_blob_is_refused_by_the_gateway(registry, context, tmp_
 def test_push_releases_the_latest_blessed_run_with_its_lineage_once(tiny_pipeline_runs, tmp_path):
     import json
 
-    import yaml
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
     from components.ota_pusher import oci_layout, releases
-    from pipeline import config as config_lib
 
     config, (first, _, _) = tiny_pipeline_runs
-    with open(config_lib.DEFAULT_CONFIG) as f:
-        raw = yaml.safe_load(f)
-    raw["pipeline_name"], raw["data"]["words"] = config.pipeline_name, list(config.data.words)
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw))
-    common = ["--config", str(tmp_path / "tiny.yaml"), "--workdir", os.path.dirname(config.release.registry),
+    common = ["--config", write_config_yaml(config, str(tmp_path / "tiny.yaml")), "--workdir", os.path.dirname(config.release.registry),
               "--registry", str(tmp_path / "fresh"), "--run", first.run_id]  # other tests add later runs
 
     pushed = invoke("push", *common)
