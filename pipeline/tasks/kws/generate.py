@@ -9,6 +9,7 @@ settings, and is clearly labelled synthetic in its ``DATASET.json``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -17,7 +18,7 @@ import os
 import random
 import shutil
 import tempfile
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import signal
@@ -184,10 +185,7 @@ def generate_dataset(spec: GenerationSpec, out_dir: str, *, processes: Optional[
         processes: worker processes (default: one per core).
         progress: called as ``progress(done_clips, total_clips)``.
     """
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".generating-", dir=parent)
-    try:
+    with staging_dir(out_dir) as staging:
         profiles = speaker_profiles(spec)
         splits = assign_speaker_splits([p.speaker_id for p in profiles])
         noise_dir = os.path.join(staging, layout.NOISE_DIR)
@@ -216,9 +214,7 @@ def generate_dataset(spec: GenerationSpec, out_dir: str, *, processes: Optional[
                 split = splits[p.speaker_id]
                 if split in lists:
                     lists[split].extend(f"{word}/{p.speaker_id}_nohash_{r}.wav" for r in range(spec.repetitions))
-        for split, list_name in layout.SPLIT_LISTS.items():
-            with open(os.path.join(staging, list_name), "w") as f:
-                f.write("".join(line + "\n" for line in sorted(lists[split])))
+        write_split_lists(staging, lists)
 
         manifest = {
             "synthetic": True,
@@ -231,15 +227,38 @@ def generate_dataset(spec: GenerationSpec, out_dir: str, *, processes: Optional[
                          for p in profiles},
             "clips": total,
         }
-        with open(os.path.join(staging, MANIFEST_FILE), "w") as f:
-            json.dump(manifest, f, indent=2, sort_keys=True)
-        if os.path.exists(out_dir):
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-        return manifest
+        return publish_dataset(staging, out_dir, manifest)
+
+
+@contextlib.contextmanager
+def staging_dir(out_dir: str) -> Iterator[str]:
+    """A fresh folder next to ``out_dir`` to generate into; removed unless published."""
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".generating-", dir=parent)
+    try:
+        yield staging
     finally:
         if os.path.exists(staging):
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_split_lists(folder: str, lists: Dict[str, List[str]]) -> None:
+    """validation_list.txt and testing_list.txt: the eval and test splits' relative paths, sorted."""
+    for split, list_name in layout.SPLIT_LISTS.items():
+        with open(os.path.join(folder, list_name), "w") as f:
+            f.write("".join(line + "\n" for line in sorted(lists[split])))
+
+
+def publish_dataset(staging: str, out_dir: str, manifest: Dict[str, object]) -> Dict[str, object]:
+    """Writes the manifest into ``staging`` and puts it in place of ``out_dir`` (readers never
+    see half a dataset); returns the manifest."""
+    with open(os.path.join(staging, MANIFEST_FILE), "w") as f:
+        json.dump(manifest, f, indent=2, sort_keys=True)
+    if os.path.exists(out_dir):
+        shutil.rmtree(out_dir)
+    os.replace(staging, out_dir)
+    return manifest
 
 
 def read_manifest(out_dir: str) -> Dict[str, object]:

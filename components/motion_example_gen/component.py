@@ -1,0 +1,89 @@
+"""MotionExampleGen: a FileBasedExampleGen for data-logger CSV recordings, cut into windows."""
+
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+from tfx.components.example_gen import driver
+from tfx.dsl.components.base import base_beam_component, executor_spec
+from tfx.proto import example_gen_pb2
+from tfx.types import channel, standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ExecutionParameter
+
+from components.motion_example_gen import executor, recordings
+
+
+class MotionExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
+    """FileBasedExampleGen's parameters plus the recordings' channels and windowing."""
+
+    PARAMETERS = {
+        **standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
+        executor.LABELS_KEY: ExecutionParameter(type=str),
+        executor.CHANNELS_KEY: ExecutionParameter(type=str),
+        executor.SAMPLE_RATE_KEY: ExecutionParameter(type=float),
+        executor.WINDOW_SAMPLES_KEY: ExecutionParameter(type=int),
+        executor.HOP_SAMPLES_KEY: ExecutionParameter(type=int),
+        executor.TIMESTAMP_COLUMN_KEY: ExecutionParameter(type=str),
+        executor.TIMESTAMP_SCALE_KEY: ExecutionParameter(type=float),
+    }
+
+
+def split_input_config() -> example_gen_pb2.Input:
+    """One input split per output split; the executor assigns recordings to splits itself.
+
+    The patterns tell TFX's driver what to fingerprint for the cache: every recording, and
+    the root's entries (so a new or changed split list invalidates the cached examples too;
+    the lists are optional, so no pattern may require them).
+    """
+    return example_gen_pb2.Input(splits=[
+        example_gen_pb2.Input.Split(name=recordings.TRAIN, pattern=f"*/*{recordings.RECORDING_EXTENSION}"),
+        example_gen_pb2.Input.Split(name=recordings.EVAL, pattern="*"),
+        example_gen_pb2.Input.Split(name=recordings.TEST, pattern="*"),
+    ])
+
+
+class MotionExampleGen(base_beam_component.BaseBeamComponent):
+    """Reads accelerometer/gyroscope recordings (CSV, one folder per label) into windowed tf.Examples.
+
+    Output ``examples``: gzipped TFRecords in splits train, eval and test; each example is
+    one window with a float feature per channel (``window_samples`` values), ``label``,
+    ``recording``, ``subject``, ``source`` and ``window_index``; plus
+    ``ingestion_report.json`` with the windows per split and label and every skipped
+    file with its reason.
+    """
+
+    SPEC_CLASS = MotionExampleGenSpec
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+    DRIVER_CLASS = driver.FileBasedDriver
+
+    def __init__(self, input_base: str, labels: Sequence[str], channels: Sequence[str], *, sample_rate: float,
+                 window_samples: int, hop_samples: int, timestamp_column: str = "timestamp",
+                 timestamp_scale: float = 1.0):
+        """Constructs a MotionExampleGen.
+
+        Args:
+            input_base: the dataset folder (local path or a gs:// style URI).
+            labels: the classes, in class order; each is a folder of recordings.
+            channels: the CSV columns that form a sample, in model order.
+            sample_rate: samples per second; recordings whose timestamps disagree are skipped.
+            window_samples: samples per window (example).
+            hop_samples: samples between consecutive windows' starts.
+            timestamp_column: the CSV column with each sample's time.
+            timestamp_scale: seconds per timestamp unit.
+        """
+        super().__init__(spec=MotionExampleGenSpec(
+            input_base=input_base,
+            input_config=split_input_config(),
+            output_config=example_gen_pb2.Output(),
+            output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
+            output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+            labels=json.dumps(list(labels)),
+            channels=json.dumps(list(channels)),
+            sample_rate=float(sample_rate),
+            window_samples=window_samples,
+            hop_samples=hop_samples,
+            timestamp_column=timestamp_column,
+            timestamp_scale=float(timestamp_scale),
+            examples=channel.Channel(type=standard_artifacts.Examples),
+        ))

@@ -1,0 +1,128 @@
+"""MotionExampleGen executor: CSV recordings to windowed tf.Examples, on Apache Beam."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import posixpath
+from typing import Any, Dict, Iterator, List
+
+import apache_beam as beam
+import tensorflow as tf
+from absl import logging
+from tfx.components.example_gen import base_example_gen_executor
+from tfx.types import artifact_utils, standard_component_specs
+
+from components.audio_example_gen.executor import INGESTION_REPORT_FILE, gfile_filesystem
+from components.motion_example_gen import recordings
+
+LABELS_KEY = "labels"
+CHANNELS_KEY = "channels"
+SAMPLE_RATE_KEY = "sample_rate"
+WINDOW_SAMPLES_KEY = "window_samples"
+HOP_SAMPLES_KEY = "hop_samples"
+TIMESTAMP_COLUMN_KEY = "timestamp_column"
+TIMESTAMP_SCALE_KEY = "timestamp_scale"
+
+# Logged as recordings are read; the CLI turns it into a progress bar (pipeline/progress.py).
+PROGRESS_MESSAGE = "MotionExampleGen ingested %d/%d recordings"
+_SKIPPED_TAG, _TALLY_TAG = "skipped", "tally"
+
+
+def spec_from(exec_properties: Dict[str, Any]) -> recordings.WindowSpec:
+    return recordings.WindowSpec(
+        channels=tuple(json.loads(exec_properties[CHANNELS_KEY])),
+        sample_rate=float(exec_properties[SAMPLE_RATE_KEY]),
+        window=int(exec_properties[WINDOW_SAMPLES_KEY]), hop=int(exec_properties[HOP_SAMPLES_KEY]),
+        timestamp_column=exec_properties[TIMESTAMP_COLUMN_KEY],
+        timestamp_scale=float(exec_properties[TIMESTAMP_SCALE_KEY]))
+
+
+def make_example(recording: recordings.RecordingRef, index: int, start: int, window, channels) -> tf.train.Example:
+    """One window: a float list per channel, and where it came from."""
+    def b(value: str) -> tf.train.Feature:
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+
+    feature = {name: tf.train.Feature(float_list=tf.train.FloatList(value=window[:, i].tolist()))
+               for i, name in enumerate(channels)}
+    feature.update({
+        "label": b(recording.label),
+        "recording": b(recording.relative),
+        "subject": b(recordings.speaker_of(recording.relative)),
+        "source": b(f"{recording.relative}#{start}"),
+        "window_index": tf.train.Feature(int64_list=tf.train.Int64List(value=[index])),
+    })
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+class _WindowRecording(beam.DoFn):
+    """Reads one recording and yields its windows; unusable files go to 'skipped' with the reason."""
+
+    def __init__(self, root: str, spec: recordings.WindowSpec, total: int):
+        self._root, self._spec, self._total = root, spec, total
+        self._done = 0
+
+    def process(self, recording: recordings.RecordingRef) -> Iterator[Any]:
+        self._done += 1
+        if self._done % max(1, self._total // 50) == 0 or self._done == self._total:
+            logging.info(PROGRESS_MESSAGE, self._done, self._total)
+        path = posixpath.join(self._root, recording.relative)
+        try:
+            with tf.io.gfile.GFile(path, "r") as f:
+                samples = recordings.parse_recording(f.read(), self._spec)
+        except (recordings.RecordingError, UnicodeDecodeError) as err:
+            yield beam.pvalue.TaggedOutput(_SKIPPED_TAG, {
+                "file": recording.relative, "split": recording.split, "label": recording.label, "reason": str(err)})
+            return
+        cut = recordings.windows(samples, self._spec)
+        for index, window in enumerate(cut):
+            example = make_example(recording, index, index * self._spec.hop, window, self._spec.channels)
+            yield (recording.split, example.SerializeToString())
+        yield beam.pvalue.TaggedOutput(_TALLY_TAG, (recording.split, recording.label, len(cut)))
+
+
+class Executor(base_example_gen_executor.BaseExampleGenExecutor):
+    """Generates train/eval/test windows from a folder of CSV recordings (one folder per label)."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        raise NotImplementedError("MotionExampleGen builds all splits at once in GenerateExamplesByBeam.")
+
+    def Do(self, input_dict: Dict[str, List[Any]], output_dict: Dict[str, List[Any]],
+           exec_properties: Dict[str, Any]) -> None:
+        examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        self._report_path = os.path.join(examples.uri, INGESTION_REPORT_FILE)
+        super().Do(input_dict, output_dict, exec_properties)
+        with tf.io.gfile.GFile(self._report_path) as f:
+            for skipped in json.load(f)["skipped"]:
+                logging.warning("MotionExampleGen skipped %s: %s", skipped["file"], skipped["reason"])
+
+    def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
+                               exec_properties: Dict[str, Any]) -> Dict[str, beam.pvalue.PCollection]:
+        root = exec_properties[standard_component_specs.INPUT_BASE_KEY].rstrip("/")
+        labels = json.loads(exec_properties[LABELS_KEY])
+        spec = spec_from(exec_properties)
+        plan = recordings.plan_recordings(root, labels, gfile_filesystem())
+        read = (pipeline
+                | "PlanRecordings" >> beam.Create(plan, reshuffle=True)
+                | "WindowRecordings" >> beam.ParDo(_WindowRecording(root, spec, len(plan))).with_outputs(
+                    _SKIPPED_TAG, _TALLY_TAG, main="examples"))
+        _ = (read[_TALLY_TAG]
+             | "CollectTally" >> beam.combiners.ToList()
+             | "WriteReport" >> beam.Map(_write_report, self._report_path,
+                                         beam.pvalue.AsList(read[_SKIPPED_TAG])))
+        return {split: (read.examples
+                        | f"Select[{split}]" >> beam.Filter(lambda kv, s=split: kv[0] == s)
+                        | f"Drop[{split}]" >> beam.Values())
+                for split in recordings.SPLITS}
+
+
+def _write_report(tally: List[Any], path: str, skipped: List[Dict[str, str]]) -> None:
+    """The same ingestion report as AudioExampleGen's: windows per split and label, and skipped files."""
+    counts: Dict[str, Dict[str, int]] = {split: collections.Counter() for split in recordings.SPLITS}
+    for split, label, n in tally:
+        counts[split][label] += n
+    report = {"examples": {split: dict(sorted(c.items())) for split, c in counts.items()},
+              "skipped": sorted(skipped, key=lambda s: s["file"])}
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump(report, f, indent=2, sort_keys=True)
