@@ -87,9 +87,10 @@ def data() -> None:
 @workdir_option
 @click.option("--force", is_flag=True, help="Regenerate even when the data is up to date.")
 def data_generate(config_path: str, workdir: str, force: bool) -> None:
-    """Generate the config's synthetic keyword dataset (Speech Commands layout)."""
+    """Generate the config's synthetic dataset (keyword clips, or motion recordings for task motion)."""
     from pipeline import run_local
     from pipeline.tasks.kws import generate, speech
+    from pipeline.tasks.motion import generate as motion_generate
 
     config = _load(config_path, workdir)
     if not config.uses_synthetic_data:
@@ -102,12 +103,15 @@ def data_generate(config_path: str, workdir: str, force: bool) -> None:
             return
         from pipeline.progress import RunProgress
 
+        unit = "recordings" if config.is_motion else "clips"
+        generator = motion_generate if config.is_motion else generate
         with RunProgress() as progress:
-            manifest = generate.generate_dataset(
-                spec, config.data_root, progress=lambda done, total: progress.counted("generating clips", done, total))
+            manifest = generator.generate_dataset(
+                spec, config.data_root,
+                progress=lambda done, total: progress.counted(f"generating {unit}", done, total))
     except speech.SpeechSynthesisError as err:
         _fail(str(err), EXIT_USAGE)
-    click.echo(f"Generated {manifest['clips']} synthetic clips in {config.data_root}")
+    click.echo(f"Generated {manifest[unit]} synthetic {unit} in {config.data_root}")
 
 
 @main.command("run")
@@ -125,10 +129,11 @@ def run_command(config_path: str, workdir: str) -> None:
     try:
         run_local.check_config(config)
         if config.uses_synthetic_data:
-            click.echo(f"Data: synthetic keyword dataset in {config.data_root}")
+            click.echo(f"Data: synthetic {'motion' if config.is_motion else 'keyword'} dataset in {config.data_root}")
             with RunProgress() as progress:
                 generated = run_local.prepare_data(
-                    config, progress=lambda done, total: progress.counted("generating clips", done, total))
+                    config, progress=lambda done, total: progress.counted(
+                        f"generating {'recordings' if config.is_motion else 'clips'}", done, total))
             click.echo("  generated" if generated else "  up to date")
         run_local.preflight(config)
     except (config_lib.ConfigError, speech.SpeechSynthesisError) as err:

@@ -51,7 +51,8 @@ class SyntheticData:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    words: Tuple[str, ...]
+    words: Tuple[str, ...] = ()     # keyword spotting: the keywords (silence and unknown are added)
+    classes: Tuple[str, ...] = ()   # motion: the classes, as data.labels names them
     root: Optional[str] = None
     schema: str = DEFAULT_SCHEMA
     unknown_fraction: float = 0.1
@@ -67,7 +68,10 @@ class DataConfig:
 
     @property
     def labels(self) -> Tuple[str, ...]:
-        """Class names in index order: silence, unknown, then the words (as micro_speech)."""
+        """Class names in index order: for keyword spotting silence, unknown, then the words
+        (as micro_speech); for motion the configured classes."""
+        if self.classes:
+            return tuple(self.classes)
         return ("_silence_", "_unknown_") + tuple(self.words)
 
 
@@ -76,6 +80,28 @@ class FeatureConfig:
     window_ms: int = 30
     stride_ms: int = 20
     channels: int = 40
+
+
+@dataclasses.dataclass(frozen=True)
+class MotionConfig:
+    """How motion recordings are read and cut (task ``motion``), and the generated dataset."""
+
+    channels: Tuple[str, ...] = ("ax", "ay", "az", "gx", "gy", "gz")
+    window_ms: int = 2000
+    hop_ms: int = 500
+    timestamp_column: str = "timestamp"
+    timestamp_unit: str = "s"
+    subjects: int = 20
+    repetitions: int = 3
+    seconds: float = 6.0
+
+    @property
+    def timestamp_scale(self) -> float:
+        """Seconds per timestamp unit."""
+        return {"s": 1.0, "ms": 1e-3, "us": 1e-6}[self.timestamp_unit]
+
+    def samples(self, milliseconds: int, sample_rate: float) -> int:
+        return max(1, int(round(milliseconds * sample_rate / 1000)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +121,7 @@ class KubeflowConfig:
     project_dir: str = "/opt/tinyml-tfx"  # where kubernetes/Dockerfile puts the project in the image
 
 
+KWS_TASK, MOTION_TASK = "keyword_spotting", "motion"
 DEV_SIGNING_KEY = "dev-signing.key"
 # The OTA registry kubernetes/base deploys (Service ota-registry in namespace tinyml-tfx).
 IN_CLUSTER_REGISTRY = "http://ota-registry.tinyml-tfx.svc.cluster.local:5000"
@@ -131,6 +158,7 @@ class PipelineConfig:
     data: DataConfig
     features: FeatureConfig
     training: TrainingConfig
+    motion: MotionConfig = MotionConfig()
     quantization: QuantizationConfig = QuantizationConfig()
     kubeflow: KubeflowConfig = KubeflowConfig()
     release: ReleaseConfig = ReleaseConfig()
@@ -184,7 +212,7 @@ class PipelineConfig:
     def _schema_in_image(self) -> str:
         """The data schema's path as the pods see it: the project's schemas/ are in the image."""
         schema = self.data.schema
-        if "://" in schema:
+        if not schema or "://" in schema:  # none: SchemaGen infers it
             return schema
         try:
             relative = pathlib.Path(schema).resolve().relative_to(schemas.SCHEMA_DIR.resolve())
@@ -203,6 +231,20 @@ class PipelineConfig:
     @property
     def uses_synthetic_data(self) -> bool:
         return self.data.root is None
+
+    @property
+    def is_motion(self) -> bool:
+        return self.task == MOTION_TASK
+
+    @property
+    def window_samples(self) -> int:
+        """Motion: samples per window."""
+        return self.motion.samples(self.motion.window_ms, self.data.sample_rate)
+
+    @property
+    def hop_samples(self) -> int:
+        """Motion: samples between the starts of consecutive windows."""
+        return self.motion.samples(self.motion.hop_ms, self.data.sample_rate)
 
 
 def _schema() -> Dict[str, Any]:
@@ -228,6 +270,24 @@ def _fix_hint(error: jsonschema.ValidationError) -> str:
         return "remove the field or correct its spelling"
     description = error.schema.get("description") if isinstance(error.schema, dict) else None
     return f"set a valid value{' (' + description.rstrip('.') + ')' if description else ''}"
+
+
+# Fields that belong to one task only: (section or "" for top level, field) -> the task.
+_TASK_FIELDS = {("data", "words"): KWS_TASK, ("data", "unknown_fraction"): KWS_TASK,
+                ("data", "silence_fraction"): KWS_TASK, ("data", "clip_duration_ms"): KWS_TASK,
+                ("data", "synthetic"): KWS_TASK, ("", "features"): KWS_TASK,
+                ("data", "labels"): MOTION_TASK, ("", "motion"): MOTION_TASK}
+
+
+def _refuse_other_tasks_fields(raw: Dict[str, Any], source: str) -> None:
+    for (section, field), task in _TASK_FIELDS.items():
+        holder = raw.get(section, {}) if section else raw
+        if task != raw["task"] and isinstance(holder, dict) and field in holder:
+            name = f"{section}.{field}" if section else field
+            raise ConfigError(
+                f"Config file {source}: field '{name}' belongs to task '{task}', but this config's task is "
+                f"'{raw['task']}'. Fix: remove the field (keyword spotting names its classes in data.words, motion "
+                "in data.labels; see pipeline/configs/kws.yaml and motion.yaml).")
 
 
 def _relative_to(config_file: str, path: Optional[str]) -> Optional[str]:
@@ -261,20 +321,30 @@ def parse_config(raw: Any, source: str) -> PipelineConfig:
             f"Config file {source}: field '{_field_name(first)}' is invalid: {first.message}. "
             f"Fix: {_fix_hint(first)}.{more}")
 
+    _refuse_other_tasks_fields(raw, source)
     data = dict(raw["data"])
     synthetic = SyntheticData(**{k: tuple(v) if isinstance(v, list) else v
                                  for k, v in data.pop("synthetic", {}).items()})
     root = _relative_to(source, data.pop("root", None))
-    schema_path = _relative_to(source, data.pop("schema", None)) or DEFAULT_SCHEMA
+    motion = raw["task"] == MOTION_TASK
+    schema_path = _relative_to(source, data.pop("schema", None)) or ("" if motion else DEFAULT_SCHEMA)
+    training = dict(raw.get("training", {}))
+    if motion:
+        training.setdefault("model", "conv1d")
+        training.setdefault("width", 16)
+        data.setdefault("sample_rate", 100)
+    motion_raw = dict(raw.get("motion", {}))
+    motion_raw.update(motion_raw.pop("synthetic", {}))
     return PipelineConfig(
         pipeline_name=raw["pipeline_name"],
         task=raw["task"],
         target_device=raw["target_device"],
         requirements=Requirements(**raw["requirements"]),
-        data=DataConfig(words=tuple(data.pop("words")), root=root, schema=schema_path, synthetic=synthetic,
-                        **data),
+        data=DataConfig(words=tuple(data.pop("words", ())), classes=tuple(data.pop("labels", ())), root=root,
+                        schema=schema_path, synthetic=synthetic, **data),
         features=FeatureConfig(**raw.get("features", {})),
-        training=TrainingConfig(**raw.get("training", {})),
+        training=TrainingConfig(**training),
+        motion=MotionConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in motion_raw.items()}),
         quantization=QuantizationConfig(**raw.get("quantization", {})),
         kubeflow=KubeflowConfig(**raw.get("kubeflow", {})),
         release=ReleaseConfig(**raw.get("release", {})),

@@ -21,6 +21,7 @@ from components.audio_example_gen.component import AudioExampleGen
 from components.audio_example_gen.layout import EVAL, TEST, TRAIN
 from components.data_validation_gate.component import DataValidationGate
 from components.mcu_size_gate.component import McuSizeGate
+from components.motion_example_gen.component import MotionExampleGen
 from components.ota_pusher import model_card
 from components.ota_pusher.component import OtaPusher
 from components.tflite_quantizer.component import TFLiteQuantizer
@@ -30,11 +31,15 @@ from pipeline.tasks.kws.trainer import FEATURE_SIGNATURE
 
 PREPROCESSING_FN = "pipeline.tasks.kws.preprocessing.preprocessing_fn"
 RUN_FN = "pipeline.tasks.kws.trainer.run_fn"
+MOTION_PREPROCESSING_FN = "pipeline.tasks.motion.preprocessing.preprocessing_fn"
+MOTION_RUN_FN = "pipeline.tasks.motion.trainer.run_fn"
 
 # Node ids, as they appear in ML Metadata and in the run summary.
 EXAMPLE_GEN = "AudioExampleGen"
+MOTION_EXAMPLE_GEN = "MotionExampleGen"
 STATISTICS_GEN = "StatisticsGen"
 SCHEMA_GEN = "ImportSchemaGen"
+INFERRED_SCHEMA_GEN = "SchemaGen"   # when the config names no curated schema (motion)
 VALIDATOR = "DataValidationGate"
 TRANSFORM = "Transform"
 TRAINER = "Trainer"
@@ -107,14 +112,14 @@ RUN_PARAMETER_SHORTHANDS = {
 }
 
 
-def task_code_fingerprint() -> str:
+def task_code_fingerprint(task_module=preprocessing) -> str:
     """A hash of the task's source code.
 
     Transform and Trainer name their functions by module path, which TFX's cache
     cannot see into; this hash in their custom_config makes a code change re-run them.
     """
     digest = hashlib.sha256()
-    task_dir = pathlib.Path(preprocessing.__file__).parent
+    task_dir = pathlib.Path(task_module.__file__).parent
     for path in sorted(task_dir.glob("*.py")):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
@@ -137,8 +142,14 @@ def frontend_params(config: PipelineConfig) -> Dict[str, Any]:
     return features.frontend_params(f.window_ms, f.stride_ms, f.channels, config.data.sample_rate)
 
 
+def release_frontend_hash(config: PipelineConfig) -> str:
+    """The audio front end's hash a keyword-spotting release records; none for motion, whose
+    release records its normalization constants' hash instead (from the shipped header)."""
+    return "" if config.is_motion else features.frontend_hash(frontend_params(config))
+
+
 def uses_synthetic_data(config: PipelineConfig) -> bool:
-    """Whether the model learns from generated speech: the config generates it, or the data
+    """Whether the model learns from generated data: the config generates it, or the data
     root is a generated dataset (its manifest says so)."""
     from pipeline.tasks.kws import generate
 
@@ -149,6 +160,26 @@ def card_text(config: PipelineConfig) -> model_card.CardText:
     """The model card's words for this task and data (the release's card and the run report's)."""
     f = config.features
     synthetic = uses_synthetic_data(config)
+    if config.is_motion:
+        m = config.motion
+        return model_card.CardText(
+            title=config.pipeline_name,
+            intended_use=(f"On-device recognition of {', '.join(config.data.labels)} from {len(m.channels)}-channel "
+                          f"motion windows ({', '.join(m.channels)}; {m.window_ms} ms at {config.data.sample_rate:g} Hz), "
+                          f"for microcontrollers running TensorFlow Lite Micro; designed for {config.target_device}. "
+                          "Not for safety-critical control or medical use."),
+            data=("Synthetic: simulated 6-axis IMU gestures with per-recording variation and sensor noise, not "
+                  "recordings of people. Splits are by subject." if synthetic
+                  else f"The recordings at {config.data_root}. Splits are by subject or by the dataset's lists."),
+            limitations=[
+                ("Synthetic training data: accuracy on real wearers, mountings and sensors is unknown and likely "
+                 "lower." if synthetic else "Accuracy holds for movements, sensors and mountings like the training "
+                 "data only."),
+                f"Windows of {m.window_ms} ms; continuous use needs a detection policy (averaging, thresholds).",
+                "The device must normalize each channel with normalization.h from this release (mean and scale "
+                "from the training split; its hash is in the release); raw samples give meaningless output.",
+            ],
+            labels=list(config.data.labels))
     return model_card.CardText(
         title=config.pipeline_name,
         intended_use=(f"On-device keyword spotting of {', '.join(config.data.words)} (plus silence and unknown "
@@ -171,6 +202,15 @@ def card_text(config: PipelineConfig) -> model_card.CardText:
 
 def transform_config(config: PipelineConfig) -> Dict[str, Any]:
     """What ``preprocessing_fn`` receives as ``custom_config``."""
+    if config.is_motion:
+        from pipeline.tasks.motion import preprocessing as motion_preprocessing
+
+        return {
+            motion_preprocessing.LABELS_CONFIG_KEY: list(config.data.labels),
+            motion_preprocessing.CHANNELS_CONFIG_KEY: list(config.motion.channels),
+            motion_preprocessing.WINDOW_CONFIG_KEY: config.window_samples,
+            "code_fingerprint": task_code_fingerprint(motion_preprocessing),
+        }
     return {
         preprocessing.LABELS_CONFIG_KEY: list(config.data.labels),
         preprocessing.FRONTEND_CONFIG_KEY: frontend_params(config),
@@ -217,21 +257,33 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     """
     data = config.data
     knobs = runtime_parameters(config)
-    example_gen = AudioExampleGen(
-        input_base=config.data_root, words=data.words, unknown_fraction=data.unknown_fraction,
-        silence_fraction=data.silence_fraction, sample_rate=data.sample_rate,
-        clip_samples=data.clip_samples, seed=data.seed).with_id(EXAMPLE_GEN)
+    if config.is_motion:
+        motion = config.motion
+        example_gen = MotionExampleGen(
+            input_base=config.data_root, labels=data.labels, channels=motion.channels,
+            sample_rate=data.sample_rate, window_samples=config.window_samples, hop_samples=config.hop_samples,
+            timestamp_column=motion.timestamp_column, timestamp_scale=motion.timestamp_scale,
+        ).with_id(MOTION_EXAMPLE_GEN)
+    else:
+        example_gen = AudioExampleGen(
+            input_base=config.data_root, words=data.words, unknown_fraction=data.unknown_fraction,
+            silence_fraction=data.silence_fraction, sample_rate=data.sample_rate,
+            clip_samples=data.clip_samples, seed=data.seed).with_id(EXAMPLE_GEN)
     examples = example_gen.outputs["examples"]
 
     statistics_gen = tfx.components.StatisticsGen(examples=examples).with_id(STATISTICS_GEN)
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=data.schema).with_id(SCHEMA_GEN)
+    if data.schema:
+        schema_gen = tfx.components.ImportSchemaGen(schema_file=data.schema).with_id(SCHEMA_GEN)
+    else:
+        schema_gen = tfx.components.SchemaGen(
+            statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True).with_id(INFERRED_SCHEMA_GEN)
     validator = DataValidationGate(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]).with_id(VALIDATOR)
 
     transform = tfx.components.Transform(
         examples=examples,
         schema=schema_gen.outputs["schema"],
-        preprocessing_fn=PREPROCESSING_FN,
+        preprocessing_fn=MOTION_PREPROCESSING_FN if config.is_motion else PREPROCESSING_FN,
         custom_config=transform_config(config),
         splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN], transform=[TRAIN, EVAL, TEST]),
     ).with_id(TRANSFORM)
@@ -239,7 +291,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     transform.add_upstream_node(validator)
 
     trainer = tfx.components.Trainer(
-        run_fn=RUN_FN,
+        run_fn=MOTION_RUN_FN if config.is_motion else RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
@@ -291,7 +343,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
             quantized_model=quantizer.outputs["quantized_model"], model_blessing=blessings[0],
             quantization_blessing=blessings[1], device_blessing=blessings[2],
             device_report=size_gate.outputs["report"], registry=config.release.registry or "",
-            repository=config.repository, frontend_hash=features.frontend_hash(frontend_params(config)),
+            repository=config.repository, frontend_hash=release_frontend_hash(config),
             pipeline_name=config.pipeline_name, signing_key_file=config.release.signing_key_file,
             allow_unsigned=config.release.allow_unsigned, channel_name=config.release.channel,
             card=card_text(config),

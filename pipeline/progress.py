@@ -19,8 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 # What the Trainer logs after each epoch (pipeline/tasks/kws/trainer.py).
 EPOCH_PATTERN = re.compile(r"Training epoch (\d+)/(\d+)(.*)")
 COMPONENT_PATTERN = re.compile(r"Component (\S+) is (running|finished)")
-# What AudioExampleGen logs while decoding (components/audio_example_gen/executor.py).
-INGEST_PATTERN = re.compile(r"AudioExampleGen ingested (\d+)/(\d+) clips")
+# What the ExampleGens log while reading (components/*_example_gen/executor.py).
+INGEST_PATTERN = re.compile(r"(\w+ExampleGen) ingested (\d+)/(\d+) (\w+)")
 
 
 class RunProgress:
@@ -89,7 +89,8 @@ class _ProgressHandler(logging.Handler):
             return
         ingested = INGEST_PATTERN.search(message)
         if ingested:
-            self._progress.counted("AudioExampleGen clips", int(ingested.group(1)), int(ingested.group(2)))
+            self._progress.counted(f"{ingested.group(1)} {ingested.group(4)}", int(ingested.group(2)),
+                                   int(ingested.group(3)))
             return
         epoch = EPOCH_PATTERN.search(message)
         if epoch:

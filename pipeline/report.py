@@ -260,7 +260,8 @@ def build_report(summary, config: PipelineConfig) -> Dict[str, Any]:
     history = _read_json(os.path.join(uris.get(kws_pipeline.TRAINER, {}).get("model_run", ""), "history.json"))
     from pipeline.tasks.kws import features
 
-    shape = features.feature_shape(kws_pipeline.frontend_params(config), config.data.clip_samples)
+    shape = ((config.window_samples, len(config.motion.channels)) if config.is_motion
+             else features.feature_shape(kws_pipeline.frontend_params(config), config.data.clip_samples))
     gate_uri = uris.get(kws_pipeline.SIZE_GATE, {}).get("report")
     gate_report = _read_json(os.path.join(gate_uri, "device_report.json")) if gate_uri else None
     return {
@@ -289,7 +290,8 @@ def render_html(summary, config: PipelineConfig, content: Dict[str, Any]) -> str
              f"{time.strftime('%Y-%m-%d %H:%M:%S')}.</p>"]
     if content["synthetic"]:
         parts.append("<div class='banner'><b>Synthetic data.</b> This model was trained and evaluated on "
-                     "generated eSpeak NG speech, not on recordings of people; its figures demonstrate the "
+                     + ("simulated IMU gestures" if config.is_motion else "generated eSpeak NG speech")
+                     + ", not on recordings of people; its figures demonstrate the "
                      "pipeline, not real-world accuracy.</div>")
     parts.append("<h2>Components</h2>" + _table(
         [(c.node_id, c.state, f"{c.seconds:.1f} s") for c in summary.components], ("component", "state", "time")))
@@ -315,7 +317,9 @@ def render_html(summary, config: PipelineConfig, content: Dict[str, Any]) -> str
                  + ("<span class='ok'>none</span></p>" if not lines else f"{len(lines)}</p>" +
                     _table(lines, ("split", "anomaly"))))
     if content["feature_examples"]:
-        parts.append("<p>Feature maps (TFLite Micro audio front end, frames x channels) of eval clips:</p>"
+        what = ("Normalized windows (samples x channels) of eval recordings" if config.is_motion
+                else "Feature maps (TFLite Micro audio front end, frames x channels) of eval clips")
+        parts.append(f"<p>{what}:</p>"
                      f"<img alt='feature maps' src='{_feature_maps_plot(content['feature_examples'])}'>")
 
     # Model
@@ -403,7 +407,8 @@ def model_card_markdown(summary, config: PipelineConfig, content: Dict[str, Any]
     provenance = {"pipeline": config.pipeline_name, "run": summary.run_id,
                   "TensorFlow": quant.get("tensorflow_version", "?"),
                   "TFLite Micro": quant.get("tflite_micro_version", "?"),
-                  "audio front-end hash": features.frontend_hash(kws_pipeline.frontend_params(config))}
+                  **({} if config.is_motion else
+                     {"audio front-end hash": features.frontend_hash(kws_pipeline.frontend_params(config))})}
     return model_card.render(text, content["quantization"] or {}, content["gate"] or {}, provenance,
                              evaluation={"accuracy": summary.eval_accuracy, "per_class": summary.per_class_accuracy})
 

@@ -98,10 +98,13 @@ class RunSummary:
 
 
 def check_schema_labels(config: PipelineConfig) -> None:
-    """Refuses a curated schema whose label domain differs from the config's classes."""
+    """Refuses a curated schema whose label domain differs from the config's classes
+    (nothing to check when the config names none and SchemaGen infers it)."""
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
 
+    if not config.data.schema:
+        return
     try:
         with tf.io.gfile.GFile(config.data.schema, "r") as f:
             schema = text_format.Parse(f.read(), schema_pb2.Schema())
@@ -130,10 +133,22 @@ def prepare_data(config: PipelineConfig, progress: Optional[Callable[[int, int],
     """
     if not config.uses_synthetic_data:
         return False
+    if config.is_motion:
+        from pipeline.tasks.motion import generate as motion_generate
+
+        return motion_generate.ensure_dataset(generation_spec(config), config.data_root, progress=progress)
     return generate.ensure_dataset(generation_spec(config), config.data_root, progress=progress)
 
 
-def generation_spec(config: PipelineConfig) -> generate.GenerationSpec:
+def generation_spec(config: PipelineConfig):
+    """What the synthetic dataset of ``config``'s task is generated from."""
+    if config.is_motion:
+        from pipeline.tasks.motion import generate as motion_generate
+
+        m = config.motion
+        return motion_generate.MotionSpec(labels=tuple(config.data.labels), subjects=m.subjects,
+                                          repetitions=m.repetitions, seconds=m.seconds,
+                                          sample_rate=float(config.data.sample_rate), seed=config.data.seed)
     s = config.data.synthetic
     return generate.GenerationSpec(
         words=config.data.words, unknown_words=s.unknown_words, speakers=s.speakers,
@@ -160,9 +175,14 @@ def check_config(config: PipelineConfig) -> None:
 def preflight(config: PipelineConfig) -> None:
     """Checks what would otherwise fail deep inside a component, with a message that says the fix."""
     check_config(config)
+    from components.motion_example_gen import recordings
+
     try:
-        layout.check_layout(config.data_root, config.data.words, gfile_filesystem())
-    except layout.LayoutError as err:
+        if config.is_motion:
+            recordings.check_layout(config.data_root, config.data.labels, gfile_filesystem())
+        else:
+            layout.check_layout(config.data_root, config.data.words, gfile_filesystem())
+    except (layout.LayoutError, recordings.LayoutError) as err:
         raise ConfigError(f"{err} (data.root in {config.source})") from err
 
 
@@ -231,7 +251,8 @@ def summarise(config: PipelineConfig, wall_seconds: float, run_id: Optional[str]
                              f"are: {', '.join(c.name for c in known[-5:]) or 'none'}.")
     executions = store.get_executions_by_context(run_ctx.id) if run_ctx else []
     order = {node: i for i, node in enumerate([
-        kws_pipeline.EXAMPLE_GEN, kws_pipeline.STATISTICS_GEN, kws_pipeline.SCHEMA_GEN,
+        kws_pipeline.EXAMPLE_GEN, kws_pipeline.MOTION_EXAMPLE_GEN, kws_pipeline.STATISTICS_GEN,
+        kws_pipeline.SCHEMA_GEN, kws_pipeline.INFERRED_SCHEMA_GEN,
         kws_pipeline.VALIDATOR, kws_pipeline.TRANSFORM, kws_pipeline.TRAINER,
         kws_pipeline.BASELINE_RESOLVER, kws_pipeline.EVALUATOR, kws_pipeline.QUANTIZER,
         kws_pipeline.SIZE_GATE, kws_pipeline.PUSHER])}
@@ -254,7 +275,8 @@ def summarise(config: PipelineConfig, wall_seconds: float, run_id: Optional[str]
         per_class = metric_by_slice(evaluation_uri, "sparse_categorical_accuracy", "label")
     if blessing_uri:
         blessed = tf.io.gfile.exists(os.path.join(blessing_uri, "BLESSED"))
-    examples_uri = uris.get(kws_pipeline.EXAMPLE_GEN, {}).get("examples")
+    examples_uri = (uris.get(kws_pipeline.EXAMPLE_GEN) or uris.get(kws_pipeline.MOTION_EXAMPLE_GEN) or {}).get(
+        "examples")
     report = os.path.join(examples_uri, "ingestion_report.json") if examples_uri else None
     return RunSummary(
         pipeline_name=config.pipeline_name,

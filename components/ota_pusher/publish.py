@@ -5,6 +5,7 @@ Used by the OtaPusher executor and by ``tinyml-tfx push``; no TFX here.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Any, Dict, Mapping, Optional, Sequence
@@ -17,6 +18,7 @@ GATE_FILES = ("device_report.json", "device_report.html")
 USERNAME_ENV, PASSWORD_ENV, TOKEN_ENV = ("TINYML_TFX_REGISTRY_USERNAME", "TINYML_TFX_REGISTRY_PASSWORD",
                                          "TINYML_TFX_REGISTRY_TOKEN")
 SIGNING_KEY_ENV = "TINYML_TFX_SIGNING_KEY"
+NORMALIZATION_FILE = "normalization.json"  # a motion model's per-channel constants (pipeline/tasks/motion)
 
 
 class PublishError(ValueError):
@@ -34,8 +36,11 @@ def _read(folder: str, name: str) -> bytes:
 
 
 def release_files(quantized_dir: str, device_report_dir: str) -> Dict[str, bytes]:
-    """The files a release carries: the model, its firmware sources and the two reports."""
+    """The files a release carries: the model, its firmware sources (including any the model
+    ships, e.g. an input normalization header) and the two reports."""
     files = {name: _read(quantized_dir, name) for name in RELEASE_FILES}
+    extra = json.loads(files["quantization_report.json"]).get("firmware_files", [])
+    files.update({name: _read(quantized_dir, name) for name in extra})
     files.update({name: _read(device_report_dir, name) for name in GATE_FILES})
     return files
 
@@ -56,7 +61,9 @@ def release_annotations(files: Mapping[str, bytes], frontend_hash: str, pipeline
         releases.OPS_ANNOTATION: ",".join(f"{op['name']}:v{op['version']}" for op in gate["ops"]),
         releases.TFLM_VERSION_ANNOTATION: metadata.version("tflite-micro"),
         releases.TF_VERSION_ANNOTATION: metadata.version("tensorflow"),
-        releases.FRONTEND_ANNOTATION: frontend_hash,
+        **({releases.FRONTEND_ANNOTATION: frontend_hash} if frontend_hash else {}),
+        **({releases.NORMALIZATION_ANNOTATION: hashlib.sha256(files[NORMALIZATION_FILE]).hexdigest()}
+           if NORMALIZATION_FILE in files else {}),
         releases.FLOAT_ACCURACY_ANNOTATION: f"{fidelity.get('float_accuracy', float('nan')):.4f}",
         releases.INT8_ACCURACY_ANNOTATION: f"{fidelity.get('quantized_accuracy', float('nan')):.4f}",
         releases.PIPELINE_ANNOTATION: pipeline_name,
@@ -91,7 +98,10 @@ def add_model_card(files: Dict[str, bytes], text: model_card.CardText, annotatio
         "run": annotations.get(releases.RUN_ANNOTATION, "?"),
         "TensorFlow": annotations.get(releases.TF_VERSION_ANNOTATION, "?"),
         "TFLite Micro": annotations.get(releases.TFLM_VERSION_ANNOTATION, "?"),
-        "audio front-end hash": annotations.get(releases.FRONTEND_ANNOTATION, "?"),
+        **({"audio front-end hash": annotations[releases.FRONTEND_ANNOTATION]}
+           if releases.FRONTEND_ANNOTATION in annotations else {}),
+        **({"normalization constants sha256": annotations[releases.NORMALIZATION_ANNOTATION]}
+           if releases.NORMALIZATION_ANNOTATION in annotations else {}),
         "ML Metadata ids": annotations.get(releases.LINEAGE_ANNOTATION, "{}"),
     }
     files[model_card.MODEL_CARD_FILE] = model_card.render(

@@ -28,6 +28,7 @@ OPS_ANNOTATION = "dev.tinyml-tfx.ops"                     # e.g. CONV_2D:v3,SOFT
 TFLM_VERSION_ANNOTATION = "dev.tinyml-tfx.tflite-micro.version"
 TF_VERSION_ANNOTATION = "dev.tinyml-tfx.tensorflow.version"
 FRONTEND_ANNOTATION = "dev.tinyml-tfx.frontend.sha256"    # a device with another front end must not take it
+NORMALIZATION_ANNOTATION = "dev.tinyml-tfx.normalization.sha256"  # sha256 of normalization.json (motion tasks)
 FLOAT_ACCURACY_ANNOTATION = "dev.tinyml-tfx.accuracy.float"
 INT8_ACCURACY_ANNOTATION = "dev.tinyml-tfx.accuracy.int8"
 PIPELINE_ANNOTATION = "dev.tinyml-tfx.pipeline"

@@ -40,6 +40,9 @@ FIDELITY_SPLIT = "eval"
 MODEL_FILE = "model.tflite"
 FLOAT_MODEL_FILE = "model_float.tflite"
 REPORT_FILE = "quantization_report.json"
+# Files a trained model ships for firmware (e.g. a task's input normalization header), kept
+# next to the SavedModel where TensorFlow does not load them; copied next to model_data.cc.
+FIRMWARE_DIR = os.path.join("assets.extra", "firmware")
 
 
 class Executor(base_executor.BaseExecutor):
@@ -74,7 +77,9 @@ class Executor(base_executor.BaseExecutor):
         fidelity = self._fidelity(saved_model_dir, signature, quantized, eval_x, eval_y, labels)
         report = self._report(quantized, float_model, saved_model_dir, mode, len(calibration),
                               conversion_seconds, fidelity)
-        self._write_model_files(output.uri, quantized, float_model, report)
+        firmware = _firmware_files(saved_model_dir)
+        report["firmware_files"] = sorted(firmware)
+        self._write_model_files(output.uri, quantized, float_model, report, firmware)
         self._set_properties(output, mode, report, fidelity)
 
         reasons = self._refusals(fidelity, float(exec_properties[MAX_ACCURACY_DROP_KEY]))
@@ -127,9 +132,11 @@ class Executor(base_executor.BaseExecutor):
             "fidelity": fidelity.to_dict(),
         }
 
-    def _write_model_files(self, uri: str, quantized: bytes, float_model: bytes, report: Dict[str, Any]) -> None:
+    def _write_model_files(self, uri: str, quantized: bytes, float_model: bytes, report: Dict[str, Any],
+                           firmware: Dict[str, bytes]) -> None:
         tf.io.gfile.makedirs(uri)
         files = {
+            **firmware,
             MODEL_FILE: quantized,
             FLOAT_MODEL_FILE: float_model,
             "model_data.cc": codegen.model_data_cc(quantized).encode(),
@@ -162,3 +169,15 @@ class Executor(base_executor.BaseExecutor):
                            f"({fidelity.float_accuracy:.4f} -> {fidelity.quantized_accuracy:.4f}), more than the "
                            f"{100 * max_drop:.2f} allowed")
         return reasons
+
+
+def _firmware_files(saved_model_dir: str) -> Dict[str, bytes]:
+    """The files under the SavedModel's ``FIRMWARE_DIR``, by name (none for most models)."""
+    folder = os.path.join(saved_model_dir, FIRMWARE_DIR)
+    if not tf.io.gfile.isdir(folder):
+        return {}
+    files = {}
+    for name in sorted(tf.io.gfile.listdir(folder)):
+        with tf.io.gfile.GFile(os.path.join(folder, name), "rb") as f:
+            files[name] = f.read()
+    return files

@@ -77,3 +77,30 @@ def test_missing_file_and_non_mapping(tmp_path):
         config_lib.load_config(str(tmp_path / "nope.yaml"))
     with pytest.raises(config_lib.ConfigError, match="must hold a mapping"):
         config_lib.load_config(write(tmp_path, "- a\n- b\n"))
+
+
+MOTION_CONFIG = os.path.join(os.path.dirname(config_lib.DEFAULT_CONFIG), "motion.yaml")
+
+
+def test_the_motion_config_selects_the_task_by_configuration():
+    config = config_lib.load_config(MOTION_CONFIG)
+    assert config.is_motion and config.data.labels == ("idle", "wave", "circle", "shake")
+    assert (config.window_samples, config.hop_samples) == (200, 50)  # 2000 ms and 500 ms at 100 Hz
+    assert config.training.model == "conv1d" and config.data.schema == ""  # SchemaGen infers it
+    assert not config_lib.load_config(config_lib.DEFAULT_CONFIG).is_motion  # keyword spotting stays the default
+
+
+@pytest.mark.parametrize("source, old, new, field", [
+    ("motion", "  labels: [idle, wave, circle, shake]\n", "  words: [\"yes\"]\n  labels: [idle, wave]\n", "data.words"),
+    ("kws", "  seed: 59185\n", "  seed: 59185\n  labels: [a, b]\n", "data.labels"),
+    ("motion", "training:\n  model: conv1d", "training:\n  model: ds_cnn", "training.model"),
+    ("motion", "  timestamp_unit: s", "  timestamp_unit: minutes", "motion.timestamp_unit"),
+])
+def test_a_field_of_the_other_task_or_a_bad_motion_value_is_named(tmp_path, source, old, new, field):
+    path = MOTION_CONFIG if source == "motion" else config_lib.DEFAULT_CONFIG
+    with open(path) as f:
+        text = f.read()
+    assert old in text
+    with pytest.raises(config_lib.ConfigError) as err:
+        config_lib.load_config(write(tmp_path, text.replace(old, new)))
+    assert f"'{field}'" in str(err.value) and "Fix:" in str(err.value)

@@ -1,0 +1,129 @@
+"""The motion task family through the whole pipeline on LocalDagRunner, by configuration only."""
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline import config as config_lib
+from pipeline import pipeline as kws_pipeline
+from pipeline import report, run_local
+from pipeline.tasks.motion import generate, normalization
+
+MOTION_CONFIG = os.path.join(os.path.dirname(config_lib.DEFAULT_CONFIG), "motion.yaml")
+BAD_FILES = {  # planted in the generated data: file -> what the skip report must say
+    "wave/badfile_nohash_0.csv": ("timestamp,ax,ay,az,gx,gy\n0,0,0,1,0,0\n", "missing column(s) gz"),
+    "wave/badfile_nohash_1.csv": (None, "is 'oops', not a number"),
+    "idle/badfile_nohash_2.csv": (None, "give 50.0 Hz, not the configured 100 Hz"),
+    "idle/badfile_nohash_3.csv": (None, "fewer than one window of 200"),
+}
+
+
+def _recording(rate: float, n: int, bad_row: int = -1) -> str:
+    rows = ["timestamp,ax,ay,az,gx,gy,gz"]
+    for i in range(n):
+        values = ["oops" if i == bad_row else "0.1", "0.0", "1.0", "0.5", "0.0", "0.0"]
+        rows.append(f"{i / rate:.4f}," + ",".join(values))
+    return "\n".join(rows) + "\n"
+
+
+@pytest.fixture(scope="module")
+def motion_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("motion")
+    data = str(work / "data")
+    generate.generate_dataset(generate.MotionSpec(subjects=6, repetitions=2, seconds=4.0), data)
+    contents = {"wave/badfile_nohash_1.csv": _recording(100, 300, bad_row=40),
+                "idle/badfile_nohash_2.csv": _recording(50, 300),
+                "idle/badfile_nohash_3.csv": _recording(100, 150)}
+    for name, (text, _) in BAD_FILES.items():
+        with open(os.path.join(data, name), "w") as f:
+            f.write(text or contents[name])
+    base = config_lib.load_config(MOTION_CONFIG)
+    config = dataclasses.replace(
+        base, pipeline_name="motion-tiny", data=dataclasses.replace(base.data, root=data),
+        requirements=dataclasses.replace(base.requirements, min_accuracy=0.5),
+        training=dataclasses.replace(base.training, epochs=10),
+    ).with_workdir(str(work / "run"))
+    return config, run_local.run(config)
+
+
+def test_the_whole_pipeline_runs_and_releases(motion_run):
+    config, summary = motion_run
+    states = {c.node_id: c.state for c in summary.components}
+    assert states[kws_pipeline.MOTION_EXAMPLE_GEN] == "done" and states[kws_pipeline.PUSHER] == "done"
+    assert kws_pipeline.INFERRED_SCHEMA_GEN in states
+    assert summary.eval_accuracy > 0.5 and summary.blessed  # four classes: chance is 0.25
+    assert summary.quantization["blessed"] and summary.size_gate["blessed"] and summary.release["pushed"]
+
+
+def test_bad_recordings_are_skipped_with_their_reason(motion_run):
+    _, summary = motion_run
+    with open(summary.ingestion_report) as f:
+        skipped = {s["file"]: s["reason"] for s in json.load(f)["skipped"]}
+    assert set(skipped) == set(BAD_FILES)
+    for name, (_, reason) in BAD_FILES.items():
+        assert reason in skipped[name], (name, skipped[name])
+
+
+def test_windows_never_span_recordings_or_splits(motion_run):
+    config, summary = motion_run
+    examples = summary.artifact_uris[kws_pipeline.MOTION_EXAMPLE_GEN]["examples"]
+    recordings_by_split = {}
+    for split_dir in glob.glob(os.path.join(examples, "Split-*")):
+        files = glob.glob(os.path.join(split_dir, "*"))
+        for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+            example = tf.train.Example.FromString(record.numpy())
+            feature = example.features.feature
+            recording = feature["recording"].bytes_list.value[0].decode()
+            start = int(feature["source"].bytes_list.value[0].decode().split("#")[1])
+            assert start == feature["window_index"].int64_list.value[0] * config.hop_samples
+            assert all(len(feature[c].float_list.value) == config.window_samples for c in config.motion.channels)
+            recordings_by_split.setdefault(os.path.basename(split_dir), set()).add(recording)
+    splits = list(recordings_by_split.values())
+    assert len(splits) == 3 and all(not (a & b) for i, a in enumerate(splits) for b in splits[i + 1:])
+
+
+def test_the_normalization_header_matches_the_transform_graph(motion_run):
+    import tensorflow_transform as tft
+
+    config, summary = motion_run
+    quantized = summary.quantization["uri"]
+    with open(os.path.join(quantized, normalization.HEADER_FILE)) as f:
+        constants = normalization.parse_header(f.read())
+    graph = tft.TFTransformOutput(summary.artifact_uris[kws_pipeline.TRANSFORM]["transform_graph"])
+    window, channels = config.window_samples, list(config.motion.channels)
+    raw_windows = np.random.default_rng(0).normal(0.5, 2.0, (4, window, len(channels))).astype(np.float32)
+    raw = {c: tf.constant(raw_windows[:, :, i]) for i, c in enumerate(channels)}
+    raw["label"] = tf.fill([4] + list(graph.raw_feature_spec()["label"].shape or []), "idle")
+    transformed = graph.transform_raw_features(raw, drop_unused_features=True)["features"].numpy()
+    expected = (raw_windows - np.array(constants["mean"])) * np.array(constants["scale"])
+    np.testing.assert_allclose(transformed.reshape(expected.shape), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_the_release_records_the_normalization_hash_and_ships_the_header(motion_run):
+    from components.ota_pusher import oci_layout, releases
+
+    config, summary = motion_run
+    store = oci_layout.OciLayout(os.path.join(config.release.registry, config.repository))
+    version = summary.release["pushed_version"]
+    with open(config.release.signing_key_file + ".pub", "rb") as f:
+        files = releases.pull_release(store, version, config.repository, f.read())
+    annotations = store.get_manifest(store.resolve(version)["digest"])["annotations"]
+    assert annotations[releases.NORMALIZATION_ANNOTATION] == hashlib.sha256(files["normalization.json"]).hexdigest()
+    assert releases.FRONTEND_ANNOTATION not in annotations  # no audio front end here
+    assert b"kNormMean[kNormChannels]" in files["normalization.h"]
+    card = files["model_card.md"].decode()
+    assert "idle, wave, circle, shake" in card and "normalization.h" in card
+
+
+def test_the_report_covers_the_motion_run(motion_run, tmp_path):
+    config, summary = motion_run
+    with open(report.write_report(summary, config, str(tmp_path))) as f:
+        page = f.read()
+    assert "Normalized windows" in page and "simulated IMU gestures" in page
+    assert "badfile_nohash_0.csv" in page and f"{summary.eval_accuracy:.4f}" in page
