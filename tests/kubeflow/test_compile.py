@@ -202,3 +202,19 @@ def test_submit_parameters_are_typed_by_the_spec(package_path):
         run_kubeflow.parse_parameters(str(path), ["epochs=3"])
     with pytest.raises(run_kubeflow.SubmitError, match="calibration_examples takes"):
         run_kubeflow.parse_parameters(str(path), ["calibration_examples=many"])
+
+
+def test_the_motion_task_compiles_with_its_own_example_gen_and_an_inferred_schema(tmp_path):
+    base = config_lib.load_config(os.path.join(REPO, "pipeline", "configs", "motion.yaml"))
+    config = dataclasses.replace(
+        base, data=dataclasses.replace(base.data, root="gs://tinyml-data/motion"),
+        kubeflow=config_lib.KubeflowConfig(image="registry.example/tinyml-tfx:1.0", pipeline_root="gs://runs"),
+    ).for_kubeflow()
+    package = run_kubeflow.compile_pipeline(config, str(tmp_path / "motion.yaml"))
+    tasks = package["pipeline_spec"]["root"]["dag"]["tasks"]
+    assert {kws_pipeline.MOTION_EXAMPLE_GEN, kws_pipeline.INFERRED_SCHEMA_GEN, kws_pipeline.PUSHER} <= set(tasks)
+    assert kws_pipeline.EXAMPLE_GEN not in tasks and kws_pipeline.SCHEMA_GEN not in tasks
+    executors = package["pipeline_spec"]["deploymentSpec"]["executors"]
+    args = executors[f"{kws_pipeline.MOTION_EXAMPLE_GEN}_executor"]["container"]["args"]
+    cls = import_utils.import_class_by_path(args[args.index("--executor_class_path") + 1])
+    assert issubclass(cls, base_executor.BaseExecutor)
