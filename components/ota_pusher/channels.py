@@ -93,15 +93,19 @@ def _who(actor: Optional[str]) -> str:
         return "unknown"
 
 
-def _move(store, device_class: str, channel: str, version: str, action: str, actor: Optional[str]) -> Move:
+def _move(store, device_class: str, channel: str, version: str, action: str, actor: Optional[str],
+          only_if_changed: bool = False) -> Optional[Move]:
     tag = channel_tag(device_class, channel)
+    previous = current_version(store, device_class, channel)
+    if only_if_changed and previous == version:
+        return None
     descriptor = _version_descriptor(store, version)
     manifest = store.get_manifest(descriptor["digest"])
     gated_for = manifest["annotations"].get(releases.TARGETS_ANNOTATION)
     if gated_for is not None and device_class not in gated_for.split(","):
         raise ChannelError(f"Release {version} was gated for {gated_for}, not for {device_class}; a device class "
                            "only takes a model the MCU size gate checked against it.")
-    move = Move(action, version, current_version(store, device_class, channel), _who(actor),
+    move = Move(action, version, previous, _who(actor),
                 datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     entries = [m.to_json() for m in history(store, device_class, channel)] + [move.to_json()]
     layer = store.put_blob(json.dumps(entries, indent=1).encode(), HISTORY_MEDIA_TYPE,
@@ -114,9 +118,10 @@ def _move(store, device_class: str, channel: str, version: str, action: str, act
 
 
 def set_channel(store, device_class: str, channel: str, version: str, actor: Optional[str] = None,
-                action: str = "set") -> Move:
-    """Points the channel at ``version`` and records the move."""
-    return _move(store, device_class, channel, version, action, actor)
+                action: str = "set", only_if_changed: bool = False) -> Optional[Move]:
+    """Points the channel at ``version`` and records the move; with ``only_if_changed``, a
+    channel already there is left alone (no history entry) and None is returned."""
+    return _move(store, device_class, channel, version, action, actor, only_if_changed)
 
 
 def promote(store, device_class: str, source: str = "canary", target: str = "stable",

@@ -169,8 +169,8 @@ def publish(store, files: Mapping[str, bytes], annotations: Mapping[str, str], r
         release = releases.push_release(store, files, annotations, repository, version=version,
                                         private_key_pem=private_key_pem, allow_unsigned=allow_unsigned)
     for device_class in targets_of(release.annotations):
-        if channels.current_version(store, device_class, channel) != release.version:
-            channels.set_channel(store, device_class, channel, release.version, actor=actor, action="push")
+        channels.set_channel(store, device_class, channel, release.version, actor=actor, action="push",
+                             only_if_changed=True)
     return release
 
 
