@@ -101,8 +101,13 @@ def _parameter_value(spec_value: Mapping[str, Any], run_parameters: Mapping[str,
     raise LaunchError(f"Task {task}: parameter {key} is {spec_value}, which this launcher does not resolve.")
 
 
-def _secret_env(executor_config: Mapping[str, Any], secrets: Mapping[str, Mapping[str, str]],
-                task: str) -> Dict[str, str]:
+def secret_env(executor_config: Mapping[str, Any], secrets: Mapping[str, Mapping[str, str]],
+               task: str) -> Dict[str, str]:
+    """The environment a task's Kubernetes executor config (``secretAsEnv``) gives its pod.
+
+    Raises:
+        LaunchError: naming the Secret and key, when a non-optional one is not in ``secrets``.
+    """
     env = {}
     for entry in executor_config.get("secretAsEnv", []):
         name = entry["secretName"]
@@ -179,7 +184,7 @@ def run_package(package: str, pipeline_root: str, parameters: Optional[Mapping[s
         command = list(container.get("command", [])) + [
             json.dumps(executor_input) if arg == "{{$}}" else arg for arg in container.get("args", [])]
         task_env = dict(os.environ if env is None else env)
-        task_env.update(_secret_env(kubernetes.get(component["executorLabel"], {}), secrets or {}, name))
+        task_env.update(secret_env(kubernetes.get(component["executorLabel"], {}), secrets or {}, name))
         os.makedirs(task_root, exist_ok=True)
         result = subprocess.run(command, env=task_env, capture_output=True, text=True, timeout=timeout)
         with open(os.path.join(task_root, "log.txt"), "w", encoding="utf-8") as log:

@@ -123,4 +123,4 @@ def test_a_missing_secret_stops_the_pusher_with_the_secret_named(compiled_run, t
     executor = spec["components"][kws_pipeline.PUSHER]["executorLabel"]
     config = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][executor]
     with pytest.raises(kfp_launcher.LaunchError, match=run_kubeflow.SIGNING_KEY_SECRET):
-        kfp_launcher._secret_env(config, {}, kws_pipeline.PUSHER)
+        kfp_launcher.secret_env(config, {}, kws_pipeline.PUSHER)
