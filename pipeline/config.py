@@ -91,6 +91,8 @@ class MotionConfig:
     hop_ms: int = 500
     timestamp_column: str = "timestamp"
     timestamp_unit: str = "s"
+    features: str = "time"          # "time": the normalized window; "spectrum": its magnitude spectrum
+    spectral_bins: int = 32         # with "spectrum": FFT bins 1..spectral_bins of each channel
     subjects: int = 20
     repetitions: int = 3
     seconds: float = 6.0
@@ -246,6 +248,12 @@ class PipelineConfig:
         """Motion: samples between the starts of consecutive windows."""
         return self.motion.samples(self.motion.hop_ms, self.data.sample_rate)
 
+    @property
+    def motion_input_shape(self) -> Tuple[int, int]:
+        """Motion: the model's input, (samples or spectral bins, channels)."""
+        rows = self.motion.spectral_bins if self.motion.features == "spectrum" else self.window_samples
+        return rows, len(self.motion.channels)
+
 
 def _schema() -> Dict[str, Any]:
     with open(schemas.SCHEMA_DIR / CONFIG_SCHEMA_FILE, encoding="utf-8") as f:
@@ -335,7 +343,7 @@ def parse_config(raw: Any, source: str) -> PipelineConfig:
         data.setdefault("sample_rate", 100)
     motion_raw = dict(raw.get("motion", {}))
     motion_raw.update(motion_raw.pop("synthetic", {}))
-    return PipelineConfig(
+    config = PipelineConfig(
         pipeline_name=raw["pipeline_name"],
         task=raw["task"],
         target_device=raw["target_device"],
@@ -353,6 +361,13 @@ def parse_config(raw: Any, source: str) -> PipelineConfig:
         beam_args=tuple(raw.get("beam_args", ())),
         source=os.path.abspath(source),
     )
+    if config.is_motion and config.motion.features == "spectrum" and \
+            config.motion.spectral_bins > config.window_samples // 2:
+        raise ConfigError(
+            f"Config file {source}: field 'motion.spectral_bins' is {config.motion.spectral_bins}, but a window of "
+            f"{config.window_samples} samples has only {config.window_samples // 2} FFT bins above 0 Hz. Fix: lower "
+            "motion.spectral_bins or lengthen motion.window_ms.")
+    return config
 
 
 def load_config(path: str) -> PipelineConfig:

@@ -209,6 +209,8 @@ def transform_config(config: PipelineConfig) -> Dict[str, Any]:
             motion_preprocessing.LABELS_CONFIG_KEY: list(config.data.labels),
             motion_preprocessing.CHANNELS_CONFIG_KEY: list(config.motion.channels),
             motion_preprocessing.WINDOW_CONFIG_KEY: config.window_samples,
+            motion_preprocessing.FEATURE_MODE_CONFIG_KEY: config.motion.features,
+            motion_preprocessing.BINS_CONFIG_KEY: config.motion.spectral_bins,
             "code_fingerprint": task_code_fingerprint(motion_preprocessing),
         }
     return {

@@ -260,7 +260,7 @@ def build_report(summary, config: PipelineConfig) -> Dict[str, Any]:
     history = _read_json(os.path.join(uris.get(kws_pipeline.TRAINER, {}).get("model_run", ""), "history.json"))
     from pipeline.tasks.kws import features
 
-    shape = ((config.window_samples, len(config.motion.channels)) if config.is_motion
+    shape = (config.motion_input_shape if config.is_motion
              else features.feature_shape(kws_pipeline.frontend_params(config), config.data.clip_samples))
     gate_uri = uris.get(kws_pipeline.SIZE_GATE, {}).get("report")
     gate_report = _read_json(os.path.join(gate_uri, "device_report.json")) if gate_uri else None
@@ -317,7 +317,8 @@ def render_html(summary, config: PipelineConfig, content: Dict[str, Any]) -> str
                  + ("<span class='ok'>none</span></p>" if not lines else f"{len(lines)}</p>" +
                     _table(lines, ("split", "anomaly"))))
     if content["feature_examples"]:
-        what = ("Normalized windows (samples x channels) of eval recordings" if config.is_motion
+        what = (f"Model inputs ({'spectral bins' if config.motion.features == 'spectrum' else 'normalized samples'}"
+                " x channels) of eval windows" if config.is_motion
                 else "Feature maps (TFLite Micro audio front end, frames x channels) of eval clips")
         parts.append(f"<p>{what}:</p>"
                      f"<img alt='feature maps' src='{_feature_maps_plot(content['feature_examples'])}'>")

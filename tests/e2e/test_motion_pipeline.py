@@ -33,9 +33,9 @@ def _recording(rate: float, n: int, bad_row: int = -1) -> str:
 
 
 @pytest.fixture(scope="module")
-def motion_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("motion")
-    data = str(work / "data")
+def motion_data(tmp_path_factory):
+    """A tiny generated gesture set with the bad files planted; do not modify it."""
+    data = str(tmp_path_factory.mktemp("motion") / "data")
     generate.generate_dataset(generate.MotionSpec(subjects=6, repetitions=2, seconds=4.0), data)
     contents = {"wave/badfile_nohash_1.csv": _recording(100, 300, bad_row=40),
                 "idle/badfile_nohash_2.csv": _recording(50, 300),
@@ -43,12 +43,29 @@ def motion_run(tmp_path_factory):
     for name, (text, _) in BAD_FILES.items():
         with open(os.path.join(data, name), "w") as f:
             f.write(text or contents[name])
+    return data
+
+
+def _tiny_motion_config(data: str, workdir: str, name: str, **motion) -> config_lib.PipelineConfig:
     base = config_lib.load_config(MOTION_CONFIG)
-    config = dataclasses.replace(
-        base, pipeline_name="motion-tiny", data=dataclasses.replace(base.data, root=data),
+    return dataclasses.replace(
+        base, pipeline_name=name, data=dataclasses.replace(base.data, root=data),
         requirements=dataclasses.replace(base.requirements, min_accuracy=0.5),
         training=dataclasses.replace(base.training, epochs=10),
-    ).with_workdir(str(work / "run"))
+        motion=dataclasses.replace(base.motion, **motion),
+    ).with_workdir(workdir)
+
+
+@pytest.fixture(scope="module")
+def motion_run(motion_data, tmp_path_factory):
+    config = _tiny_motion_config(motion_data, str(tmp_path_factory.mktemp("motion-run")), "motion-tiny")
+    return config, run_local.run(config)
+
+
+@pytest.fixture(scope="module")
+def spectrum_run(motion_data, tmp_path_factory):
+    config = _tiny_motion_config(motion_data, str(tmp_path_factory.mktemp("spectrum-run")), "motion-spectrum",
+                                 features="spectrum", spectral_bins=24)
     return config, run_local.run(config)
 
 
@@ -89,20 +106,14 @@ def test_windows_never_span_recordings_or_splits(motion_run):
 
 
 def test_the_normalization_header_matches_the_transform_graph(motion_run):
-    import tensorflow_transform as tft
-
     config, summary = motion_run
-    quantized = summary.quantization["uri"]
-    with open(os.path.join(quantized, normalization.HEADER_FILE)) as f:
+    with open(os.path.join(summary.quantization["uri"], normalization.HEADER_FILE)) as f:
         constants = normalization.parse_header(f.read())
-    graph = tft.TFTransformOutput(summary.artifact_uris[kws_pipeline.TRANSFORM]["transform_graph"])
-    window, channels = config.window_samples, list(config.motion.channels)
-    raw_windows = np.random.default_rng(0).normal(0.5, 2.0, (4, window, len(channels))).astype(np.float32)
-    raw = {c: tf.constant(raw_windows[:, :, i]) for i, c in enumerate(channels)}
-    raw["label"] = tf.fill([4] + list(graph.raw_feature_spec()["label"].shape or []), "idle")
-    transformed = graph.transform_raw_features(raw, drop_unused_features=True)["features"].numpy()
+    window, channels = config.window_samples, len(config.motion.channels)
+    raw_windows = np.random.default_rng(0).normal(0.5, 2.0, (4, window, channels)).astype(np.float32)
     expected = (raw_windows - np.array(constants["mean"])) * np.array(constants["scale"])
-    np.testing.assert_allclose(transformed.reshape(expected.shape), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(_transform(summary, config, raw_windows).reshape(expected.shape), expected,
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_the_release_records_the_normalization_hash_and_ships_the_header(motion_run):
@@ -125,5 +136,30 @@ def test_the_report_covers_the_motion_run(motion_run, tmp_path):
     config, summary = motion_run
     with open(report.write_report(summary, config, str(tmp_path))) as f:
         page = f.read()
-    assert "Normalized windows" in page and "simulated IMU gestures" in page
+    assert "Model inputs (normalized samples x channels)" in page and "simulated IMU gestures" in page
     assert "badfile_nohash_0.csv" in page and f"{summary.eval_accuracy:.4f}" in page
+
+
+def _transform(summary, config, raw_windows):
+    import tensorflow_transform as tft
+
+    graph = tft.TFTransformOutput(summary.artifact_uris[kws_pipeline.TRANSFORM]["transform_graph"])
+    raw = {c: tf.constant(raw_windows[:, :, i]) for i, c in enumerate(config.motion.channels)}
+    raw["label"] = tf.fill([len(raw_windows)] + list(graph.raw_feature_spec()["label"].shape or []), "idle")
+    return graph.transform_raw_features(raw, drop_unused_features=True)["features"].numpy()
+
+
+def test_spectral_features_run_through_and_the_header_says_how_to_compute_them(spectrum_run):
+    config, summary = spectrum_run
+    assert summary.blessed and summary.release["pushed"] and summary.eval_accuracy > 0.5
+    with open(os.path.join(summary.quantization["uri"], normalization.HEADER_FILE)) as f:
+        text = f.read()
+    assert "constexpr int kSpectralBins = 24;" in text
+    constants = normalization.parse_header(text)
+    window, channels = config.window_samples, len(config.motion.channels)
+    raw_windows = np.random.default_rng(1).normal(0.3, 1.5, (3, window, channels)).astype(np.float32)
+    normalized = (raw_windows - np.array(constants["mean"])) * np.array(constants["scale"])
+    # What the header tells firmware: |FFT| per channel, bins 1..24, divided by the window length.
+    expected = np.abs(np.fft.rfft(normalized, axis=1))[:, 1:25, :] / window
+    np.testing.assert_allclose(_transform(summary, config, raw_windows).reshape(expected.shape), expected,
+                               rtol=1e-3, atol=1e-4)

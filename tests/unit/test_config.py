@@ -104,3 +104,10 @@ def test_a_field_of_the_other_task_or_a_bad_motion_value_is_named(tmp_path, sour
     with pytest.raises(config_lib.ConfigError) as err:
         config_lib.load_config(write(tmp_path, text.replace(old, new)))
     assert f"'{field}'" in str(err.value) and "Fix:" in str(err.value)
+
+
+def test_more_spectral_bins_than_the_window_has_is_refused(tmp_path):
+    with open(MOTION_CONFIG) as f:
+        text = f.read().replace("  hop_ms: 500\n", "  hop_ms: 500\n  features: spectrum\n  spectral_bins: 150\n")
+    with pytest.raises(config_lib.ConfigError, match="'motion.spectral_bins' is 150.*only 100 FFT bins"):
+        config_lib.load_config(write(tmp_path, text))

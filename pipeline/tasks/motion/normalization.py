@@ -1,18 +1,18 @@
-"""The per-channel normalization constants, read back from the transform graph, for firmware.
+"""The per-channel normalization constants, read out of the transform graph, for firmware.
 
-The constants are whatever the transform graph computes, not a re-derivation: the graph
-is run on a window of zeros and a window of ones, and for ``y = (x - mean) * scale`` the
-two outputs give ``scale = y(1) - y(0)`` and ``mean = -y(0) / scale`` per channel. The
-header lets firmware normalize exactly as training did; its hash goes into the release.
+The preprocessing graph outputs the constants it applies (``normalization_mean`` and
+``normalization_scale``, from TFT's analyzers over the training split); running it once
+on any window yields them, so the header carries exactly what training used. The header
+lets firmware normalize (and, for ``features: spectrum``, transform) as training did;
+the hash of the JSON form goes into the release.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Dict, List, Sequence
+from typing import Any, Dict, List, Sequence
 
-import numpy as np
 import tensorflow as tf
 
 from pipeline.tasks.motion import preprocessing
@@ -21,33 +21,42 @@ HEADER_FILE = "normalization.h"
 JSON_FILE = "normalization.json"
 
 
-def constants_from_graph(tf_transform_output, channels: Sequence[str], window: int) -> Dict[str, List[float]]:
-    """``{"channels", "mean", "scale"}`` as the transform graph applies them."""
+def constants_from_graph(tf_transform_output, channels: Sequence[str], window: int, features: str = "time",
+                         spectral_bins: int = 0) -> Dict[str, Any]:
+    """``{"channels", "mean", "scale", "window_samples", "features", "spectral_bins"}`` as the graph applies them."""
     label_spec = tf_transform_output.raw_feature_spec()[preprocessing.RAW_LABEL_KEY]
-    label = tf.fill([1] + list(label_spec.shape or []), "")
-    outputs = []
-    for value in (0.0, 1.0):
-        raw = {channel: tf.fill([1, window], value) for channel in channels}
-        raw[preprocessing.RAW_LABEL_KEY] = label
-        transformed = tf_transform_output.transform_raw_features(raw, drop_unused_features=True)
-        outputs.append(transformed[preprocessing.FEATURES_KEY].numpy().reshape(window, len(channels))[0])
-    y0, y1 = (np.asarray(o, dtype=np.float64) for o in outputs)
-    scale = y1 - y0
-    return {"channels": list(channels), "mean": (-y0 / scale).tolist(), "scale": scale.tolist()}
+    raw = {channel: tf.zeros([1, window]) for channel in channels}
+    raw[preprocessing.RAW_LABEL_KEY] = tf.fill([1] + list(label_spec.shape or []), "")
+    transformed = tf_transform_output.transform_raw_features(raw, drop_unused_features=True)
+    return {"channels": list(channels),
+            "mean": [float(v) for v in transformed[preprocessing.MEAN_KEY].numpy()[0]],
+            "scale": [float(v) for v in transformed[preprocessing.SCALE_KEY].numpy()[0]],
+            "window_samples": window, "features": features,
+            "spectral_bins": spectral_bins if features == "spectrum" else 0}
 
 
-def constants_json(constants: Dict[str, List[float]]) -> str:
+def constants_json(constants: Dict[str, Any]) -> str:
     return json.dumps(constants, indent=2, sort_keys=True) + "\n"
 
 
-def constants_hash(constants: Dict[str, List[float]]) -> str:
+def constants_hash(constants: Dict[str, Any]) -> str:
     """sha256 of the JSON form; recorded in the release like the audio front end's hash."""
     return hashlib.sha256(constants_json(constants).encode()).hexdigest()
 
 
-def header(constants: Dict[str, List[float]]) -> str:
-    """A C header: ``x_norm = (x - kNormMean[c]) * kNormScale[c]`` for channel ``c``."""
+def header(constants: Dict[str, Any]) -> str:
+    """A C header: ``x_norm = (x - kNormMean[c]) * kNormScale[c]`` for channel ``c`` (and, for a
+    spectrum model, how the model input is computed from the normalized window)."""
     channels = constants["channels"]
+    bins = constants.get("spectral_bins", 0)
+    if bins:
+        model_input = [
+            f"// Model input: for each channel, |FFT(normalized window of {constants['window_samples']} samples)|",
+            f"// at bins 1..{bins} (no window function), divided by {constants['window_samples']};",
+            "// laid out [bin][channel], bins slowest.",
+            f"constexpr int kSpectralBins = {bins};"]
+    else:
+        model_input = ["// Model input: the normalized window laid out [sample][channel], samples slowest."]
 
     def floats(values: Sequence[float]) -> str:
         return ", ".join(f"{v:.9g}f" for v in values)
@@ -59,6 +68,8 @@ def header(constants: Dict[str, List[float]]) -> str:
         "#define TINYML_TFX_NORMALIZATION_H_",
         "",
         f"constexpr int kNormChannels = {len(channels)};",
+        f"constexpr int kWindowSamples = {constants['window_samples']};",
+        *model_input,
         "// Channel order: " + ", ".join(channels),
         f"constexpr float kNormMean[kNormChannels] = {{{floats(constants['mean'])}}};",
         f"constexpr float kNormScale[kNormChannels] = {{{floats(constants['scale'])}}};",

@@ -3,8 +3,8 @@
 Exports three signatures, as the keyword-spotting Trainer does: ``serving_default``
 (serialized raw examples -> probabilities, through the transform graph),
 ``transform_features`` (raw -> transformed, for TFMA) and ``serving_features``
-(normalized window [batch, samples, channels] -> probabilities, what the quantizer
-converts). Next to the model it writes the firmware's normalization header, read back
+(model input [batch, samples or spectral bins, channels] -> probabilities, what the
+quantizer converts). Next to the model it writes the firmware's normalization header, read back
 from the transform graph, under ``assets.extra/firmware/`` (the quantizer ships it).
 """
 
@@ -28,8 +28,9 @@ from pipeline.tasks.motion import normalization, preprocessing
 FEATURE_SIGNATURE = "serving_features"
 
 
-def make_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutput, channels, window: int
+def make_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutput, channels, rows: int
                     ) -> Dict[str, Any]:
+    """The three signatures; ``rows`` is the model input's first axis (samples, or spectral bins)."""
     model.tft_layer = tf_transform_output.transform_features_layer()
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
@@ -44,10 +45,10 @@ def make_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutp
         raw = tf.io.parse_example(serialized, tf_transform_output.raw_feature_spec())
         return model.tft_layer(raw)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, window, len(channels)], tf.float32,
+    @tf.function(input_signature=[tf.TensorSpec([None, rows, len(channels)], tf.float32,
                                                 name=preprocessing.FEATURES_KEY)])
-    def serve_features(windows):
-        return {"probabilities": model(tf.reshape(windows, [-1, window * len(channels)]))}
+    def serve_features(inputs):
+        return {"probabilities": model(tf.reshape(inputs, [-1, rows * len(channels)]))}
 
     return {"serving_default": serve_examples, "transform_features": transform_features,
             FEATURE_SIGNATURE: serve_features}
@@ -62,14 +63,19 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     config = fn_args.custom_config
     training = config["training"]
     channels, window = list(config[preprocessing.CHANNELS_CONFIG_KEY]), int(config[preprocessing.WINDOW_CONFIG_KEY])
+    mode, bins = config[preprocessing.FEATURE_MODE_CONFIG_KEY], int(config[preprocessing.BINS_CONFIG_KEY])
+    rows = bins if mode == "spectrum" else window
     keras.utils.set_random_seed(training["seed"])
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
 
+    def model_input(features, label):  # the normalization constants ride along in every example
+        return {preprocessing.FEATURES_KEY: features[preprocessing.FEATURES_KEY]}, label
+
     train = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
-                     training["batch_size"], training["seed"], shuffle=True)
+                     training["batch_size"], training["seed"], shuffle=True).map(model_input)
     evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
-                          training["batch_size"], training["seed"], shuffle=False)
-    model = model_lib.build_model(training["model"], (window, len(channels)),
+                          training["batch_size"], training["seed"], shuffle=False).map(model_input)
+    model = model_lib.build_model(training["model"], (rows, len(channels)),
                                   len(config[preprocessing.LABELS_CONFIG_KEY]), training["width"])
     model.compile(optimizer=keras.optimizers.Adam(training["learning_rate"]),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -85,8 +91,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         json.dump({k: [float(v) for v in values] for k, values in history.history.items()}, f, indent=2)
 
     tf.saved_model.save(model, fn_args.serving_model_dir,
-                        signatures=make_signatures(model, tf_transform_output, channels, window))
-    constants = normalization.constants_from_graph(tf_transform_output, channels, window)
+                        signatures=make_signatures(model, tf_transform_output, channels, rows))
+    constants = normalization.constants_from_graph(tf_transform_output, channels, window, mode, bins)
     firmware = os.path.join(fn_args.serving_model_dir, FIRMWARE_DIR)
     tf.io.gfile.makedirs(firmware)
     for name, text in ((normalization.HEADER_FILE, normalization.header(constants)),
