@@ -305,7 +305,6 @@ def push_command(config_path, workdir, registry, repository, version, allow_unsi
     """Push a run's quantized model as a signed release (only if every gate blessed it)."""
     from components.ota_pusher import publish
     from pipeline import pipeline as kws_pipeline
-    from pipeline.tasks.kws import features
 
     store, repository, config = _release_target(config_path, workdir, registry, repository)
     summary = _summary(config, run_id)
@@ -323,8 +322,7 @@ def push_command(config_path, workdir, registry, repository, version, allow_unsi
     try:
         files = publish.release_files(summary.quantization["uri"], uris[kws_pipeline.SIZE_GATE]["report"])
         annotations = publish.release_annotations(
-            files, features.frontend_hash(kws_pipeline.frontend_params(config)), config.pipeline_name,
-            summary.run_id, lineage)
+            files, kws_pipeline.release_frontend_hash(config), config.pipeline_name, summary.run_id, lineage)
         publish.add_model_card(files, kws_pipeline.card_text(config), annotations)
         unsigned = allow_unsigned or config.release.allow_unsigned
         key = None if unsigned else publish.load_signing_key(config.release.signing_key_file)
@@ -404,9 +402,12 @@ def rollback_command(config_path, workdir, registry, repository, device_class, c
               help="PEM public key (default: the config's signing key + .pub).")
 @click.option("--frontend-hash", default=None, help="The device's audio front-end hash; a release built for "
               "another front end is refused.")
+@click.option("--normalization-hash", default=None, help="Motion devices: the sha256 of the normalization.json "
+              "their firmware was built with; a release normalized otherwise is refused (update the firmware "
+              "with the release's normalization.h instead).")
 @click.option("--output", required=True, type=click.Path(file_okay=False), help="Folder the files go to.")
 def pull_command(config_path, workdir, registry, repository, device_class, channel, verify, public_key,
-                 frontend_hash, output) -> None:
+                 frontend_hash, normalization_hash, output) -> None:
     """What a gateway runs: download a channel's release, verify it, write its files.
 
     An interrupted download resumes when the same command is run again.
@@ -434,6 +435,11 @@ def pull_command(config_path, workdir, registry, repository, device_class, chann
             raise releases.ReleaseError(
                 f"Release {annotations.get(releases.VERSION_ANNOTATION)} on {tag} was built for audio front end "
                 f"{annotations.get(releases.FRONTEND_ANNOTATION)}, not this device's {frontend_hash}; refusing it.")
+        if normalization_hash and annotations.get(releases.NORMALIZATION_ANNOTATION) != normalization_hash:
+            raise releases.ReleaseError(
+                f"Release {annotations.get(releases.VERSION_ANNOTATION)} on {tag} normalizes its inputs with constants "
+                f"{annotations.get(releases.NORMALIZATION_ANNOTATION)}, not this device's {normalization_hash}; "
+                "refusing it. Flash firmware built with the release's normalization.h to take it.")
         os.makedirs(download_dir, exist_ok=True)
         files = releases.pull_release(store, tag, repository, key, download_dir=download_dir)
     except _registry_errors() as err:

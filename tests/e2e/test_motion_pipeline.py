@@ -163,3 +163,22 @@ def test_spectral_features_run_through_and_the_header_says_how_to_compute_them(s
     expected = np.abs(np.fft.rfft(normalized, axis=1))[:, 1:25, :] / window
     np.testing.assert_allclose(_transform(summary, config, raw_windows).reshape(expected.shape), expected,
                                rtol=1e-3, atol=1e-4)
+
+
+def test_a_motion_device_refuses_a_release_normalized_otherwise(motion_run, tmp_path):
+    from components.ota_pusher import channels, oci_layout, releases
+    from tests.unit.test_cli import invoke
+
+    config, summary = motion_run
+    store = oci_layout.OciLayout(os.path.join(config.release.registry, config.repository))
+    channels.promote(store, config.target_device, actor="test")
+    annotations = store.get_manifest(store.resolve(summary.release["pushed_version"])["digest"])["annotations"]
+    common = ["--registry", config.release.registry, "--repository", config.repository,
+              "--workdir", str(tmp_path / "w"), "--device-class", config.target_device,
+              "--public-key", config.release.signing_key_file + ".pub"]
+    refused = invoke("pull", *common, "--normalization-hash", "0" * 64, "--output", str(tmp_path / "old"))
+    assert refused.exit_code == 1 and "normalization.h" in refused.output and not (tmp_path / "old").exists()
+    taken = invoke("pull", *common, "--normalization-hash", annotations[releases.NORMALIZATION_ANNOTATION],
+                   "--output", str(tmp_path / "new"))
+    assert taken.exit_code == 0, taken.output
+    assert (tmp_path / "new" / "normalization.h").exists()
