@@ -114,6 +114,8 @@ def check_schema_labels(config: PipelineConfig) -> None:
     except text_format.ParseError as err:
         raise ConfigError(f"The curated schema {config.data.schema} is not a valid TFDV schema: {err}. "
                           "Fix the file (text-format tensorflow_metadata Schema).") from err
+    if config.is_motion:
+        _check_schema_window(config, schema)
     domain = next((d for d in schema.string_domain if d.name == "label"), None)
     expected = set(config.data.labels)
     if domain is None or set(domain.value) != expected:
@@ -123,6 +125,18 @@ def check_schema_labels(config: PipelineConfig) -> None:
             f"{config.source} trains the classes {sorted(expected)}. Make the schema's string_domain "
             "'label' list exactly the config's classes (_silence_, _unknown_ and data.words), or point "
             "data.schema at a schema made for these words.")
+
+
+def _check_schema_window(config: PipelineConfig, schema) -> None:
+    """Refuses a curated motion schema whose channels or window length differ from the config's."""
+    lengths = {f.name: [d.size for d in f.shape.dim] for f in schema.feature}
+    for channel in config.motion.channels:
+        if lengths.get(channel) != [config.window_samples]:
+            found = "no such feature" if channel not in lengths else f"shape {lengths[channel]}"
+            raise ConfigError(
+                f"The curated schema {config.data.schema} has {found} for channel '{channel}', but the config "
+                f"{config.source} cuts windows of {config.window_samples} samples (motion.window_ms at "
+                f"data.sample_rate). Make the schema match, or set data.schema: null to let SchemaGen infer one.")
 
 
 def prepare_data(config: PipelineConfig, progress: Optional[Callable[[int, int], None]] = None) -> bool:

@@ -73,7 +73,7 @@ def test_the_whole_pipeline_runs_and_releases(motion_run):
     config, summary = motion_run
     states = {c.node_id: c.state for c in summary.components}
     assert states[kws_pipeline.MOTION_EXAMPLE_GEN] == "done" and states[kws_pipeline.PUSHER] == "done"
-    assert kws_pipeline.INFERRED_SCHEMA_GEN in states
+    assert kws_pipeline.SCHEMA_GEN in states  # the curated motion schema, validated against every split
     assert summary.eval_accuracy > 0.5 and summary.blessed  # four classes: chance is 0.25
     assert summary.quantization["blessed"] and summary.size_gate["blessed"] and summary.release["pushed"]
 
@@ -182,3 +182,11 @@ def test_a_motion_device_refuses_a_release_normalized_otherwise(motion_run, tmp_
                    "--output", str(tmp_path / "new"))
     assert taken.exit_code == 0, taken.output
     assert (tmp_path / "new" / "normalization.h").exists()
+
+
+def test_a_curated_schema_for_another_window_is_refused_before_the_run(motion_data, tmp_path):
+    config = _tiny_motion_config(motion_data, str(tmp_path / "w"), "motion-window", window_ms=1000)
+    with pytest.raises(config_lib.ConfigError, match="cuts windows of 100 samples.*data.schema: null"):
+        run_local.check_config(config)
+    inferred = dataclasses.replace(config, data=dataclasses.replace(config.data, schema=""))
+    run_local.check_config(inferred)  # SchemaGen will infer one: nothing to compare

@@ -204,7 +204,7 @@ def test_submit_parameters_are_typed_by_the_spec(package_path):
         run_kubeflow.parse_parameters(str(path), ["calibration_examples=many"])
 
 
-def test_the_motion_task_compiles_with_its_own_example_gen_and_an_inferred_schema(tmp_path):
+def test_the_motion_task_compiles_with_its_own_example_gen_and_its_curated_schema(tmp_path):
     base = config_lib.load_config(os.path.join(REPO, "pipeline", "configs", "motion.yaml"))
     config = dataclasses.replace(
         base, data=dataclasses.replace(base.data, root="gs://tinyml-data/motion"),
@@ -212,8 +212,10 @@ def test_the_motion_task_compiles_with_its_own_example_gen_and_an_inferred_schem
     ).for_kubeflow()
     package = run_kubeflow.compile_pipeline(config, str(tmp_path / "motion.yaml"))
     tasks = package["pipeline_spec"]["root"]["dag"]["tasks"]
-    assert {kws_pipeline.MOTION_EXAMPLE_GEN, kws_pipeline.INFERRED_SCHEMA_GEN, kws_pipeline.PUSHER} <= set(tasks)
-    assert kws_pipeline.EXAMPLE_GEN not in tasks and kws_pipeline.SCHEMA_GEN not in tasks
+    assert {kws_pipeline.MOTION_EXAMPLE_GEN, kws_pipeline.SCHEMA_GEN, kws_pipeline.PUSHER} <= set(tasks)
+    assert kws_pipeline.EXAMPLE_GEN not in tasks
+    schema_file = tasks[kws_pipeline.SCHEMA_GEN]["inputs"]["parameters"]["schema_file"]["runtimeValue"]["constant"]
+    assert schema_file == "/opt/tinyml-tfx/schemas/motion/schema.pbtxt"  # the curated schema, in the image
     executors = package["pipeline_spec"]["deploymentSpec"]["executors"]
     args = executors[f"{kws_pipeline.MOTION_EXAMPLE_GEN}_executor"]["container"]["args"]
     cls = import_utils.import_class_by_path(args[args.index("--executor_class_path") + 1])
