@@ -30,5 +30,5 @@ setup(
         "kfp-kubernetes>=2.16,<2.17",
     ],
     extras_require={"test": ["pytest", "kubernetes-validate"]},
-    entry_points={"console_scripts": ["tinyml-tfx=pipeline.cli:main"]},
+    entry_points={"console_scripts": ["tinyml-tfx=pipeline.ui.cli:main"]},
 )

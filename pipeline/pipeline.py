@@ -22,7 +22,7 @@ from components.audio_example_gen.layout import EVAL, TEST, TRAIN
 from components.data_validation_gate.component import DataValidationGate
 from components.mcu_size_gate.component import McuSizeGate
 from components.motion_example_gen.component import MotionExampleGen
-from components.ota_pusher import model_card
+from components.ota import model_card
 from components.ota_pusher.component import OtaPusher
 from components.tflite_quantizer.component import TFLiteQuantizer
 from pipeline.config import PipelineConfig

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from pipeline import run_local
+from pipeline.runners import local as run_local
 from pipeline.tasks.kws import generate
 from tests.helpers import build_tiny_saved_model, tiny_config, tiny_model_data, tiny_spec
 

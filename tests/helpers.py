@@ -112,9 +112,9 @@ def make_artifact(cls, uri, **properties):
 
 @contextlib.contextmanager
 def reference_registry_or_skip(workdir: str, user: str, password: str, auth: str = "htpasswd"):
-    """The real docker-registry on loopback (see components/ota_pusher/reference_registry.py);
+    """The real docker-registry on loopback (see tests/support/reference_registry.py);
     skips the test where the server is not installed."""
-    from components.ota_pusher import reference_registry
+    from tests.support import reference_registry
 
     try:
         with reference_registry.serve(workdir, user, password, auth=auth) as url:

@@ -9,7 +9,8 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import channel, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.ota_pusher import executor, model_card
+from components.ota import model_card
+from components.ota_pusher import executor
 from components.types import DeviceReport, ModelBlessing, TFLiteModel
 
 

@@ -15,7 +15,7 @@ from absl import logging
 from tfx.components.pusher import executor as tfx_pusher_executor
 from tfx.types import artifact_utils, standard_component_specs
 
-from components.ota_pusher import model_card, publish
+from components.ota import model_card, publish
 
 QUANTIZED_MODEL_KEY = "quantized_model"
 MODEL_BLESSING_KEY = standard_component_specs.MODEL_BLESSING_KEY   # the Evaluator's

@@ -8,7 +8,7 @@ import threading
 import pytest
 import requests
 
-from components.ota_pusher import http_registry, releases, signing
+from components.ota import http_registry, releases, signing
 from tests.helpers import reference_registry_or_skip
 
 USER, PASSWORD = "pusher", "s3cret-pass"
@@ -50,7 +50,7 @@ def test_wrong_credentials_give_a_clear_error_without_the_secret(registry):
 
 
 def test_credentials_can_come_from_mounted_secret_files(registry, tmp_path):
-    from components.ota_pusher import publish
+    from components.ota import publish
 
     (tmp_path / "password").write_text(PASSWORD + "\n")
     environ = {publish.USERNAME_ENV: USER, publish.PASSWORD_ENV + "_FILE": str(tmp_path / "password")}
@@ -66,7 +66,7 @@ def test_an_unreachable_registry_is_named(keys):
 
 
 def test_channels_promote_and_rollback_on_the_registry_with_credentials_from_the_environment(registry, keys):
-    from components.ota_pusher import channels, publish
+    from components.ota import channels, publish
 
     private, public = keys
     environ = {publish.USERNAME_ENV: USER, publish.PASSWORD_ENV: PASSWORD}
@@ -208,7 +208,7 @@ def test_a_corrupt_partial_download_is_discarded_and_refetched(registry, keys, t
 
 
 def test_the_gateway_pull_command_resumes_after_a_dropped_link(registry, keys, tmp_path, monkeypatch):
-    from components.ota_pusher import channels, publish
+    from components.ota import channels, publish
     from tests.unit.test_cli import invoke
 
     private, public = keys

@@ -9,7 +9,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import pipeline as kws_pipeline
-from pipeline import run_local
+from pipeline.runners import local as run_local
 from tests.helpers import write_tiny_board
 
 CHANCE = 1 / 5  # silence, unknown, yes, no, up
@@ -133,7 +133,7 @@ def test_a_target_board_too_small_blocks_the_release_and_says_why(runs, tmp_path
     assert kws_pipeline.PUSHER not in states and not summary.release
     assert summary.to_text().count("nothing pushed") == 1
     assert _registry_versions(config) == versions_before
-    from pipeline import report
+    from pipeline.ui import report
 
     outcome = report.release_outcome(summary, small)
     assert not outcome["pushed"] and outcome["reasons"] == [
@@ -141,19 +141,19 @@ def test_a_target_board_too_small_blocks_the_release_and_says_why(runs, tmp_path
 
 
 def _registry(config):
-    from components.ota_pusher import oci_layout
+    from components.ota import oci_layout
 
     return oci_layout.OciLayout(os.path.join(config.release.registry, config.repository))
 
 
 def _registry_versions(config):
-    from components.ota_pusher import releases
+    from components.ota import releases
 
     return sorted(t for t in _registry(config).tags() if releases.is_version(t))
 
 
 def test_a_blessed_model_is_pushed_signed_with_fleet_annotations_and_lineage(runs):
-    from components.ota_pusher import channels, releases
+    from components.ota import channels, releases
     from pipeline.tasks.kws import features
 
     config, (first, second, third) = runs

@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from pipeline import config as config_lib
 from pipeline import pipeline as kws_pipeline
-from pipeline import report, run_local
+from pipeline.runners import local as run_local
+from pipeline.ui import report
 from pipeline.tasks.motion import generate, normalization
 
 MOTION_CONFIG = os.path.join(os.path.dirname(config_lib.DEFAULT_CONFIG), "motion.yaml")
@@ -117,7 +118,7 @@ def test_the_normalization_header_matches_the_transform_graph(motion_run):
 
 
 def test_the_release_records_the_normalization_hash_and_ships_the_header(motion_run):
-    from components.ota_pusher import oci_layout, releases
+    from components.ota import oci_layout, releases
 
     config, summary = motion_run
     store = oci_layout.OciLayout(os.path.join(config.release.registry, config.repository))
@@ -166,7 +167,7 @@ def test_spectral_features_run_through_and_the_header_says_how_to_compute_them(s
 
 
 def test_a_motion_device_refuses_a_release_normalized_otherwise(motion_run, tmp_path):
-    from components.ota_pusher import channels, oci_layout, releases
+    from components.ota import channels, oci_layout, releases
     from tests.unit.test_cli import invoke
 
     config, summary = motion_run

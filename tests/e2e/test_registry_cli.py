@@ -82,7 +82,7 @@ def test_push_releases_the_latest_blessed_run_with_its_lineage_once(tiny_pipelin
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
-    from components.ota_pusher import oci_layout, releases
+    from components.ota import oci_layout, releases
 
     config, (first, _, _) = tiny_pipeline_runs
     common = ["--config", write_config_yaml(config, str(tmp_path / "tiny.yaml")), "--workdir", os.path.dirname(config.release.registry),

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from pipeline import report
+from pipeline.ui import report
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_release_section_says_what_was_pushed(written):
 
 
 def test_precision_and_recall_from_a_confusion_matrix():
-    from components.ota_pusher import model_card
+    from components.ota import model_card
 
     rows = model_card.precision_recall([[3, 1], [0, 4]], ["a", "b"])
     assert rows[0] == {"label": "a", "precision": 1.0, "recall": 0.75, "support": 4}

@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from pipeline import report
+from pipeline.ui import report
 
 
 def _chromium():

@@ -17,10 +17,10 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.dsl.components.base import base_executor
 from tfx.utils import import_utils
 
-from pipeline import cli
+from pipeline.ui import cli
 from pipeline import config as config_lib
 from pipeline import pipeline as kws_pipeline
-from pipeline import run_kubeflow
+from pipeline.runners import kubeflow as run_kubeflow
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -14,9 +14,10 @@ import re
 
 import pytest
 
-from components.ota_pusher import channels, http_registry, publish, releases, signing
+from components.ota import channels, http_registry, publish, releases, signing
 from pipeline import config as config_lib
-from pipeline import kfp_launcher, run_kubeflow
+from pipeline.runners import kfp_launcher
+from pipeline.runners import kubeflow as run_kubeflow
 from pipeline import pipeline as kws_pipeline
 from tests.helpers import reference_registry_or_skip, tiny_config
 

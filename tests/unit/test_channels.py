@@ -2,7 +2,7 @@
 
 import pytest
 
-from components.ota_pusher import channels, oci_layout, publish, releases, signing
+from components.ota import channels, oci_layout, publish, releases, signing
 
 REPO = "local/kws"
 

@@ -4,7 +4,8 @@ import os
 
 from click.testing import CliRunner
 
-from pipeline import cli, config as config_lib
+from pipeline import config as config_lib
+from pipeline.ui import cli
 from tests.helpers import write_tiny_board
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline import kfp_launcher
+from pipeline.runners import kfp_launcher
 
 CONDITION = ("((inputs.artifacts['model_blessing'].artifacts[0].metadata['blessed'] == 1.0) && "
              "(inputs.artifacts['device_blessing'].artifacts[0].metadata['blessed'] == 1.0))")

@@ -1,7 +1,6 @@
 """Arena and MAC measurements on the tiny classifier, whose layer shapes are known."""
 
 import numpy as np
-import pytest
 
 from components.mcu_size_gate import measure
 

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from components.ota_pusher import oci_layout
+from components.ota import oci_layout
 
 ARTIFACT_TYPE = "application/vnd.tinyml-tfx.model.v1"
 

@@ -3,7 +3,7 @@ import logging
 
 from rich.console import Console
 
-from pipeline.progress import RunProgress
+from pipeline.ui.progress import RunProgress
 
 
 def _record(message: str) -> logging.LogRecord:

@@ -1,6 +1,5 @@
 """The quantizer's library on a tiny Keras model: int8 conversion, TFLite Micro inference, C sources."""
 
-import os
 import subprocess
 
 import numpy as np
@@ -127,7 +126,7 @@ int main(int argc, char** argv) {
 def test_op_resolver_registers_exactly_the_models_ops(int8_model):
     ops = quantize.op_names(int8_model)
     header = codegen.micro_op_resolver_h(ops)
-    assert f"MicroMutableOpResolver<kModelOpCount>" in header
+    assert "MicroMutableOpResolver<kModelOpCount>" in header
     assert f"kModelOpCount = {len(set(ops))};" in header
     for op in ops:
         assert f"resolver.{codegen.RESOLVER_METHODS[op]}()" in header

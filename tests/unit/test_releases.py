@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from components.ota_pusher import oci_layout, releases, signing
+from components.ota import oci_layout, releases, signing
 
 REPO = "local/kws"
 FILES = {"model.tflite": b"\x1cTFL3 tiny model", "model_data.h": b"extern const unsigned char g_model[];\n"}

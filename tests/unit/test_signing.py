@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from components.ota_pusher import signing
+from components.ota import signing
 
 DIGEST = "sha256:" + "ab" * 32
 REPO = "registry.local:5000/kws/nano33ble_sense"

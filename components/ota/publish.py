@@ -10,7 +10,7 @@ import json
 import os
 from typing import Any, Dict, Mapping, Optional, Sequence
 
-from components.ota_pusher import http_registry, model_card, oci_layout, releases, signing
+from components.ota import http_registry, model_card, oci_layout, releases, signing
 
 RELEASE_FILES = ("model.tflite", "model_data.cc", "model_data.h", "micro_op_resolver.h",
                  "quantization_report.json")
@@ -162,7 +162,7 @@ def publish(store, files: Mapping[str, bytes], annotations: Mapping[str, str], r
     already released is not pushed again: the existing release is returned (and put on the
     channel where it is not yet).
     """
-    from components.ota_pusher import channels
+    from components.ota import channels
 
     release = None if version else releases.find_model(store, files[releases.MODEL_FILE])
     if release is None:

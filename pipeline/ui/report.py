@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from components.ota_pusher import model_card
+from components.ota import model_card
 from pipeline import pipeline as kws_pipeline
 from pipeline.config import PipelineConfig
 
@@ -176,7 +176,7 @@ def _budget_plot(rows: List[Dict[str, Any]]) -> str:
 
 def release_outcome(summary, config: PipelineConfig) -> Dict[str, Any]:
     """What the run pushed (``rows``), or why it pushed nothing (``reasons``, one per refusing gate)."""
-    from components.ota_pusher import releases
+    from components.ota import releases
 
     release = summary.release
     if release.get("pushed"):

@@ -18,7 +18,7 @@ import shutil
 import time
 
 from pipeline import config as config_lib
-from pipeline import run_local
+from pipeline.runners import local as run_local
 
 
 def _quantization_figures(summary) -> dict:
@@ -135,7 +135,8 @@ def main(argv=None) -> None:
     with open(os.path.join(args.workdir, "bench.json"), "w") as f:
         json.dump(results, f, indent=2)
     if cold_summary.quantization and cold_summary.size_gate:
-        from pipeline import bench_registry, pipeline as kws_pipeline
+        from pipeline import pipeline as kws_pipeline
+        from pipeline.bench import registry as bench_registry
 
         bench_registry.main(["--quantized", cold_summary.quantization["uri"], "--device-report",
                              cold_summary.artifact_uris[kws_pipeline.SIZE_GATE]["report"],

@@ -8,12 +8,11 @@ readers safe: blobs, manifest, signature, and the version tag last.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from typing import Dict, Iterable, Mapping, Optional
 
-from components.ota_pusher import oci_layout, signing
+from components.ota import oci_layout, signing
 
 ARTIFACT_TYPE = "application/vnd.tinyml-tfx.model.v1"
 MODEL_FILE = "model.tflite"

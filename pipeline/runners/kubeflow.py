@@ -31,7 +31,7 @@ SERVICE_ACCOUNT = "pipeline-runner"  # kubernetes/base/rbac.yaml
 
 def pusher_secret_env() -> Dict[str, Any]:
     """The Kubernetes executor config (kfp-kubernetes ``secretAsEnv``) of the OtaPusher's pod."""
-    from components.ota_pusher import publish
+    from components.ota import publish
 
     return {"secretAsEnv": [
         {"secretName": SIGNING_KEY_SECRET,
@@ -97,7 +97,7 @@ def parse_parameters(package_file: str, assignments: Sequence[str]) -> Dict[str,
     Raises:
         SubmitError: naming the parameter, when it is unknown or its value has the wrong type.
     """
-    from pipeline import kfp_launcher
+    from pipeline.runners import kfp_launcher
 
     try:
         spec, _ = kfp_launcher.load_package(package_file)

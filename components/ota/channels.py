@@ -19,7 +19,7 @@ import json
 import re
 from typing import Any, Dict, List, Optional
 
-from components.ota_pusher import oci_layout, releases
+from components.ota import oci_layout, releases
 
 HISTORY_ARTIFACT_TYPE = "application/vnd.tinyml-tfx.channel-history.v1"
 HISTORY_MEDIA_TYPE = "application/vnd.tinyml-tfx.channel-history.v1+json"

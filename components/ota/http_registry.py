@@ -19,7 +19,7 @@ from typing import Any, Dict, Mapping, Optional
 
 import requests
 
-from components.ota_pusher import oci_layout
+from components.ota import oci_layout
 
 _ACCEPT = ", ".join([oci_layout.MANIFEST_MEDIA_TYPE, oci_layout.INDEX_MEDIA_TYPE,
                      "application/vnd.docker.distribution.manifest.v2+json"])

@@ -13,7 +13,7 @@ import os
 import statistics
 import time
 
-from components.ota_pusher import channels, http_registry, publish, reference_registry, releases, signing
+from components.ota import channels, http_registry, publish, releases, signing
 
 USER, PASSWORD = "bench", "bench-pass"
 
@@ -31,6 +31,8 @@ def main(argv=None) -> None:
     targets = ",".join(t["board"] for t in gate["targets"] if t["fits"])
     private, public = signing.generate_key_pair()
     results = {"release_bytes": sum(len(c) for c in files.values()), "model_bytes": len(files["model.tflite"])}
+    from tests.support import reference_registry  # the benchmark runs from the checkout, like the tests
+
     with reference_registry.serve(os.path.join(args.workdir, "registry"), USER, PASSWORD) as url:
         store = http_registry.HttpRegistry(url, "kws", USER, PASSWORD)
         start = time.perf_counter()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from typing import Any, Callable, Dict, List, Optional
@@ -202,7 +201,7 @@ def preflight(config: PipelineConfig) -> None:
 
 def ensure_dev_signing_key(config: PipelineConfig) -> None:
     """Creates the local run's development signing key (WORKDIR/keys) the first time it is needed."""
-    from components.ota_pusher import publish
+    from components.ota import publish
 
     key_file = config.release.signing_key_file
     if key_file and os.path.basename(key_file) == DEV_SIGNING_KEY and not os.path.exists(key_file):
