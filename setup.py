@@ -9,9 +9,9 @@ setup(
     python_requires=">=3.9,<3.14",
     packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*", "schemas"]),
     package_data={
-        "pipeline": ["configs/*.yaml"],
+        "pipeline": ["configs/*.yaml", "ui/templates/*.j2"],
         "components": ["mcu_size_gate/devices/*.yaml"],
-        "schemas": ["*.json", "*.pbtxt", "*/*.pbtxt"],
+        "schemas": ["*.json", "*.pbtxt", "*/*.pbtxt", "tasks/*.json"],
     },
     # Exact versions of everything live in requirements.lock; these are the direct needs.
     install_requires=[

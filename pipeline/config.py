@@ -26,6 +26,13 @@ class ConfigError(ValueError):
     """A config file that cannot be used; the message names the file, the field and the fix."""
 
 
+class _NoFamily:
+    """Stands in for a family when ``task`` itself is missing or not a string: the shared schema alone."""
+
+    config_sections: Tuple[str, ...] = ()
+    config_schema_file = ""
+
+
 @dataclasses.dataclass(frozen=True)
 class Requirements:
     min_accuracy: float
@@ -54,7 +61,7 @@ class DataConfig:
     words: Tuple[str, ...] = ()     # keyword spotting: the keywords (silence and unknown are added)
     classes: Tuple[str, ...] = ()   # motion: the classes, as data.labels names them
     root: Optional[str] = None
-    schema: str = DEFAULT_SCHEMA
+    schema: str = ""                # the curated TFDV schema; "" lets SchemaGen infer one
     unknown_fraction: float = 0.1
     silence_fraction: float = 0.1
     sample_rate: int = 16000
@@ -123,7 +130,7 @@ class KubeflowConfig:
     project_dir: str = "/opt/tinyml-tfx"  # where kubernetes/Dockerfile puts the project in the image
 
 
-KWS_TASK, MOTION_TASK = "keyword_spotting", "motion"
+KWS_TASK = "keyword_spotting"   # the default family (pipeline/configs/kws.yaml)
 DEV_SIGNING_KEY = "dev-signing.key"
 # The OTA registry kubernetes/base deploys (Service ota-registry in namespace tinyml-tfx).
 IN_CLUSTER_REGISTRY = "http://ota-registry.tinyml-tfx.svc.cluster.local:5000"
@@ -168,6 +175,7 @@ class PipelineConfig:
     boards_dirs: Tuple[str, ...] = ()
     beam_args: Tuple[str, ...] = ()
     source: str = ""
+    workdir: str = ""           # the local run's work directory (with_workdir); "" on Kubeflow
     pipeline_root: str = ""
     metadata_path: str = ""
     data_root: str = ""
@@ -185,7 +193,7 @@ class PipelineConfig:
             signing_key_file=self.release.signing_key_file or (
                 None if self.release.allow_unsigned else os.path.join(workdir, "keys", DEV_SIGNING_KEY)))
         return dataclasses.replace(
-            self, release=release,
+            self, release=release, workdir=workdir,
             pipeline_root=os.path.join(workdir, "pipeline_root", self.pipeline_name),
             metadata_path=os.path.join(workdir, "metadata", f"{self.pipeline_name}.sqlite"),
             data_root=data_root,
@@ -235,8 +243,11 @@ class PipelineConfig:
         return self.data.root is None
 
     @property
-    def is_motion(self) -> bool:
-        return self.task == MOTION_TASK
+    def family(self):
+        """The task family (``pipeline/tasks/base.py``) this config's ``task`` names."""
+        from pipeline import tasks
+
+        return tasks.get_family(self.task)
 
     @property
     def window_samples(self) -> int:
@@ -248,15 +259,9 @@ class PipelineConfig:
         """Motion: samples between the starts of consecutive windows."""
         return self.motion.samples(self.motion.hop_ms, self.data.sample_rate)
 
-    @property
-    def motion_input_shape(self) -> Tuple[int, int]:
-        """Motion: the model's input, (samples or spectral bins, channels)."""
-        rows = self.motion.spectral_bins if self.motion.features == "spectrum" else self.window_samples
-        return rows, len(self.motion.channels)
 
-
-def _schema() -> Dict[str, Any]:
-    with open(schemas.SCHEMA_DIR / CONFIG_SCHEMA_FILE, encoding="utf-8") as f:
+def _schema(name: str = CONFIG_SCHEMA_FILE) -> Dict[str, Any]:
+    with open(schemas.SCHEMA_DIR / name, encoding="utf-8") as f:
         return json.load(f)
 
 
@@ -280,22 +285,51 @@ def _fix_hint(error: jsonschema.ValidationError) -> str:
     return f"set a valid value{' (' + description.rstrip('.') + ')' if description else ''}"
 
 
-# Fields that belong to one task only: (section or "" for top level, field) -> the task.
-_TASK_FIELDS = {("data", "words"): KWS_TASK, ("data", "unknown_fraction"): KWS_TASK,
-                ("data", "silence_fraction"): KWS_TASK, ("data", "clip_duration_ms"): KWS_TASK,
-                ("data", "synthetic"): KWS_TASK, ("", "features"): KWS_TASK,
-                ("data", "labels"): MOTION_TASK, ("", "motion"): MOTION_TASK}
+def _family_of(raw: Dict[str, Any], source: str):
+    """The task family the document names, or a ConfigError listing the known ones."""
+    from pipeline import tasks
+
+    try:
+        return tasks.get_family(raw["task"])
+    except tasks.UnknownTaskFamily as err:
+        raise ConfigError(f"Config file {source}: field 'task' is invalid: {err} Fix: name one of them "
+                          "(pipeline/configs/kws.yaml and motion.yaml are examples).") from None
 
 
-def _refuse_other_tasks_fields(raw: Dict[str, Any], source: str) -> None:
-    for (section, field), task in _TASK_FIELDS.items():
-        holder = raw.get(section, {}) if section else raw
-        if task != raw["task"] and isinstance(holder, dict) and field in holder:
-            name = f"{section}.{field}" if section else field
+def _refuse_other_tasks_fields(raw: Dict[str, Any], source: str, family) -> None:
+    """A section or field that belongs to another family is a mistake worth naming as such."""
+    from pipeline import tasks
+
+    for name in tasks.family_names():
+        other = tasks.get_family(name)
+        if other.name == family.name:
+            continue
+        owned = {("", section) for section in other.config_sections} | set(other.config_fields)
+        for section, field in sorted(owned - set(family.config_fields)):
+            holder = raw.get(section, {}) if section else raw
+            if isinstance(holder, dict) and field in holder and field not in (
+                    family.config_sections if not section else ()):
+                where = f"{section}.{field}" if section else field
+                raise ConfigError(
+                    f"Config file {source}: field '{where}' belongs to task '{other.name}', but this config's task "
+                    f"is '{family.name}'. Fix: remove the field (keyword spotting names its classes in data.words, "
+                    "motion in data.labels; see pipeline/configs/kws.yaml and motion.yaml).")
+
+
+def _validate(raw: Dict[str, Any], source: str, family) -> None:
+    """Checks the document against the shared schema and the family's own (its sections, its rules)."""
+    shared = {key: value for key, value in raw.items() if key not in family.config_sections}
+    validators = [(jsonschema.Draft202012Validator(_schema()), shared)]
+    if family.config_schema_file:
+        validators.append((jsonschema.Draft202012Validator(_schema(family.config_schema_file)), raw))
+    for validator, document in validators:
+        errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
+        if errors:
+            first = errors[0]
+            more = f" ({len(errors) - 1} more problem(s) after this one)" if len(errors) > 1 else ""
             raise ConfigError(
-                f"Config file {source}: field '{name}' belongs to task '{task}', but this config's task is "
-                f"'{raw['task']}'. Fix: remove the field (keyword spotting names its classes in data.words, motion "
-                "in data.labels; see pipeline/configs/kws.yaml and motion.yaml).")
+                f"Config file {source}: field '{_field_name(first)}' is invalid: {first.message}. "
+                f"Fix: {_fix_hint(first)}.{more}")
 
 
 def _relative_to(config_file: str, path: Optional[str]) -> Optional[str]:
@@ -320,27 +354,21 @@ def parse_config(raw: Any, source: str) -> PipelineConfig:
             f"Config file {source}: field 'data.words' holds true/false where words were meant: YAML "
             "reads a bare yes, no, on or off as a boolean. Fix: quote the words, e.g. "
             "words: [\"yes\", \"no\", \"on\", \"off\"].")
-    validator = jsonschema.Draft202012Validator(_schema())
-    errors = sorted(validator.iter_errors(raw), key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
-        more = f" ({len(errors) - 1} more problem(s) after this one)" if len(errors) > 1 else ""
-        raise ConfigError(
-            f"Config file {source}: field '{_field_name(first)}' is invalid: {first.message}. "
-            f"Fix: {_fix_hint(first)}.{more}")
+    if not isinstance(raw.get("task"), str):
+        _validate(raw, source, _NoFamily)  # names the missing or mistyped field
+    family = _family_of(raw, source)
+    _refuse_other_tasks_fields(raw, source, family)
+    _validate(raw, source, family)
 
-    _refuse_other_tasks_fields(raw, source)
     data = dict(raw["data"])
     synthetic = SyntheticData(**{k: tuple(v) if isinstance(v, list) else v
                                  for k, v in data.pop("synthetic", {}).items()})
     root = _relative_to(source, data.pop("root", None))
-    motion = raw["task"] == MOTION_TASK
-    schema_path = _relative_to(source, data.pop("schema", None)) or ("" if motion else DEFAULT_SCHEMA)
     training = dict(raw.get("training", {}))
-    if motion:
-        training.setdefault("model", "conv1d")
-        training.setdefault("width", 16)
-        data.setdefault("sample_rate", 100)
+    for (section, field), value in family.config_defaults.items():
+        {"data": data, "training": training}[section].setdefault(field, value)
+    schema_path = _relative_to(source, data.pop("schema", None)) or (
+        str(schemas.SCHEMA_DIR / family.default_schema) if family.default_schema else "")
     motion_raw = dict(raw.get("motion", {}))
     motion_raw.update(motion_raw.pop("synthetic", {}))
     config = PipelineConfig(
@@ -361,12 +389,7 @@ def parse_config(raw: Any, source: str) -> PipelineConfig:
         beam_args=tuple(raw.get("beam_args", ())),
         source=os.path.abspath(source),
     )
-    if config.is_motion and config.motion.features == "spectrum" and \
-            config.motion.spectral_bins > config.window_samples // 2:
-        raise ConfigError(
-            f"Config file {source}: field 'motion.spectral_bins' is {config.motion.spectral_bins}, but a window of "
-            f"{config.window_samples} samples has only {config.window_samples // 2} FFT bins above 0 Hz. Fix: lower "
-            "motion.spectral_bins or lengthen motion.window_ms.")
+    family.check_config(config)
     return config
 
 

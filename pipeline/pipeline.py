@@ -1,13 +1,16 @@
-"""The keyword-spotting TFX pipeline, defined once for every runner.
+"""The TFX pipeline, defined once for every task family and every runner.
 
 ``create_pipeline`` is pure: it builds the component graph from the config and
 touches nothing, so the local runner, the Kubeflow compiler and the tests all get
-the same pipeline.
+the same pipeline. What differs between task families (the ExampleGen, the Transform
+and Trainer modules, the firmware's input processing, the model card's words) comes
+from the config's ``TaskFamily`` (``pipeline/tasks/base.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import pathlib
 from typing import Any, Dict, List
 
@@ -17,29 +20,21 @@ from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 from tfx import v1 as tfx
 from tfx.dsl.placeholder import placeholder_base
 
-from components.audio_example_gen.component import AudioExampleGen
 from components.audio_example_gen.layout import EVAL, TEST, TRAIN
 from components.data_validation_gate.component import DataValidationGate
 from components.mcu_size_gate.component import McuSizeGate
-from components.motion_example_gen.component import MotionExampleGen
 from components.ota import model_card
 from components.ota_pusher.component import OtaPusher
 from components.tflite_quantizer.component import TFLiteQuantizer
 from pipeline.config import PipelineConfig
-from pipeline.tasks.kws import features, preprocessing
-from pipeline.tasks.kws.trainer import FEATURE_SIGNATURE
+from pipeline.tasks.common.datasets import read_manifest
+from pipeline.tasks.common.training import FEATURE_SIGNATURE
 
-PREPROCESSING_FN = "pipeline.tasks.kws.preprocessing.preprocessing_fn"
-RUN_FN = "pipeline.tasks.kws.trainer.run_fn"
-MOTION_PREPROCESSING_FN = "pipeline.tasks.motion.preprocessing.preprocessing_fn"
-MOTION_RUN_FN = "pipeline.tasks.motion.trainer.run_fn"
-
-# Node ids, as they appear in ML Metadata and in the run summary.
-EXAMPLE_GEN = "AudioExampleGen"
-MOTION_EXAMPLE_GEN = "MotionExampleGen"
+# Node ids, as they appear in ML Metadata and in the run summary (the ExampleGen's is the
+# task family's example_gen_id).
 STATISTICS_GEN = "StatisticsGen"
 SCHEMA_GEN = "ImportSchemaGen"
-INFERRED_SCHEMA_GEN = "SchemaGen"   # when the config names no curated schema (motion)
+INFERRED_SCHEMA_GEN = "SchemaGen"   # when the config names no curated schema
 VALIDATOR = "DataValidationGate"
 TRANSFORM = "Transform"
 TRAINER = "Trainer"
@@ -112,14 +107,14 @@ RUN_PARAMETER_SHORTHANDS = {
 }
 
 
-def task_code_fingerprint(task_module=preprocessing) -> str:
-    """A hash of the task's source code.
+def task_code_fingerprint(package: str) -> str:
+    """A hash of a task family's source code (the ``.py`` files of its package).
 
     Transform and Trainer name their functions by module path, which TFX's cache
     cannot see into; this hash in their custom_config makes a code change re-run them.
     """
     digest = hashlib.sha256()
-    task_dir = pathlib.Path(task_module.__file__).parent
+    task_dir = pathlib.Path(importlib.import_module(package).__file__).parent
     for path in sorted(task_dir.glob("*.py")):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
@@ -136,89 +131,21 @@ def _blessed(blessing_channel):
     return wrapped[0].custom_property("blessed") == 1
 
 
-def frontend_params(config: PipelineConfig) -> Dict[str, Any]:
-    """The audio front end's parameters for this config."""
-    f = config.features
-    return features.frontend_params(f.window_ms, f.stride_ms, f.channels, config.data.sample_rate)
-
-
-def release_frontend_hash(config: PipelineConfig) -> str:
-    """The audio front end's hash a keyword-spotting release records; none for motion, whose
-    release records its normalization constants' hash instead (from the shipped header)."""
-    return "" if config.is_motion else features.frontend_hash(frontend_params(config))
-
-
 def uses_synthetic_data(config: PipelineConfig) -> bool:
     """Whether the model learns from generated data: the config generates it, or the data
     root is a generated dataset (its manifest says so)."""
-    from pipeline.tasks.kws import generate
-
-    return config.uses_synthetic_data or bool(generate.read_manifest(config.data_root).get("synthetic"))
+    return config.uses_synthetic_data or bool(read_manifest(config.data_root).get("synthetic"))
 
 
 def card_text(config: PipelineConfig) -> model_card.CardText:
     """The model card's words for this task and data (the release's card and the run report's)."""
-    f = config.features
-    synthetic = uses_synthetic_data(config)
-    if config.is_motion:
-        m = config.motion
-        return model_card.CardText(
-            title=config.pipeline_name,
-            intended_use=(f"On-device recognition of {', '.join(config.data.labels)} from {len(m.channels)}-channel "
-                          f"motion windows ({', '.join(m.channels)}; {m.window_ms} ms at {config.data.sample_rate:g} Hz), "
-                          f"for microcontrollers running TensorFlow Lite Micro; designed for {config.target_device}. "
-                          "Not for safety-critical control or medical use."),
-            data=("Synthetic: simulated 6-axis IMU gestures with per-recording variation and sensor noise, not "
-                  "recordings of people. Splits are by subject." if synthetic
-                  else f"The recordings at {config.data_root}. Splits are by subject or by the dataset's lists."),
-            limitations=[
-                ("Synthetic training data: accuracy on real wearers, mountings and sensors is unknown and likely "
-                 "lower." if synthetic else "Accuracy holds for movements, sensors and mountings like the training "
-                 "data only."),
-                f"Windows of {m.window_ms} ms; continuous use needs a detection policy (averaging, thresholds).",
-                "The device must normalize each channel with normalization.h from this release (mean and scale "
-                "from the training split; its hash is in the release); raw samples give meaningless output.",
-            ],
-            labels=list(config.data.labels))
-    return model_card.CardText(
-        title=config.pipeline_name,
-        intended_use=(f"On-device keyword spotting of {', '.join(config.data.words)} (plus silence and unknown "
-                      f"words) on 1 s, {config.data.sample_rate // 1000} kHz audio, for microcontrollers running "
-                      f"TensorFlow Lite Micro; designed for {config.target_device}. Not for speaker identification, "
-                      "transcription or safety-critical control."),
-        data=("Synthetic: eSpeak NG speech with generated noise, not recordings of people. Splits are by speaker."
-              if synthetic else f"The dataset at {config.data_root}. Splits are by speaker."),
-        limitations=[
-            ("Synthetic training data: accuracy on real speech is unknown and likely lower; accents, microphones "
-             "and rooms beyond the synthetic ones are not represented." if synthetic
-             else "Accuracy holds for speech like the training data only."),
-            "One-second clips with one word; streaming use needs a detection policy (averaging, thresholds).",
-            f"The device must compute features with TFLite Micro's audio front end: {f.window_ms} ms window, "
-            f"{f.stride_ms} ms stride, {f.channels} channels (the front-end hash below); other features make "
-            "the model's output meaningless.",
-        ],
-        labels=list(config.data.labels))
+    return config.family.card_text(config, synthetic=uses_synthetic_data(config))
 
 
 def transform_config(config: PipelineConfig) -> Dict[str, Any]:
-    """What ``preprocessing_fn`` receives as ``custom_config``."""
-    if config.is_motion:
-        from pipeline.tasks.motion import preprocessing as motion_preprocessing
-
-        return {
-            motion_preprocessing.LABELS_CONFIG_KEY: list(config.data.labels),
-            motion_preprocessing.CHANNELS_CONFIG_KEY: list(config.motion.channels),
-            motion_preprocessing.WINDOW_CONFIG_KEY: config.window_samples,
-            motion_preprocessing.FEATURE_MODE_CONFIG_KEY: config.motion.features,
-            motion_preprocessing.BINS_CONFIG_KEY: config.motion.spectral_bins,
-            "code_fingerprint": task_code_fingerprint(motion_preprocessing),
-        }
-    return {
-        preprocessing.LABELS_CONFIG_KEY: list(config.data.labels),
-        preprocessing.FRONTEND_CONFIG_KEY: frontend_params(config),
-        preprocessing.CLIP_SAMPLES_CONFIG_KEY: config.data.clip_samples,
-        "code_fingerprint": task_code_fingerprint(),
-    }
+    """What ``preprocessing_fn`` receives as ``custom_config``: the family's settings and its code's hash."""
+    family = config.family
+    return {**family.transform_config(config), "code_fingerprint": task_code_fingerprint(family.code_package)}
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
@@ -231,9 +158,9 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
             signature_name="serving_default",
-            label_key=features.LABEL_KEY,
+            label_key=config.family.label_key,
             preprocessing_function_names=["transform_features"])],
-        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.RAW_LABEL_KEY])],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[config.family.raw_label_key])],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount"),
             # Thresholds on the overall slice only; per-class accuracy is reported, not gated.
@@ -251,26 +178,15 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
             ``metadata_path`` empty means the runner provides ML Metadata (Kubeflow).
 
     Returns:
-        AudioExampleGen -> StatisticsGen -> ImportSchemaGen -> DataValidationGate ->
+        the family's ExampleGen -> StatisticsGen -> ImportSchemaGen (or SchemaGen) -> DataValidationGate ->
         Transform -> Trainer -> Evaluator (against the latest blessed model) and
         TFLiteQuantizer (int8 for TFLite Micro, with its own fidelity blessing) -> McuSizeGate
         (measured arena, flash and latency against the target board, with its own blessing)
         -> OtaPusher, inside ``tfx.dsl.Cond`` on all three blessings (and checking them again).
     """
-    data = config.data
+    data, family = config.data, config.family
     knobs = runtime_parameters(config)
-    if config.is_motion:
-        motion = config.motion
-        example_gen = MotionExampleGen(
-            input_base=config.data_root, labels=data.labels, channels=motion.channels,
-            sample_rate=data.sample_rate, window_samples=config.window_samples, hop_samples=config.hop_samples,
-            timestamp_column=motion.timestamp_column, timestamp_scale=motion.timestamp_scale,
-        ).with_id(MOTION_EXAMPLE_GEN)
-    else:
-        example_gen = AudioExampleGen(
-            input_base=config.data_root, words=data.words, unknown_fraction=data.unknown_fraction,
-            silence_fraction=data.silence_fraction, sample_rate=data.sample_rate,
-            clip_samples=data.clip_samples, seed=data.seed).with_id(EXAMPLE_GEN)
+    example_gen = family.example_gen(config)
     examples = example_gen.outputs["examples"]
 
     statistics_gen = tfx.components.StatisticsGen(examples=examples).with_id(STATISTICS_GEN)
@@ -285,7 +201,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     transform = tfx.components.Transform(
         examples=examples,
         schema=schema_gen.outputs["schema"],
-        preprocessing_fn=MOTION_PREPROCESSING_FN if config.is_motion else PREPROCESSING_FN,
+        preprocessing_fn=family.preprocessing_fn,
         custom_config=transform_config(config),
         splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN], transform=[TRAIN, EVAL, TEST]),
     ).with_id(TRANSFORM)
@@ -293,7 +209,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     transform.add_upstream_node(validator)
 
     trainer = tfx.components.Trainer(
-        run_fn=MOTION_RUN_FN if config.is_motion else RUN_FN,
+        run_fn=family.run_fn,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
@@ -345,7 +261,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
             quantized_model=quantizer.outputs["quantized_model"], model_blessing=blessings[0],
             quantization_blessing=blessings[1], device_blessing=blessings[2],
             device_report=size_gate.outputs["report"], registry=config.release.registry or "",
-            repository=config.repository, frontend_hash=release_frontend_hash(config),
+            repository=config.repository, frontend_hash=family.input_processing_hash(config),
             pipeline_name=config.pipeline_name, signing_key_file=config.release.signing_key_file,
             allow_unsigned=config.release.allow_unsigned, channel_name=config.release.channel,
             card=card_text(config),

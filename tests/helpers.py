@@ -138,3 +138,7 @@ def write_config_yaml(config: config_lib.PipelineConfig, path: str) -> str:
     with open(path, "w") as f:
         yaml.safe_dump(raw, f)
     return path
+
+# Node ids of the two built-in families' ExampleGens (their task families name them).
+AUDIO_EXAMPLE_GEN = "AudioExampleGen"
+MOTION_EXAMPLE_GEN = "MotionExampleGen"

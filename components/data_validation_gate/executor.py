@@ -16,8 +16,10 @@ from tfx.components.example_validator import executor as example_validator_execu
 from tfx.components.example_validator import labels
 from tfx.components.util import value_utils
 
+from components.errors import PipelineInputError
 
-class DataAnomaliesError(RuntimeError):
+
+class DataAnomaliesError(PipelineInputError):
     """The examples do not match the curated schema."""
 
 

@@ -6,6 +6,7 @@ Pure library (TFLite Micro's Python interpreter and the flatbuffer schema), no T
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from typing import Dict, List, Optional
 
@@ -45,16 +46,30 @@ class ArenaMeasurement:
 
 
 def _runs(model: bytes, arena_size: int, example: np.ndarray) -> bool:
+    """Whether TFLM allocates and invokes ``model`` in an arena of ``arena_size`` bytes.
+
+    Each probe runs in a forked child: near its smallest arena, TFLM's Python interpreter can
+    abort the whole process on an internal check (e.g. "All temp buffers must be freed before
+    calling ResetTempAllocations()") instead of raising, and an aborted probe simply means
+    "does not run".
+    """
+    # Loaded before the fork: initialising TFLM's extension module in a forked child of a
+    # multi-threaded (TensorFlow) process crashes it.
     from tflite_micro.python.tflite_micro import runtime
 
-    try:
-        with quantize.captured_c_stderr():
-            interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena_size)
-            interpreter.set_input(example, 0)
-            interpreter.invoke()
-        return True
-    except RuntimeError:
-        return False
+    pid = os.fork()
+    if pid == 0:  # the child: report by exit status only, never return into the caller's stack
+        status = 1
+        try:
+            with quantize.captured_c_stderr():
+                interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena_size)
+                interpreter.set_input(example, 0)
+                interpreter.invoke()
+            status = 0
+        finally:
+            os._exit(status)
+    _, wait_status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(wait_status) == 0
 
 
 def recorded_allocations(model: bytes, example: np.ndarray, arena_size: int) -> Dict[str, int]:
@@ -83,9 +98,13 @@ def measure_arena(model: bytes, upper_bound: Optional[int] = None) -> ArenaMeasu
     if not _runs(model, high, example):
         raise quantize.QuantizationError(f"The model does not run on TFLite Micro even with a {high}-byte arena.")
     recorded = recorded_allocations(model, example, high)
-    low = 0
+    # No arena smaller than what the recording allocator saw in use can work, and probing far
+    # below it is unsafe: TFLM's Python interpreter aborts the process (not an exception) when
+    # an arena cannot even hold its own structures.
+    low = max(0, recorded["total"] // ARENA_GRANULARITY * ARENA_GRANULARITY - ARENA_GRANULARITY)
+    high = -(-high // ARENA_GRANULARITY) * ARENA_GRANULARITY
     while high - low > ARENA_GRANULARITY:
-        middle = (low + high) // 2
+        middle = (low + high) // 2 // ARENA_GRANULARITY * ARENA_GRANULARITY
         if _runs(model, middle, example):
             high = middle
         else:

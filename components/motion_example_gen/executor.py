@@ -14,6 +14,7 @@ from absl import logging
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.types import artifact_utils, standard_component_specs
 
+from components.audio_example_gen import layout
 from components.audio_example_gen.executor import INGESTION_REPORT_FILE, gfile_filesystem
 from components.motion_example_gen import recordings
 
@@ -114,12 +115,12 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         return {split: (read.examples
                         | f"Select[{split}]" >> beam.Filter(lambda kv, s=split: kv[0] == s)
                         | f"Drop[{split}]" >> beam.Values())
-                for split in recordings.SPLITS}
+                for split in layout.SPLITS}
 
 
 def _write_report(tally: List[Any], path: str, skipped: List[Dict[str, str]]) -> None:
     """The same ingestion report as AudioExampleGen's: windows per split and label, and skipped files."""
-    counts: Dict[str, Dict[str, int]] = {split: collections.Counter() for split in recordings.SPLITS}
+    counts: Dict[str, Dict[str, int]] = {split: collections.Counter() for split in layout.SPLITS}
     for split, label, n in tally:
         counts[split][label] += n
     report = {"examples": {split: dict(sorted(c.items())) for split, c in counts.items()},

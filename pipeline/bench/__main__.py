@@ -135,11 +135,11 @@ def main(argv=None) -> None:
     with open(os.path.join(args.workdir, "bench.json"), "w") as f:
         json.dump(results, f, indent=2)
     if cold_summary.quantization and cold_summary.size_gate:
-        from pipeline import pipeline as kws_pipeline
+        from pipeline import pipeline as tinyml_pipeline
         from pipeline.bench import registry as bench_registry
 
         bench_registry.main(["--quantized", cold_summary.quantization["uri"], "--device-report",
-                             cold_summary.artifact_uris[kws_pipeline.SIZE_GATE]["report"],
+                             cold_summary.artifact_uris[tinyml_pipeline.SIZE_GATE]["report"],
                              "--workdir", os.path.join(args.workdir, "registry_bench")])
 
 

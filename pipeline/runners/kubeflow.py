@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import yaml
 
-from pipeline import pipeline as kws_pipeline
+from pipeline import pipeline as tinyml_pipeline
 from pipeline.config import PipelineConfig
 
 
@@ -65,8 +65,8 @@ def compile_pipeline(config: PipelineConfig, output_file: str) -> Dict[str, Any]
                 display_name=config.pipeline_name, default_image=config.kubeflow.image,
                 use_pipeline_spec_2_1=True),  # the schema KFP 2.x backends run
             output_dir=scratch, output_filename="pipeline_job.json")
-        defaults = {name: parameter.default for name, parameter in kws_pipeline.runtime_parameters(config).items()}
-        runner.run(kws_pipeline.create_pipeline(config), parameter_values=defaults, write_out=True)
+        defaults = {name: parameter.default for name, parameter in tinyml_pipeline.runtime_parameters(config).items()}
+        runner.run(tinyml_pipeline.create_pipeline(config), parameter_values=defaults, write_out=True)
         with open(os.path.join(scratch, "pipeline_job.json"), encoding="utf-8") as f:
             job = json.load(f)
     spec = job["pipelineSpec"]
@@ -75,7 +75,7 @@ def compile_pipeline(config: PipelineConfig, output_file: str) -> Dict[str, Any]
         parameter = spec["root"]["inputDefinitions"]["parameters"][name]
         parameter["defaultValue"] = value
         parameter["isOptional"] = True
-    pusher_executor = spec["components"][kws_pipeline.PUSHER]["executorLabel"]
+    pusher_executor = spec["components"][tinyml_pipeline.PUSHER]["executorLabel"]
     platform = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {pusher_executor: pusher_secret_env()}}}}}
     output_dir = os.path.dirname(os.path.abspath(output_file))
     os.makedirs(output_dir, exist_ok=True)
@@ -104,7 +104,7 @@ def parse_parameters(package_file: str, assignments: Sequence[str]) -> Dict[str,
     except (kfp_launcher.LaunchError, yaml.YAMLError, OSError) as err:
         raise SubmitError(f"{package_file} is not a pipeline package from `tinyml-tfx compile`: {err}") from None
     declared = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
-    shorthands = {name: knob for name, knob in kws_pipeline.RUN_PARAMETER_SHORTHANDS.items() if knob[0] in declared}
+    shorthands = {name: knob for name, knob in tinyml_pipeline.RUN_PARAMETER_SHORTHANDS.items() if knob[0] in declared}
     values: Dict[str, Any] = {}
     patches = []
     for assignment in assignments:

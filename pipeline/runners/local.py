@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
+import json
 import os
 import time
 from typing import Any, Callable, Dict, List, Optional
@@ -13,11 +16,11 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from components.audio_example_gen import layout
-from components.audio_example_gen.executor import gfile_filesystem
-from pipeline import pipeline as kws_pipeline
+from pipeline import pipeline as tinyml_pipeline
 from pipeline.config import DEV_SIGNING_KEY, ConfigError, PipelineConfig
-from pipeline.tasks.kws import generate
+from pipeline.runners import workdir
+from pipeline.tasks.base import DataLayoutError
+from pipeline.tasks.common import datasets
 
 _STATE_NAMES = {
     metadata_store_pb2.Execution.COMPLETE: "done",
@@ -58,6 +61,12 @@ class RunSummary:
     artifact_uris: Dict[str, Dict[str, str]] = dataclasses.field(default_factory=dict)
     artifact_ids: Dict[str, Dict[str, int]] = dataclasses.field(default_factory=dict)  # ML Metadata ids
     release: Dict[str, object] = dataclasses.field(default_factory=dict)
+    skipped: Dict[str, int] = dataclasses.field(default_factory=dict)  # skip reason -> files, from ingestion
+
+    @property
+    def unfinished(self) -> List[ComponentRun]:
+        """Components that did not finish (failed, or left running by a process that died)."""
+        return [c for c in self.components if c.state not in ("done", "cached")]
 
     def to_text(self) -> str:
         lines = [f"Pipeline '{self.pipeline_name}', run {self.run_id}: {self.wall_seconds:.1f} s"]
@@ -91,6 +100,11 @@ class RunSummary:
             lines.append(f"TFLite model:   {q['uri']}")
         if self.evaluation_uri:
             lines.append(f"Evaluation:     {self.evaluation_uri}")
+        if self.skipped:
+            top = sorted(self.skipped.items(), key=lambda item: (-item[1], item[0]))
+            lines.append(f"Skipped files:  {sum(self.skipped.values())}: " + "; ".join(
+                f"{count} x {reason}" for reason, count in top[:3]) + ("; ..." if len(top) > 3 else "")
+                + " (every file and reason in the data report)")
         if self.ingestion_report:
             lines.append(f"Data report:    {self.ingestion_report}")
         return "\n".join(lines)
@@ -113,8 +127,7 @@ def check_schema_labels(config: PipelineConfig) -> None:
     except text_format.ParseError as err:
         raise ConfigError(f"The curated schema {config.data.schema} is not a valid TFDV schema: {err}. "
                           "Fix the file (text-format tensorflow_metadata Schema).") from err
-    if config.is_motion:
-        _check_schema_window(config, schema)
+    config.family.check_schema(config, schema)
     domain = next((d for d in schema.string_domain if d.name == "label"), None)
     expected = set(config.data.labels)
     if domain is None or set(domain.value) != expected:
@@ -122,51 +135,30 @@ def check_schema_labels(config: PipelineConfig) -> None:
         raise ConfigError(
             f"The curated schema {config.data.schema} lists the labels {found}, but the config "
             f"{config.source} trains the classes {sorted(expected)}. Make the schema's string_domain "
-            "'label' list exactly the config's classes (_silence_, _unknown_ and data.words), or point "
-            "data.schema at a schema made for these words.")
+            "'label' list exactly the config's classes, or point data.schema at a schema made for them.")
 
 
-def _check_schema_window(config: PipelineConfig, schema) -> None:
-    """Refuses a curated motion schema whose channels or window length differ from the config's."""
-    lengths = {f.name: [d.size for d in f.shape.dim] for f in schema.feature}
-    for channel in config.motion.channels:
-        if lengths.get(channel) != [config.window_samples]:
-            found = "no such feature" if channel not in lengths else f"shape {lengths[channel]}"
-            raise ConfigError(
-                f"The curated schema {config.data.schema} has {found} for channel '{channel}', but the config "
-                f"{config.source} cuts windows of {config.window_samples} samples (motion.window_ms at "
-                f"data.sample_rate). Make the schema match, or set data.schema: null to let SchemaGen infer one.")
-
-
-def prepare_data(config: PipelineConfig, progress: Optional[Callable[[int, int], None]] = None) -> bool:
-    """Generates the synthetic dataset when the config uses it and it is absent or stale.
+def prepare_data(config: PipelineConfig, progress: Optional[Callable[[int, int], None]] = None,
+                 force: bool = False) -> bool:
+    """Generates the synthetic dataset when the config uses it and it is absent or stale (or ``force``).
 
     Returns:
         True when data was generated.
+
+    Raises:
+        ConfigError: when the task family has no synthetic dataset.
     """
     if not config.uses_synthetic_data:
         return False
-    if config.is_motion:
-        from pipeline.tasks.motion import generate as motion_generate
-
-        return motion_generate.ensure_dataset(generation_spec(config), config.data_root, progress=progress)
-    return generate.ensure_dataset(generation_spec(config), config.data_root, progress=progress)
-
-
-def generation_spec(config: PipelineConfig):
-    """What the synthetic dataset of ``config``'s task is generated from."""
-    if config.is_motion:
-        from pipeline.tasks.motion import generate as motion_generate
-
-        m = config.motion
-        return motion_generate.MotionSpec(labels=tuple(config.data.labels), subjects=m.subjects,
-                                          repetitions=m.repetitions, seconds=m.seconds,
-                                          sample_rate=float(config.data.sample_rate), seed=config.data.seed)
-    s = config.data.synthetic
-    return generate.GenerationSpec(
-        words=config.data.words, unknown_words=s.unknown_words, speakers=s.speakers,
-        repetitions=s.repetitions, noise_seconds=s.noise_seconds, sample_rate=config.data.sample_rate,
-        clip_samples=config.data.clip_samples, seed=config.data.seed)
+    family = config.family
+    spec = family.generation_spec(config)
+    if spec is None:
+        raise ConfigError(f"Config file {config.source}: field 'data.root' is null, but the task family "
+                          f"'{family.name}' has no synthetic dataset to generate. Set data.root to your dataset.")
+    if force:
+        family.generate_dataset(spec, config.data_root, progress=progress)
+        return True
+    return datasets.ensure_dataset(spec, config.data_root, family.generate_dataset, progress=progress)
 
 
 def check_config(config: PipelineConfig) -> None:
@@ -188,14 +180,9 @@ def check_config(config: PipelineConfig) -> None:
 def preflight(config: PipelineConfig) -> None:
     """Checks what would otherwise fail deep inside a component, with a message that says the fix."""
     check_config(config)
-    from components.motion_example_gen import recordings
-
     try:
-        if config.is_motion:
-            recordings.check_layout(config.data_root, config.data.labels, gfile_filesystem())
-        else:
-            layout.check_layout(config.data_root, config.data.words, gfile_filesystem())
-    except (layout.LayoutError, recordings.LayoutError) as err:
+        config.family.check_layout(config)
+    except DataLayoutError as err:
         raise ConfigError(f"{err} (data.root in {config.source})") from err
 
 
@@ -211,14 +198,68 @@ def ensure_dev_signing_key(config: PipelineConfig) -> None:
                         key_file, key_file)
 
 
-def run(config: PipelineConfig) -> RunSummary:
-    """Runs the pipeline with LocalDagRunner (SQLite ML Metadata) and returns its summary."""
+def run(config: PipelineConfig, run_id: Optional[str] = None,
+        lock: Optional[workdir.WorkdirLock] = None) -> RunSummary:
+    """Runs the pipeline with LocalDagRunner (SQLite ML Metadata) and returns this run's summary.
+
+    Args:
+        config: the config, with its work directory set.
+        run_id: the run's id (default: a new one, as TFX makes them); the summary is this run's.
+        lock: the work directory's lock when the caller already holds it; otherwise the run takes it.
+
+    Raises:
+        workdir.WorkdirBusy: when another run holds the work directory.
+    """
     preflight(config)
-    ensure_dev_signing_key(config)
-    os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
-    start = time.time()
-    tfx.orchestration.LocalDagRunner().run(kws_pipeline.create_pipeline(config))
-    return summarise(config, time.time() - start)
+    run_id = run_id or workdir.new_run_id()
+    with contextlib.ExitStack() as stack:
+        if lock is None:
+            stack.enter_context(workdir.WorkdirLock(config.workdir, run_id))
+        for abandoned in workdir.mark_abandoned_executions(config.metadata_path):
+            logging.warning("Execution %d (%s) of run %s was left running by a process that died; marked CANCELED. "
+                            "Its partial outputs are marked ABANDONED: %s", abandoned.execution_id,
+                            abandoned.node_id, abandoned.run_id, ", ".join(abandoned.output_uris) or "none")
+        ensure_dev_signing_key(config)
+        os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
+        start = time.time()
+        tfx.orchestration.LocalDagRunner().run_with_ir(compile_for_run(config, run_id))
+        return summarise(config, time.time() - start, run_id=run_id)
+
+
+def compile_for_run(config: PipelineConfig, run_id: str):
+    """The pipeline's IR with ``run_id`` as its run id, so that the caller knows which run is its own."""
+    from tfx.dsl.compiler import compiler, constants
+    from tfx.orchestration.portable import runtime_parameter_utils
+
+    pipeline_ir = compiler.Compiler().compile(tinyml_pipeline.create_pipeline(config))
+    runtime_parameter_utils.substitute_runtime_parameter(
+        pipeline_ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
+    return pipeline_ir
+
+
+def run_states(config: PipelineConfig, run_id: str) -> Dict[str, str]:
+    """Each component of run ``run_id`` and its state ("done", "cached", "FAILED", "running", ...)."""
+    if not os.path.exists(config.metadata_path):
+        return {}
+    store = _store(config)
+    run_ctx = store.get_context_by_type_and_name("pipeline_run", run_id)
+    if run_ctx is None:
+        return {}
+    return {node_id_of(store, e): _STATE_NAMES.get(e.last_known_state, "?")
+            for e in sorted(store.get_executions_by_context(run_ctx.id), key=lambda e: e.id)}
+
+
+def failure_message(config: PipelineConfig, run_id: str, error: BaseException, log_path: str) -> str:
+    """One paragraph on why run ``run_id`` stopped: the component, the cause, the fix when known, the log."""
+    from components.errors import PipelineInputError
+
+    states = run_states(config, run_id)
+    stopped = [node for node, state in states.items() if state in ("FAILED", "running", "new")]
+    where = f" in {', '.join(stopped)}" if stopped else ""
+    if isinstance(error, PipelineInputError):
+        return f"The run stopped{where}. {error} (Full log: {log_path}.) Nothing after it ran and nothing was released."
+    return (f"The pipeline failed{where}: {type(error).__name__}: {error}. Nothing after it ran and nothing was "
+            f"released. The full log, with the traceback, is in {log_path}.")
 
 
 def _store(config: PipelineConfig) -> metadata_store.MetadataStore:
@@ -263,34 +304,28 @@ def summarise(config: PipelineConfig, wall_seconds: float, run_id: Optional[str]
             raise UnknownRun(f"No run '{run_id}' of '{config.pipeline_name}' in {config.metadata_path}; the latest "
                              f"are: {', '.join(c.name for c in known[-5:]) or 'none'}.")
     executions = store.get_executions_by_context(run_ctx.id) if run_ctx else []
-    order = {node: i for i, node in enumerate([
-        kws_pipeline.EXAMPLE_GEN, kws_pipeline.MOTION_EXAMPLE_GEN, kws_pipeline.STATISTICS_GEN,
-        kws_pipeline.SCHEMA_GEN, kws_pipeline.INFERRED_SCHEMA_GEN,
-        kws_pipeline.VALIDATOR, kws_pipeline.TRANSFORM, kws_pipeline.TRAINER,
-        kws_pipeline.BASELINE_RESOLVER, kws_pipeline.EVALUATOR, kws_pipeline.QUANTIZER,
-        kws_pipeline.SIZE_GATE, kws_pipeline.PUSHER])}
     components = []
     outputs: Dict[str, Dict[str, Any]] = {}
-    for execution in executions:
+    # Executions are created as the runner reaches each node: their ids follow the DAG's order.
+    for execution in sorted(executions, key=lambda e: e.id):
         node = node_id_of(store, execution)
         seconds = max(0.0, (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000)
         components.append(ComponentRun(node, _STATE_NAMES.get(execution.last_known_state, "?"), seconds))
         outputs[node] = _output_artifacts(store, execution.id)
-    components.sort(key=lambda c: order.get(c.node_id, len(order)))
 
     accuracy, blessed, per_class, baseline = None, None, {}, None
     uris = {node: {key: a.uri for key, a in arts.items()} for node, arts in outputs.items()}
-    evaluation_uri = uris.get(kws_pipeline.EVALUATOR, {}).get("evaluation")
-    blessing_uri = uris.get(kws_pipeline.EVALUATOR, {}).get("blessing")
+    evaluation_uri = uris.get(tinyml_pipeline.EVALUATOR, {}).get("evaluation")
+    blessing_uri = uris.get(tinyml_pipeline.EVALUATOR, {}).get("blessing")
     if evaluation_uri:
         accuracy = overall_metric(evaluation_uri, "sparse_categorical_accuracy")
         baseline = overall_metric(evaluation_uri, "sparse_categorical_accuracy", model_name="baseline")
         per_class = metric_by_slice(evaluation_uri, "sparse_categorical_accuracy", "label")
     if blessing_uri:
         blessed = tf.io.gfile.exists(os.path.join(blessing_uri, "BLESSED"))
-    examples_uri = (uris.get(kws_pipeline.EXAMPLE_GEN) or uris.get(kws_pipeline.MOTION_EXAMPLE_GEN) or {}).get(
-        "examples")
+    examples_uri = uris.get(config.family.example_gen_id, {}).get("examples")
     report = os.path.join(examples_uri, "ingestion_report.json") if examples_uri else None
+    report = report if report and tf.io.gfile.exists(report) else None
     return RunSummary(
         pipeline_name=config.pipeline_name,
         run_id=run_ctx.name if run_ctx else "-",
@@ -301,16 +336,26 @@ def summarise(config: PipelineConfig, wall_seconds: float, run_id: Optional[str]
         blessed=blessed,
         pipeline_root=config.pipeline_root,
         metadata_path=config.metadata_path,
-        model_uri=uris.get(kws_pipeline.TRAINER, {}).get("model"),
-        quantization=_quantization(outputs.get(kws_pipeline.QUANTIZER, {})),
-        size_gate=_size_gate(outputs.get(kws_pipeline.SIZE_GATE, {}), config.target_device),
+        model_uri=uris.get(tinyml_pipeline.TRAINER, {}).get("model"),
+        quantization=_quantization(outputs.get(tinyml_pipeline.QUANTIZER, {})),
+        size_gate=_size_gate(outputs.get(tinyml_pipeline.SIZE_GATE, {}), config.target_device),
         evaluation_uri=evaluation_uri,
-        ingestion_report=report if report and tf.io.gfile.exists(report) else None,
+        ingestion_report=report,
         baseline_accuracy=baseline,
         artifact_uris=uris,
         artifact_ids={node: {key: a.id for key, a in arts.items()} for node, arts in outputs.items()},
-        release=_release(outputs.get(kws_pipeline.PUSHER, {})),
+        release=_release(outputs.get(tinyml_pipeline.PUSHER, {})),
+        skipped=_skip_reasons(report),
     )
+
+
+def _skip_reasons(ingestion_report: Optional[str]) -> Dict[str, int]:
+    """How many files the ExampleGen skipped, per reason."""
+    if not ingestion_report:
+        return {}
+    with tf.io.gfile.GFile(ingestion_report, "r") as f:
+        skipped = json.load(f).get("skipped", [])
+    return dict(collections.Counter(item.get("reason", "?") for item in skipped))
 
 
 def _output_artifacts(store: metadata_store.MetadataStore, execution_id: int) -> Dict[str, Any]:

@@ -6,26 +6,33 @@ or input mistake (bad config, missing data), reported as one paragraph.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import time
+import sys
 import traceback
-from typing import Optional
+from typing import Iterator, Optional, TextIO
 
 import click
 
 from pipeline import config as config_lib
+from pipeline.tasks.base import DataGenerationError
 from pipeline.ui import devices_cli, kubeflow_cli, registry_cli
 from pipeline.ui.cli_common import (EXIT_FAILED, EXIT_USAGE, config_option, fail, load, run_option, run_summary,
                                     workdir_option)
 
 
-def _log_to_file(workdir: str, progress_handler: logging.Handler) -> str:
-    from absl import logging as absl_logging
-
+def _log_path(workdir: str, run_id: str) -> str:
+    """Where the run ``run_id`` logs: ``WORKDIR/logs/run-<run id>.log``."""
     log_dir = os.path.join(workdir, "logs")
     os.makedirs(log_dir, exist_ok=True)
-    path = os.path.join(log_dir, time.strftime("run-%Y%m%d-%H%M%S.log"))
+    return os.path.join(log_dir, f"run-{run_id.replace(':', '-')}.log")
+
+
+def _log_to_file(path: str, progress_handler: logging.Handler) -> None:
+    """Sends every log record to ``path``, and the progress events among them to the console."""
+    from absl import logging as absl_logging
+
     file_handler = logging.FileHandler(path)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     absl_logging.set_verbosity(absl_logging.INFO)
@@ -41,7 +48,38 @@ def _log_to_file(workdir: str, progress_handler: logging.Handler) -> str:
     for handler in list(tf_logger.handlers):
         tf_logger.removeHandler(handler)
     tf_logger.propagate = True
-    return path
+
+
+@contextlib.contextmanager
+def _native_output_to(path: str) -> Iterator[TextIO]:
+    """Sends what is written to file descriptors 1 and 2 during the block into ``path``.
+
+    TensorFlow's C++ logging (absl, oneDNN, CUDA notices), TFLite's XNNPACK notices and
+    Python warnings write there, interleaved with the live progress; they belong in the
+    run's log. Yields the stream the console should use: the terminal, kept aside.
+    """
+    try:
+        sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (e.g. click's test runner): leave fds alone
+        yield sys.stdout
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    terminal = os.fdopen(os.dup(saved[0]), "w", buffering=1, encoding="utf-8")
+    log_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        yield terminal
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved + [log_fd]:
+            os.close(fd)
+        terminal.close()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,70 +97,81 @@ def data() -> None:
 @workdir_option
 @click.option("--force", is_flag=True, help="Regenerate even when the data is up to date.")
 def data_generate(config_path: str, workdir: str, force: bool) -> None:
-    """Generate the config's synthetic dataset (keyword clips, or motion recordings for task motion)."""
+    """Generate the config's synthetic dataset (keyword clips, motion recordings: the task family's)."""
     from pipeline.runners import local as run_local
-    from pipeline.tasks.kws import generate, speech
-    from pipeline.tasks.motion import generate as motion_generate
+    from pipeline.tasks.common import datasets
+    from pipeline.ui.progress import RunProgress
 
     config = load(config_path, workdir)
     if not config.uses_synthetic_data:
         fail(f"The config {config.source} names a dataset (data.root = {config.data.root}), so there "
-              "is nothing to generate. Set data.root to null to use the synthetic dataset.", EXIT_USAGE)
-    spec = run_local.generation_spec(config)
+             "is nothing to generate. Set data.root to null to use the synthetic dataset.", EXIT_USAGE)
+    unit = config.family.data_unit
     try:
-        if not force and generate.existing_fingerprint(config.data_root) == spec.fingerprint():
-            click.echo(f"Synthetic data is up to date in {config.data_root}")
-            return
-        from pipeline.ui.progress import RunProgress
-
-        unit = "recordings" if config.is_motion else "clips"
-        generator = motion_generate if config.is_motion else generate
         with RunProgress() as progress:
-            manifest = generator.generate_dataset(
-                spec, config.data_root,
-                progress=lambda done, total: progress.counted(f"generating {unit}", done, total))
-    except speech.SpeechSynthesisError as err:
+            generated = run_local.prepare_data(
+                config, force=force, progress=lambda done, total: progress.counted(f"generating {unit}", done, total))
+    except (config_lib.ConfigError, DataGenerationError) as err:
         fail(str(err), EXIT_USAGE)
-    click.echo(f"Generated {manifest[unit]} synthetic {unit} in {config.data_root}")
+    if not generated:
+        click.echo(f"Synthetic data is up to date in {config.data_root}")
+        return
+    count = datasets.read_manifest(config.data_root).get(unit, "?")
+    click.echo(f"Generated {count} synthetic {unit} in {config.data_root}")
 
 
 @main.command("run")
 @config_option
 @workdir_option
-def run_command(config_path: str, workdir: str) -> None:
+@click.option("--wait", is_flag=True, help="When another run holds the work directory, wait for it to finish "
+              "instead of stopping.")
+def run_command(config_path: str, workdir: str, wait: bool) -> None:
     """Run the whole pipeline locally (LocalDagRunner, SQLite ML Metadata) and print a summary."""
-    from components.data_validation_gate.executor import DataAnomaliesError
-    from pipeline.runners import local as run_local
-    from pipeline.tasks.kws import speech
-
-    from pipeline.ui.progress import RunProgress
+    from pipeline.runners import workdir as workdir_lib
 
     config = load(config_path, workdir)
+    run_id = workdir_lib.new_run_id()
+    try:
+        with workdir_lib.WorkdirLock(config.workdir, run_id, wait=wait) as lock:
+            _run_holding(config, run_id, lock)
+    except workdir_lib.WorkdirBusy as err:
+        fail(str(err), EXIT_USAGE)
+
+
+def _run_holding(config, run_id: str, lock) -> None:
+    """The run itself, while this process holds the work directory's lock."""
+    from rich.console import Console
+
+    from pipeline.runners import local as run_local
+    from pipeline.ui.progress import RunProgress
+
     try:
         run_local.check_config(config)
         if config.uses_synthetic_data:
-            click.echo(f"Data: synthetic {'motion' if config.is_motion else 'keyword'} dataset in {config.data_root}")
+            unit = config.family.data_unit
+            click.echo(f"Data: synthetic {config.task} dataset in {config.data_root}")
             with RunProgress() as progress:
                 generated = run_local.prepare_data(
-                    config, progress=lambda done, total: progress.counted(
-                        f"generating {'recordings' if config.is_motion else 'clips'}", done, total))
+                    config, progress=lambda done, total: progress.counted(f"generating {unit}", done, total))
             click.echo("  generated" if generated else "  up to date")
         run_local.preflight(config)
-    except (config_lib.ConfigError, speech.SpeechSynthesisError) as err:
+    except (config_lib.ConfigError, DataGenerationError) as err:
         fail(str(err), EXIT_USAGE)
 
-    progress = RunProgress()
-    log_path = _log_to_file(os.path.abspath(workdir), progress.handler())
-    click.echo(f"Running pipeline '{config.pipeline_name}' (full log: {log_path})")
-    try:
-        with progress:
-            summary = run_local.run(config)
-    except DataAnomaliesError as err:
-        fail(str(err), EXIT_FAILED)
-    except Exception as err:  # noqa: BLE001 - any component failure ends here, with its log
-        logging.getLogger(__name__).error("Pipeline failed:\n%s", traceback.format_exc())
-        fail(f"The pipeline failed: {type(err).__name__}: {err}. The full log, with the traceback, is "
-              f"in {log_path}.", EXIT_FAILED)
+    log_path = _log_path(config.workdir, run_id)
+    click.echo(f"Running pipeline '{config.pipeline_name}', run {run_id} (full log: {log_path})")
+    failure = None
+    with _native_output_to(log_path) as terminal:
+        progress = RunProgress(Console(file=terminal))
+        _log_to_file(log_path, progress.handler())
+        try:
+            with progress:
+                summary = run_local.run(config, run_id=run_id, lock=lock)
+        except Exception as err:  # noqa: BLE001 - any component failure ends here, with its log
+            logging.getLogger(__name__).error("Pipeline failed:\n%s", traceback.format_exc())
+            failure = err
+    if failure is not None:
+        fail(run_local.failure_message(config, run_id, failure, log_path), EXIT_FAILED)
     click.echo(summary.to_text())
     _write_report(summary, config)
 
@@ -147,7 +196,13 @@ def _write_report(summary, config) -> None:
 def report_command(config_path: str, workdir: str, run_id: Optional[str]) -> None:
     """Write the HTML report and model card of a local run (default: the latest)."""
     config = load(config_path, workdir)
-    _write_report(run_summary(config, run_id), config)
+    summary = run_summary(config, run_id)
+    if summary.unfinished or not summary.quantization:
+        stopped = ", ".join(f"{c.node_id} ({c.state})" for c in summary.unfinished) or "before the quantizer"
+        fail(f"Run {summary.run_id} of '{config.pipeline_name}' did not finish: it stopped at {stopped}, so there is "
+             "no model to report on and no model card is written. Its log is in "
+             f"{os.path.join(config.workdir, 'logs')}; fix what it names and run again.", EXIT_FAILED)
+    _write_report(summary, config)
 
 
 main.add_command(devices_cli.devices)

@@ -53,7 +53,7 @@ def _registry_errors():
 def push_command(config_path, workdir, registry, repository, version, allow_unsigned, run_id) -> None:
     """Push a run's quantized model as a signed release (only if every gate blessed it)."""
     from components.ota import publish
-    from pipeline import pipeline as kws_pipeline
+    from pipeline import pipeline as tinyml_pipeline
 
     store, repository, config = _release_target(config_path, workdir, registry, repository)
     summary = run_summary(config, run_id)
@@ -65,14 +65,14 @@ def push_command(config_path, workdir, registry, repository, version, allow_unsi
               "`tinyml-tfx report` for why.", EXIT_FAILED)
     uris, ids = summary.artifact_uris, summary.artifact_ids
     lineage = publish.lineage(
-        ids[kws_pipeline.QUANTIZER]["quantized_model"], ids[kws_pipeline.SIZE_GATE]["report"],
-        ids[kws_pipeline.EVALUATOR]["blessing"], ids[kws_pipeline.QUANTIZER]["blessing"],
-        ids[kws_pipeline.SIZE_GATE]["blessing"])
+        ids[tinyml_pipeline.QUANTIZER]["quantized_model"], ids[tinyml_pipeline.SIZE_GATE]["report"],
+        ids[tinyml_pipeline.EVALUATOR]["blessing"], ids[tinyml_pipeline.QUANTIZER]["blessing"],
+        ids[tinyml_pipeline.SIZE_GATE]["blessing"])
     try:
-        files = publish.release_files(summary.quantization["uri"], uris[kws_pipeline.SIZE_GATE]["report"])
+        files = publish.release_files(summary.quantization["uri"], uris[tinyml_pipeline.SIZE_GATE]["report"])
         annotations = publish.release_annotations(
-            files, kws_pipeline.release_frontend_hash(config), config.pipeline_name, summary.run_id, lineage)
-        publish.add_model_card(files, kws_pipeline.card_text(config), annotations)
+            files, config.family.input_processing_hash(config), config.pipeline_name, summary.run_id, lineage)
+        publish.add_model_card(files, tinyml_pipeline.card_text(config), annotations)
         unsigned = allow_unsigned or config.release.allow_unsigned
         key = None if unsigned else publish.load_signing_key(config.release.signing_key_file)
         release = publish.publish(store, files, annotations, repository, key, unsigned, config.release.channel,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import html
 import io
 import json
 import os
@@ -19,10 +18,12 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from components.ota import model_card
-from pipeline import pipeline as kws_pipeline
+from pipeline import pipeline as tinyml_pipeline
 from pipeline.config import PipelineConfig
+from pipeline.tasks.common.training import HISTORY_FILE
 
 REPORT_FILE = "report.html"
+REPORT_TEMPLATE = "report.html.j2"
 MODEL_CARD_FILE = model_card.MODEL_CARD_FILE
 
 
@@ -158,7 +159,9 @@ def _confusion_plot(matrix: List[List[int]], labels: Sequence[str], title: str) 
 
 def _budget_plot(rows: List[Dict[str, Any]]) -> str:
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 0.45 * len(rows) + 1.2))
+    from matplotlib import ticker
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.45 * len(rows) + 1.6))
     names = [r["board"] for r in rows]
     for ax, kind in zip(axes, ("ram", "flash")):
         used = [r[f"{kind}_used"] / 1024 for r in rows]
@@ -167,8 +170,16 @@ def _budget_plot(rows: List[Dict[str, Any]]) -> str:
         ax.barh(names, used, color=["#2a9d8f" if u <= a else "#e63946" for u, a in zip(used, available)],
                 label="model + reserve")
         ax.set_xscale("log")
+        # Label whole decades only: within less than a decade matplotlib labels minor ticks too, and
+        # their labels run into each other.
+        ax.xaxis.set_major_locator(ticker.LogLocator(base=10, numticks=6))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_title(f"{kind.upper()} (KiB, log scale)")
-    axes[0].legend(loc="lower right", fontsize=7)
+    # Below the charts, where it covers no bar.
+    handles, legend_labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, legend_labels, loc="lower center", ncol=2, fontsize=8, bbox_to_anchor=(0.5, -0.02))
+    fig.subplots_adjust(bottom=0.22)
     return _png(fig)
 
 
@@ -231,185 +242,131 @@ def device_table(model_file: str, gate_report: Optional[Dict[str, Any]] = None) 
     return {"arena": analysis.arena, "macs": analysis.macs, "rows": rows}
 
 
-def _table(rows: List[Sequence[Any]], header: Sequence[str]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def _fmt(value: Optional[float], digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-_STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
-h1{margin-bottom:0}h2{border-bottom:2px solid #2a9d8f;padding-bottom:.2rem;margin-top:2rem}
-table{border-collapse:collapse;margin:.6rem 0}td,th{border:1px solid #ccc;padding:.25rem .6rem;font-size:.9rem}
-th{background:#f2f2f2}.banner{background:#fff3cd;border:1px solid #e0c36a;padding:.6rem 1rem;margin:1rem 0}
-.ok{color:#2a9d8f;font-weight:600}.bad{color:#e63946;font-weight:600}img{max-width:100%}
-"""
+def _schema_origin(config: PipelineConfig) -> str:
+    return f"curated schema {config.data.schema}" if config.data.schema else "schema SchemaGen inferred from this data"
+
+
+def _data_section(summary, config: PipelineConfig, ingestion: Dict[str, Any]) -> Dict[str, Any]:
+    uris = summary.artifact_uris
+    labels = list(config.data.labels)
+    counts = ingestion.get("examples", {})
+    splits = list(counts)
+    classes = sorted({label for per in counts.values() for label in per})
+    rows = ([[label] + [counts[split].get(label, 0) for split in splits] for label in classes]
+            + [["total"] + [sum(counts[split].values()) for split in splits]]) if counts else []
+    anomalies = _anomalies(uris.get(tinyml_pipeline.VALIDATOR, {}).get("anomalies"))
+    examples = _feature_examples(uris.get(tinyml_pipeline.TRANSFORM, {}).get("transformed_examples"), labels,
+                                 config.family.model_input_shape(config))
+    return {
+        "header": ["class"] + splits, "rows": rows, "plot": _examples_plot(counts) if counts else None,
+        "skipped": [(item["file"], item["reason"]) for item in ingestion.get("skipped", [])],
+        "anomalies": [(split, line) for split, found in anomalies.items() for line in found],
+        "schema_origin": _schema_origin(config),
+        "feature_maps": _feature_maps_plot(examples) if examples else None,
+    }
+
+
+def _model_section(summary, labels: List[str], history, quant: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    section: Dict[str, Any] = {"eval_accuracy": _fmt(summary.eval_accuracy),
+                               "history_plot": _history_plot(history) if history else None,
+                               "fidelity": None, "confusion": None}
+    if not quant:
+        return section
+    fidelity, mode = quant["fidelity"], quant["mode"]
+    section["fidelity"] = [
+        ("float (SavedModel)", _fmt(fidelity["float_accuracy"])),
+        (f"{mode} (TFLite Micro)", _fmt(fidelity["quantized_accuracy"])),
+        ("drop (points)", f"{100 * fidelity['accuracy_drop']:.2f}"),
+        ("agreement float vs quantized", _fmt(fidelity["agreement"])),
+        ("TFLM vs desktop TFLite disagreements", fidelity["tflm_tflite_disagreements"]),
+    ]
+    if fidelity.get("confusion_float"):  # absent in reports of quantizers from before they were recorded
+        float_pr = model_card.precision_recall(fidelity["confusion_float"], labels)
+        quant_pr = model_card.precision_recall(fidelity["confusion_quantized"], labels)
+        section["confusion"] = {"float": _confusion_plot(fidelity["confusion_float"], labels, "float"),
+                                "quantized": _confusion_plot(fidelity["confusion_quantized"], labels, mode)}
+        section["per_class_header"] = ("class", "eval examples", "precision float", "recall float",
+                                       f"precision {mode}", f"recall {mode}")
+        section["per_class"] = [(f["label"], f["support"], _fmt(f["precision"], 3), _fmt(f["recall"], 3),
+                                 _fmt(q["precision"], 3), _fmt(q["recall"], 3)) for f, q in zip(float_pr, quant_pr)]
+    return section
+
+
+def _device_section(device: Optional[Dict[str, Any]], quant: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    if not device or not quant:
+        return None
+    return {
+        "model_bytes": quant["model_bytes"], "macs": device["macs"], "arena": device["arena"],
+        "ops": ", ".join(f"{o['name']} v{o['version']}" for o in quant["ops"]),
+        "plot": _budget_plot(device["rows"]),
+        "header": ("board", "core", "RAM KiB (arena + reserve)", "flash KiB (model + TFLM runtime and kernels + reserve)",
+                   "latency ms (estimated)", "inferences/s", ""),
+        "rows": [(r["board"], r["core"], f"{r['ram_used'] / 1024:.1f} / {r['ram_total'] / 1024:.0f}",
+                  f"{r['flash_used'] / 1024:.1f} / {r['flash_total'] / 1024:.0f}", _fmt(r["latency_ms"], 1),
+                  _fmt(r["inferences_per_second"], 1), "fits" if r["fits"] else "does not fit")
+                 for r in device["rows"]],
+    }
 
 
 def build_report(summary, config: PipelineConfig) -> Dict[str, Any]:
-    """Gathers the report's content from the run's artifacts (also returned for tests)."""
+    """Gathers the report's content from the run's artifacts: the template's context (also for tests)."""
     uris = summary.artifact_uris
     labels = list(config.data.labels)
     ingestion = _read_json(summary.ingestion_report) or {"examples": {}, "skipped": []}
     quant_uri = summary.quantization.get("uri") if summary.quantization else None
     quant_report = _read_json(os.path.join(quant_uri, "quantization_report.json")) if quant_uri else None
-    history = _read_json(os.path.join(uris.get(kws_pipeline.TRAINER, {}).get("model_run", ""), "history.json"))
-    from pipeline.tasks.kws import features
-
-    shape = (config.motion_input_shape if config.is_motion
-             else features.feature_shape(kws_pipeline.frontend_params(config), config.data.clip_samples))
-    gate_uri = uris.get(kws_pipeline.SIZE_GATE, {}).get("report")
+    history = _read_json(os.path.join(uris.get(tinyml_pipeline.TRAINER, {}).get("model_run", ""), HISTORY_FILE))
+    gate_uri = uris.get(tinyml_pipeline.SIZE_GATE, {}).get("report")
     gate_report = _read_json(os.path.join(gate_uri, "device_report.json")) if gate_uri else None
+    device = device_table(os.path.join(quant_uri, "model.tflite"), gate_report) if quant_uri else None
+    comparison = None
+    if summary.baseline_accuracy is not None:
+        delta = (summary.eval_accuracy or 0) - summary.baseline_accuracy
+        comparison = [("eval accuracy", _fmt(summary.baseline_accuracy), _fmt(summary.eval_accuracy),
+                       f"{100 * delta:+.2f} points")]
     return {
+        "run": summary,
+        "config": config,
+        "written": time.strftime("%Y-%m-%d %H:%M:%S"),
         "labels": labels,
-        "synthetic": kws_pipeline.uses_synthetic_data(config),
+        "synthetic": tinyml_pipeline.uses_synthetic_data(config),
+        "text": config.family.report_text(config),
         "ingestion": ingestion,
-        "anomalies": _anomalies(uris.get(kws_pipeline.VALIDATOR, {}).get("anomalies")),
-        "feature_examples": _feature_examples(uris.get(kws_pipeline.TRANSFORM, {}).get("transformed_examples"),
-                                              labels, shape),
-        "history": history,
+        "components": [(c.node_id, c.state, f"{c.seconds:.1f} s") for c in summary.components],
+        "data": _data_section(summary, config, ingestion),
+        "model": _model_section(summary, labels, history, quant_report),
         "quantization": quant_report,
-        "device": device_table(os.path.join(quant_uri, "model.tflite"), gate_report) if quant_uri else None,
+        "device": _device_section(device, quant_report),
         "gate": gate_report,
         "release": release_outcome(summary, config),
+        "comparison": comparison,
     }
 
 
-def render_html(summary, config: PipelineConfig, content: Dict[str, Any]) -> str:
-    """The report page."""
-    labels = content["labels"]
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>tinyml-tfx run {html.escape(summary.run_id)}"
-             f"</title><style>{_STYLE}</style></head><body>",
-             f"<h1>Pipeline '{html.escape(summary.pipeline_name)}'</h1>",
-             f"<p>Run {html.escape(summary.run_id)}, {summary.wall_seconds:.1f} s; config "
-             f"{html.escape(config.source)}; target board {html.escape(config.target_device)}; report written "
-             f"{time.strftime('%Y-%m-%d %H:%M:%S')}.</p>"]
-    if content["synthetic"]:
-        parts.append("<div class='banner'><b>Synthetic data.</b> This model was trained and evaluated on "
-                     + ("simulated IMU gestures" if config.is_motion else "generated eSpeak NG speech")
-                     + ", not on recordings of people; its figures demonstrate the "
-                     "pipeline, not real-world accuracy.</div>")
-    parts.append("<h2>Components</h2>" + _table(
-        [(c.node_id, c.state, f"{c.seconds:.1f} s") for c in summary.components], ("component", "state", "time")))
+def render_html(content: Dict[str, Any]) -> str:
+    """The report page: ``content`` (from ``build_report``) through ``templates/report.html.j2``."""
+    import jinja2
 
-    # Data
-    ingestion = content["ingestion"]
-    parts.append("<h2 id='data'>Data</h2>")
-    counts = ingestion.get("examples", {})
-    if counts:
-        splits = list(counts)
-        classes = sorted({label for per in counts.values() for label in per})
-        parts.append(_table([[label] + [counts[split].get(label, 0) for split in splits] for label in classes]
-                            + [["total"] + [sum(counts[split].values()) for split in splits]],
-                            ["class"] + splits))
-        parts.append(f"<img alt='examples per split and class' src='{_examples_plot(counts)}'>")
-    skipped = ingestion.get("skipped", [])
-    parts.append(f"<p>Skipped files: {len(skipped)}</p>")
-    if skipped:
-        parts.append(_table([(s["file"], s["reason"]) for s in skipped], ("file", "reason")))
-    anomalies = content["anomalies"]
-    lines = [(split, line) for split, found in anomalies.items() for line in found]
-    parts.append("<p>TFDV anomalies against the curated schema: "
-                 + ("<span class='ok'>none</span></p>" if not lines else f"{len(lines)}</p>" +
-                    _table(lines, ("split", "anomaly"))))
-    if content["feature_examples"]:
-        what = (f"Model inputs ({'spectral bins' if config.motion.features == 'spectrum' else 'normalized samples'}"
-                " x channels) of eval windows" if config.is_motion
-                else "Feature maps (TFLite Micro audio front end, frames x channels) of eval clips")
-        parts.append(f"<p>{what}:</p>"
-                     f"<img alt='feature maps' src='{_feature_maps_plot(content['feature_examples'])}'>")
-
-    # Model
-    parts.append("<h2 id='model'>Model</h2>")
-    verdict = ("<span class='ok'>blessed</span>" if summary.blessed else "<span class='bad'>not blessed</span>")
-    parts.append(f"<p>Eval accuracy (TFMA): {_fmt(summary.eval_accuracy)} ({verdict}; floor "
-                 f"{config.requirements.min_accuracy}).</p>")
-    if content["history"]:
-        parts.append(f"<img alt='training curves' src='{_history_plot(content['history'])}'>")
-    quant = content["quantization"]
-    if quant:
-        fidelity = quant["fidelity"]
-        parts.append(_table([
-            ("float (SavedModel)", _fmt(fidelity["float_accuracy"])),
-            (f"{quant['mode']} (TFLite Micro)", _fmt(fidelity["quantized_accuracy"])),
-            ("drop (points)", f"{100 * fidelity['accuracy_drop']:.2f}"),
-            ("agreement float vs quantized", _fmt(fidelity["agreement"])),
-            ("TFLM vs desktop TFLite disagreements", fidelity["tflm_tflite_disagreements"]),
-        ], ("quantization fidelity on eval", "value")))
-        if "confusion_float" not in fidelity:  # a quantizer from before confusion matrices were recorded
-            fidelity = {**fidelity, "confusion_float": None}
-    if quant and fidelity.get("confusion_float"):
-        parts.append(f"<img alt='confusion matrix float' src='{_confusion_plot(fidelity['confusion_float'], labels, 'float')}'>"
-                     f"<img alt='confusion matrix int8' src='{_confusion_plot(fidelity['confusion_quantized'], labels, quant['mode'])}'>")
-        float_pr = model_card.precision_recall(fidelity["confusion_float"], labels)
-        quant_pr = model_card.precision_recall(fidelity["confusion_quantized"], labels)
-        parts.append(_table([(f["label"], f["support"], _fmt(f["precision"], 3), _fmt(f["recall"], 3),
-                              _fmt(q["precision"], 3), _fmt(q["recall"], 3)) for f, q in zip(float_pr, quant_pr)],
-                            ("class", "eval examples", "precision float", "recall float",
-                             f"precision {quant['mode']}", f"recall {quant['mode']}")))
-
-    # Device
-    parts.append("<h2 id='device'>Device</h2>")
-    device = content["device"]
-    if device and quant:
-        arena = device["arena"]
-        parts.append(f"<p>{quant['model_bytes']:,} bytes, {device['macs']:,} MACs per inference; tensor arena "
-                     f"{arena.smallest_bytes:,} bytes measured on TFLite Micro (recording allocator "
-                     f"{arena.recorded_total:,}); ops: "
-                     + ", ".join(f"{o['name']} v{o['version']}" for o in quant["ops"]) + ".</p>")
-        parts.append(f"<img alt='budgets per board' src='{_budget_plot(device['rows'])}'>")
-        parts.append(_table([(r["board"], r["core"], f"{r['ram_used'] / 1024:.1f} / {r['ram_total'] / 1024:.0f}",
-                              f"{r['flash_used'] / 1024:.1f} / {r['flash_total'] / 1024:.0f}",
-                              _fmt(r["latency_ms"], 1), _fmt(r["inferences_per_second"], 1),
-                              "fits" if r["fits"] else "does not fit") for r in device["rows"]],
-                            ("board", "core", "RAM KiB (arena + reserve)",
-                             "flash KiB (model + TFLM runtime and kernels + reserve)", "latency ms (est.)",
-                             "inferences/s", "")))
-        parts.append("<p>Flash adds the TFLite Micro runtime and the kernels of the model's ops (code sizes "
-                     "measured on the installed TFLM build); latency is the model's MACs through a per-core cost "
-                     "model calibrated on MLPerf Tiny measurements (see the size gate's report).</p>")
-    else:
-        parts.append("<p>No quantized model in this run.</p>")
-
-    # Release and comparison
-    parts.append("<h2 id='release'>Release</h2>")
-    outcome = content["release"]
-    if outcome["pushed"]:
-        parts.append("<p><span class='ok'>Pushed</span> to the OTA registry:</p>"
-                     + _table(outcome["rows"], ("release", "value")))
-    else:
-        parts.append("<p><span class='bad'>Nothing was pushed.</span></p><ul>"
-                     + "".join(f"<li>{html.escape(str(reason))}</li>" for reason in outcome["reasons"]) + "</ul>")
-    parts.append("<h2 id='comparison'>Comparison with the previous blessed model</h2>")
-    if summary.baseline_accuracy is not None:
-        delta = (summary.eval_accuracy or 0) - summary.baseline_accuracy
-        parts.append(_table([("eval accuracy", _fmt(summary.baseline_accuracy), _fmt(summary.eval_accuracy),
-                              f"{100 * delta:+.2f} points")], ("metric", "previous blessed", "this run", "change")))
-    else:
-        parts.append("<p>No previously blessed model: this is the first.</p>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("pipeline.ui", "templates"), autoescape=True, undefined=jinja2.StrictUndefined)
+    return environment.get_template(REPORT_TEMPLATE).render(**content)
 
 
 def model_card_markdown(summary, config: PipelineConfig, content: Dict[str, Any]) -> str:
     """The run's model card: the card a release carries, with the Evaluator's metrics and the data counts."""
-    text = kws_pipeline.card_text(config)
+    text = tinyml_pipeline.card_text(config)
     counts = content["ingestion"].get("examples", {})
     if counts:
         text = dataclasses.replace(text, data=text.data + " Examples per split: " + ", ".join(
             f"{split} {sum(per.values())}" for split, per in counts.items()) + ".")
-    from pipeline.tasks.kws import features
-
     quant = content["quantization"] or {}
     provenance = {"pipeline": config.pipeline_name, "run": summary.run_id,
                   "TensorFlow": quant.get("tensorflow_version", "?"),
-                  "TFLite Micro": quant.get("tflite_micro_version", "?"),
-                  **({} if config.is_motion else
-                     {"audio front-end hash": features.frontend_hash(kws_pipeline.frontend_params(config))})}
+                  "TFLite Micro": quant.get("tflite_micro_version", "?"), **config.family.provenance(config)}
     return model_card.render(text, content["quantization"] or {}, content["gate"] or {}, provenance,
                              evaluation={"accuracy": summary.eval_accuracy, "per_class": summary.per_class_accuracy})
 
@@ -423,7 +380,7 @@ def write_report(summary, config: PipelineConfig, out_dir: Optional[str] = None)
     content = build_report(summary, config)
     path = os.path.join(out_dir, REPORT_FILE)
     with open(path, "w", encoding="utf-8") as f:
-        f.write(render_html(summary, config, content))
+        f.write(render_html(content))
     with open(os.path.join(out_dir, MODEL_CARD_FILE), "w", encoding="utf-8") as f:
         f.write(model_card_markdown(summary, config, content))
     return path

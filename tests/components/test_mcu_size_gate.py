@@ -7,13 +7,13 @@ import pytest
 
 from components.mcu_size_gate import executor
 from components.types import DeviceReport, ModelBlessing, TFLiteModel
-from pipeline import pipeline as kws_pipeline
+from pipeline import pipeline as tinyml_pipeline
 from tests.helpers import make_artifact, write_tiny_board
 
 @pytest.fixture(scope="module")
 def quantized(tiny_pipeline_runs):
     _, (first, _, _) = tiny_pipeline_runs
-    return make_artifact(TFLiteModel, first.artifact_uris[kws_pipeline.QUANTIZER]["quantized_model"])
+    return make_artifact(TFLiteModel, first.artifact_uris[tinyml_pipeline.QUANTIZER]["quantized_model"])
 
 
 def _run(quantized, tmp_path, target, extra=(), boards_dirs=(), max_latency_ms=None):

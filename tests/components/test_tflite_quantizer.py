@@ -9,7 +9,7 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from components.tflite_quantizer import executor, quantize
 from components.types import ModelBlessing, TFLiteModel
-from pipeline import pipeline as kws_pipeline
+from pipeline import pipeline as tinyml_pipeline
 from tests.helpers import make_artifact
 
 
@@ -18,11 +18,11 @@ def inputs(tiny_pipeline_runs):
     config, (first, _, _) = tiny_pipeline_runs
     uris = first.artifact_uris
     return config, {
-        executor.MODEL_KEY: [make_artifact(standard_artifacts.Model, uris[kws_pipeline.TRAINER]["model"])],
-        executor.EXAMPLES_KEY: [make_artifact(standard_artifacts.Examples, uris[kws_pipeline.TRANSFORM]["transformed_examples"],
+        executor.MODEL_KEY: [make_artifact(standard_artifacts.Model, uris[tinyml_pipeline.TRAINER]["model"])],
+        executor.EXAMPLES_KEY: [make_artifact(standard_artifacts.Examples, uris[tinyml_pipeline.TRANSFORM]["transformed_examples"],
                                           split_names=artifact_utils.encode_split_names(["train", "eval", "test"]))],
         executor.TRANSFORM_GRAPH_KEY: [make_artifact(standard_artifacts.TransformGraph,
-                                                 uris[kws_pipeline.TRANSFORM]["transform_graph"])],
+                                                 uris[tinyml_pipeline.TRANSFORM]["transform_graph"])],
     }
 
 

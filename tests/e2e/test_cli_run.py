@@ -18,7 +18,12 @@ def test_run_prints_progress_and_the_summary_and_writes_the_report(tiny_pipeline
     assert re.search(r"Trainer\s+cached", result.output)  # the same pipeline: answered from TFX's cache
     assert "OTA release:" in result.output and "Eval accuracy:" in result.output
     report = re.search(r"Report:\s+(\S+)", result.output).group(1)
-    assert os.path.exists(report) and os.path.exists(os.path.join(os.path.dirname(report), "model_card.md"))
+    with open(report) as f:
+        page = f.read()
+    with open(os.path.join(os.path.dirname(report), "model_card.md")) as f:
+        card = f.read()
+    summary = re.search(r"Pipeline 'kws-tiny', run (\S+):", result.output).group(1)
+    assert f"Run {summary}" in page and f"- run: {summary}" in card  # this run's report and card, not an old one
 
     again = invoke("report", "--config", path, "--workdir", workdir, "--run", first.run_id)
     assert again.exit_code == 0 and first.run_id.replace(":", "-") in again.output

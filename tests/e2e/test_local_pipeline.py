@@ -8,24 +8,24 @@ import pytest
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import pipeline as kws_pipeline
+from pipeline import pipeline as tinyml_pipeline
 from pipeline.runners import local as run_local
-from tests.helpers import write_tiny_board
+from tests.helpers import AUDIO_EXAMPLE_GEN, write_tiny_board
 
 CHANCE = 1 / 5  # silence, unknown, yes, no, up
-PRODUCING_NODES = [kws_pipeline.EXAMPLE_GEN, kws_pipeline.STATISTICS_GEN, kws_pipeline.SCHEMA_GEN,
-                   kws_pipeline.VALIDATOR, kws_pipeline.TRANSFORM, kws_pipeline.TRAINER, kws_pipeline.EVALUATOR,
-                   kws_pipeline.QUANTIZER, kws_pipeline.SIZE_GATE]
+PRODUCING_NODES = [AUDIO_EXAMPLE_GEN, tinyml_pipeline.STATISTICS_GEN, tinyml_pipeline.SCHEMA_GEN,
+                   tinyml_pipeline.VALIDATOR, tinyml_pipeline.TRANSFORM, tinyml_pipeline.TRAINER, tinyml_pipeline.EVALUATOR,
+                   tinyml_pipeline.QUANTIZER, tinyml_pipeline.SIZE_GATE]
 EXPECTED_OUTPUTS = {
-    kws_pipeline.EXAMPLE_GEN: {"examples"},
-    kws_pipeline.STATISTICS_GEN: {"statistics"},
-    kws_pipeline.SCHEMA_GEN: {"schema"},
-    kws_pipeline.VALIDATOR: {"anomalies"},
-    kws_pipeline.TRANSFORM: {"transform_graph", "transformed_examples"},
-    kws_pipeline.TRAINER: {"model", "model_run"},
-    kws_pipeline.EVALUATOR: {"evaluation", "blessing"},
-    kws_pipeline.QUANTIZER: {"quantized_model", "blessing"},
-    kws_pipeline.SIZE_GATE: {"blessing", "report"},
+    AUDIO_EXAMPLE_GEN: {"examples"},
+    tinyml_pipeline.STATISTICS_GEN: {"statistics"},
+    tinyml_pipeline.SCHEMA_GEN: {"schema"},
+    tinyml_pipeline.VALIDATOR: {"anomalies"},
+    tinyml_pipeline.TRANSFORM: {"transform_graph", "transformed_examples"},
+    tinyml_pipeline.TRAINER: {"model", "model_run"},
+    tinyml_pipeline.EVALUATOR: {"evaluation", "blessing"},
+    tinyml_pipeline.QUANTIZER: {"quantized_model", "blessing"},
+    tinyml_pipeline.SIZE_GATE: {"blessing", "report"},
 }
 
 
@@ -64,7 +64,7 @@ def test_ml_metadata_records_executions_and_artifacts_per_component(runs):
         artifacts = store.get_artifacts_by_id([e.artifact_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT])
         assert all(a.state == metadata_store_pb2.Artifact.LIVE and os.path.exists(a.uri) for a in artifacts)
     # the Trainer consumed the Transform's outputs: lineage is recorded
-    trainer_inputs = {e.path.steps[0].key for e in store.get_events_by_execution_ids([by_node[kws_pipeline.TRAINER].id])
+    trainer_inputs = {e.path.steps[0].key for e in store.get_events_by_execution_ids([by_node[tinyml_pipeline.TRAINER].id])
                       if e.type == metadata_store_pb2.Event.INPUT}
     assert {"examples", "transform_graph", "schema"} <= trainer_inputs
 
@@ -85,16 +85,16 @@ def test_planted_bad_wav_is_reported_not_fatal(runs):
     with open(first.ingestion_report) as f:
         report = json.load(f)
     assert [s["file"] for s in report["skipped"]] == ["yes/deadbeef_nohash_0.wav"]
-    assert "not a RIFF/WAVE file" in report["skipped"][0]["reason"] or "WAV" in report["skipped"][0]["reason"]
+    assert report["skipped"][0]["reason"] == "unreadable WAV (not a WAVE file)"  # wave rejects the header
 
 
 def test_unchanged_reruns_hit_the_cache(runs):
     _, (first, second, third) = runs
-    upstream = [n for n in PRODUCING_NODES if n != kws_pipeline.EVALUATOR]
+    upstream = [n for n in PRODUCING_NODES if n != tinyml_pipeline.EVALUATOR]
     assert all(_by_node(second)[n].state == "cached" for n in upstream), _by_node(second)
     # The first blessing becomes the baseline, so the Evaluator re-runs once; then it too is cached.
     expected = "done" if first.blessed else "cached"
-    assert _by_node(second)[kws_pipeline.EVALUATOR].state == expected
+    assert _by_node(second)[tinyml_pipeline.EVALUATOR].state == expected
     assert all(_by_node(third)[n].state == "cached" for n in PRODUCING_NODES), _by_node(third)
     assert third.eval_accuracy == pytest.approx(first.eval_accuracy)
 
@@ -126,11 +126,11 @@ def test_a_target_board_too_small_blocks_the_release_and_says_why(runs, tmp_path
     small = dataclasses.replace(config, target_device="tiny_mcu", boards_dirs=(boards,))
     summary = run_local.run(small)
     states = {c.node_id: c.state for c in summary.components}
-    assert states[kws_pipeline.SIZE_GATE] == "done" and states[kws_pipeline.TRAINER] == "cached"
+    assert states[tinyml_pipeline.SIZE_GATE] == "done" and states[tinyml_pipeline.TRAINER] == "cached"
     gate = summary.size_gate
     assert not gate["blessed"] and gate["reason"].startswith("RAM: arena ") and gate["reason"].endswith("on tiny_mcu")
     # Nothing reaches devices: the OtaPusher is skipped by its Cond, and the registry is unchanged.
-    assert kws_pipeline.PUSHER not in states and not summary.release
+    assert tinyml_pipeline.PUSHER not in states and not summary.release
     assert summary.to_text().count("nothing pushed") == 1
     assert _registry_versions(config) == versions_before
     from pipeline.ui import report
@@ -154,19 +154,18 @@ def _registry_versions(config):
 
 def test_a_blessed_model_is_pushed_signed_with_fleet_annotations_and_lineage(runs):
     from components.ota import channels, releases
-    from pipeline.tasks.kws import features
 
     config, (first, second, third) = runs
     all_blessed = first.blessed and first.quantization["blessed"] and first.size_gate["blessed"]
     assert all_blessed, "the tiny run is expected to pass every gate"
-    assert _by_node(first)[kws_pipeline.PUSHER].state == "done"
+    assert _by_node(first)[tinyml_pipeline.PUSHER].state == "done"
     release = first.release
     assert release["pushed"] == 1 and release["pushed_version"] == "0.1.0"
     assert release["destination"].endswith(f"{config.repository}:0.1.0")
     # The second run re-evaluates against the new baseline, so its pusher runs again, but the model
     # is the same bytes: like TFX's Pusher, it does not push it twice. The third run is all cached.
     assert second.release["pushed_version"] == "0.1.0"
-    assert _by_node(third)[kws_pipeline.PUSHER].state == "cached"
+    assert _by_node(third)[tinyml_pipeline.PUSHER].state == "cached"
     store = _registry(config)
     assert _registry_versions(config) == ["0.1.0"]
 
@@ -181,7 +180,7 @@ def test_a_blessed_model_is_pushed_signed_with_fleet_annotations_and_lineage(run
 
     annotations = store.get_manifest(store.resolve("0.1.0")["digest"])["annotations"]
     assert annotations[releases.TARGETS_ANNOTATION].split(",")[0] == "nano33ble_sense"
-    assert annotations[releases.FRONTEND_ANNOTATION] == features.frontend_hash(kws_pipeline.frontend_params(config))
+    assert annotations[releases.FRONTEND_ANNOTATION] == config.family.input_processing_hash(config)
     assert annotations[releases.RUN_ANNOTATION] == first.run_id
     assert int(annotations[releases.ARENA_ANNOTATION]) == first.size_gate["arena_bytes"]
     assert "CONV_2D:v" in annotations[releases.OPS_ANNOTATION]
@@ -190,6 +189,6 @@ def test_a_blessed_model_is_pushed_signed_with_fleet_annotations_and_lineage(run
     quantized_artifact = mlmd.get_artifacts_by_id([lineage["model"]])[0]
     assert quantized_artifact.uri == quantized
     assert mlmd.get_artifacts_by_id([lineage["model_blessing"]])[0].uri == first.artifact_uris[
-        kws_pipeline.EVALUATOR]["blessing"]
+        tinyml_pipeline.EVALUATOR]["blessing"]
     history = channels.history(store, "nano33ble_sense", "canary")
     assert history[0].action == "push" and history[0].version == "0.1.0" and history[0].previous is None

@@ -11,10 +11,11 @@ import pytest
 import tensorflow as tf
 
 from pipeline import config as config_lib
-from pipeline import pipeline as kws_pipeline
+from pipeline import pipeline as tinyml_pipeline
 from pipeline.runners import local as run_local
 from pipeline.ui import report
 from pipeline.tasks.motion import generate, normalization
+from tests.helpers import MOTION_EXAMPLE_GEN
 
 MOTION_CONFIG = os.path.join(os.path.dirname(config_lib.DEFAULT_CONFIG), "motion.yaml")
 BAD_FILES = {  # planted in the generated data: file -> what the skip report must say
@@ -73,8 +74,8 @@ def spectrum_run(motion_data, tmp_path_factory):
 def test_the_whole_pipeline_runs_and_releases(motion_run):
     config, summary = motion_run
     states = {c.node_id: c.state for c in summary.components}
-    assert states[kws_pipeline.MOTION_EXAMPLE_GEN] == "done" and states[kws_pipeline.PUSHER] == "done"
-    assert kws_pipeline.SCHEMA_GEN in states  # the curated motion schema, validated against every split
+    assert states[MOTION_EXAMPLE_GEN] == "done" and states[tinyml_pipeline.PUSHER] == "done"
+    assert tinyml_pipeline.SCHEMA_GEN in states  # the curated motion schema, validated against every split
     assert summary.eval_accuracy > 0.5 and summary.blessed  # four classes: chance is 0.25
     assert summary.quantization["blessed"] and summary.size_gate["blessed"] and summary.release["pushed"]
 
@@ -90,7 +91,7 @@ def test_bad_recordings_are_skipped_with_their_reason(motion_run):
 
 def test_windows_never_span_recordings_or_splits(motion_run):
     config, summary = motion_run
-    examples = summary.artifact_uris[kws_pipeline.MOTION_EXAMPLE_GEN]["examples"]
+    examples = summary.artifact_uris[MOTION_EXAMPLE_GEN]["examples"]
     recordings_by_split = {}
     for split_dir in glob.glob(os.path.join(examples, "Split-*")):
         files = glob.glob(os.path.join(split_dir, "*"))
@@ -144,7 +145,7 @@ def test_the_report_covers_the_motion_run(motion_run, tmp_path):
 def _transform(summary, config, raw_windows):
     import tensorflow_transform as tft
 
-    graph = tft.TFTransformOutput(summary.artifact_uris[kws_pipeline.TRANSFORM]["transform_graph"])
+    graph = tft.TFTransformOutput(summary.artifact_uris[tinyml_pipeline.TRANSFORM]["transform_graph"])
     raw = {c: tf.constant(raw_windows[:, :, i]) for i, c in enumerate(config.motion.channels)}
     raw["label"] = tf.fill([len(raw_windows)] + list(graph.raw_feature_spec()["label"].shape or []), "idle")
     return graph.transform_raw_features(raw, drop_unused_features=True)["features"].numpy()

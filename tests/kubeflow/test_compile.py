@@ -19,8 +19,9 @@ from tfx.utils import import_utils
 
 from pipeline.ui import cli
 from pipeline import config as config_lib
-from pipeline import pipeline as kws_pipeline
+from pipeline import pipeline as tinyml_pipeline
 from pipeline.runners import kubeflow as run_kubeflow
+from tests.helpers import AUDIO_EXAMPLE_GEN, MOTION_EXAMPLE_GEN
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -58,9 +59,9 @@ def test_the_package_is_what_the_kfp_client_uploads(package_path):
     document = kfp_client._extract_pipeline_yaml(package_path)  # the client's own reader of packages
     assert document.pipeline_spec.schema_version == "2.1.0"
     executors = document.platform_spec.platforms["kubernetes"].deployment_spec.executors
-    assert set(executors) == {f"{kws_pipeline.PUSHER}_executor"}
+    assert set(executors) == {f"{tinyml_pipeline.PUSHER}_executor"}
     pusher = kubernetes_executor_config_pb2.KubernetesExecutorConfig()
-    json_format.ParseDict(json_format.MessageToDict(executors[f"{kws_pipeline.PUSHER}_executor"]), pusher)
+    json_format.ParseDict(json_format.MessageToDict(executors[f"{tinyml_pipeline.PUSHER}_executor"]), pusher)
     env = {m.env_var: (s.secret_name, m.secret_key) for s in pusher.secret_as_env for m in s.key_to_env}
     assert env == {"TINYML_TFX_SIGNING_KEY": ("ota-signing-key", "cosign.key"),
                    "TINYML_TFX_REGISTRY_USERNAME": ("ota-registry-credentials", "username"),
@@ -73,35 +74,35 @@ def test_the_package_is_what_the_kfp_client_uploads(package_path):
 def test_every_component_is_a_task_in_the_dag(compiled):
     _, spec = compiled
     tasks = spec.root.dag.tasks
-    for node in (kws_pipeline.EXAMPLE_GEN, kws_pipeline.STATISTICS_GEN, kws_pipeline.SCHEMA_GEN,
-                 kws_pipeline.VALIDATOR, kws_pipeline.TRANSFORM, kws_pipeline.TRAINER, kws_pipeline.EVALUATOR,
-                 kws_pipeline.QUANTIZER, kws_pipeline.SIZE_GATE, kws_pipeline.PUSHER):
+    for node in (AUDIO_EXAMPLE_GEN, tinyml_pipeline.STATISTICS_GEN, tinyml_pipeline.SCHEMA_GEN,
+                 tinyml_pipeline.VALIDATOR, tinyml_pipeline.TRANSFORM, tinyml_pipeline.TRAINER, tinyml_pipeline.EVALUATOR,
+                 tinyml_pipeline.QUANTIZER, tinyml_pipeline.SIZE_GATE, tinyml_pipeline.PUSHER):
         assert node in tasks, node
-    assert any(name.startswith(kws_pipeline.BASELINE_RESOLVER) for name in tasks)
+    assert any(name.startswith(tinyml_pipeline.BASELINE_RESOLVER) for name in tasks)
 
 
 def test_task_order_follows_the_data(compiled):
     _, spec = compiled
     deps = {name: set(task.dependent_tasks) for name, task in spec.root.dag.tasks.items()}
-    assert kws_pipeline.TRAINER in deps[kws_pipeline.QUANTIZER]
-    assert kws_pipeline.QUANTIZER in deps[kws_pipeline.SIZE_GATE]
-    assert kws_pipeline.VALIDATOR in deps[kws_pipeline.TRANSFORM]  # no training on data that failed validation
-    assert kws_pipeline.TRANSFORM in deps[kws_pipeline.TRAINER]
-    assert kws_pipeline.TRAINER in deps[kws_pipeline.EVALUATOR]
+    assert tinyml_pipeline.TRAINER in deps[tinyml_pipeline.QUANTIZER]
+    assert tinyml_pipeline.QUANTIZER in deps[tinyml_pipeline.SIZE_GATE]
+    assert tinyml_pipeline.VALIDATOR in deps[tinyml_pipeline.TRANSFORM]  # no training on data that failed validation
+    assert tinyml_pipeline.TRANSFORM in deps[tinyml_pipeline.TRAINER]
+    assert tinyml_pipeline.TRAINER in deps[tinyml_pipeline.EVALUATOR]
 
 
 def test_the_pusher_runs_only_when_every_blessing_is_positive(compiled):
     from pipeline import config as config_lib
 
     job, spec = compiled
-    pusher = spec.root.dag.tasks[kws_pipeline.PUSHER]
-    assert {kws_pipeline.EVALUATOR, kws_pipeline.QUANTIZER, kws_pipeline.SIZE_GATE} <= set(pusher.dependent_tasks)
+    pusher = spec.root.dag.tasks[tinyml_pipeline.PUSHER]
+    assert {tinyml_pipeline.EVALUATOR, tinyml_pipeline.QUANTIZER, tinyml_pipeline.SIZE_GATE} <= set(pusher.dependent_tasks)
     condition = pusher.trigger_policy.condition
     assert condition.count("blessed") == 3 and condition.count("&&") == 2, condition
     # every artifact the condition reads is an input of the task (else KFP cannot evaluate it)
     assert set(re.findall(r"inputs\.artifacts\['([^']+)'\]", condition)) == {
         "model_blessing", "quantization_blessing", "device_blessing"} <= set(pusher.inputs.artifacts)
-    registry = job["root"]["dag"]["tasks"][kws_pipeline.PUSHER]["inputs"]["parameters"]["registry"]
+    registry = job["root"]["dag"]["tasks"][tinyml_pipeline.PUSHER]["inputs"]["parameters"]["registry"]
     assert registry["runtimeValue"]["constant"] == config_lib.IN_CLUSTER_REGISTRY
 
 
@@ -136,7 +137,7 @@ def test_pipeline_root_and_data_come_from_the_config(compiled, kubeflow_config):
     job, spec = compiled
     assert spec.default_pipeline_root == "gs://tinyml-runs/kws"
     assert "gs://tinyml-data/speech_commands" in json.dumps(job)
-    schema_file = job["root"]["dag"]["tasks"][kws_pipeline.SCHEMA_GEN]["inputs"]["parameters"]["schema_file"]
+    schema_file = job["root"]["dag"]["tasks"][tinyml_pipeline.SCHEMA_GEN]["inputs"]["parameters"]["schema_file"]
     assert schema_file["runtimeValue"]["constant"] == "/opt/tinyml-tfx/schemas/kws/schema.pbtxt"  # in the image
 
 
@@ -212,11 +213,11 @@ def test_the_motion_task_compiles_with_its_own_example_gen_and_its_curated_schem
     ).for_kubeflow()
     package = run_kubeflow.compile_pipeline(config, str(tmp_path / "motion.yaml"))
     tasks = package["pipeline_spec"]["root"]["dag"]["tasks"]
-    assert {kws_pipeline.MOTION_EXAMPLE_GEN, kws_pipeline.SCHEMA_GEN, kws_pipeline.PUSHER} <= set(tasks)
-    assert kws_pipeline.EXAMPLE_GEN not in tasks
-    schema_file = tasks[kws_pipeline.SCHEMA_GEN]["inputs"]["parameters"]["schema_file"]["runtimeValue"]["constant"]
+    assert {MOTION_EXAMPLE_GEN, tinyml_pipeline.SCHEMA_GEN, tinyml_pipeline.PUSHER} <= set(tasks)
+    assert AUDIO_EXAMPLE_GEN not in tasks
+    schema_file = tasks[tinyml_pipeline.SCHEMA_GEN]["inputs"]["parameters"]["schema_file"]["runtimeValue"]["constant"]
     assert schema_file == "/opt/tinyml-tfx/schemas/motion/schema.pbtxt"  # the curated schema, in the image
     executors = package["pipeline_spec"]["deploymentSpec"]["executors"]
-    args = executors[f"{kws_pipeline.MOTION_EXAMPLE_GEN}_executor"]["container"]["args"]
+    args = executors[f"{MOTION_EXAMPLE_GEN}_executor"]["container"]["args"]
     cls = import_utils.import_class_by_path(args[args.index("--executor_class_path") + 1])
     assert issubclass(cls, base_executor.BaseExecutor)

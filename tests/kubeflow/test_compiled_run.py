@@ -18,8 +18,9 @@ from components.ota import channels, http_registry, publish, releases, signing
 from pipeline import config as config_lib
 from pipeline.runners import kfp_launcher
 from pipeline.runners import kubeflow as run_kubeflow
-from pipeline import pipeline as kws_pipeline
-from tests.helpers import reference_registry_or_skip, tiny_config
+from pipeline import pipeline as tinyml_pipeline
+from pipeline.tasks.common.training import HISTORY_FILE, OPTIMIZER_STEPS
+from tests.helpers import AUDIO_EXAMPLE_GEN, reference_registry_or_skip, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 USER, PASSWORD = "kfp-pusher", "kfp-pass"
@@ -61,19 +62,22 @@ def test_every_task_runs_through_the_container_entrypoint(compiled_run):
     _, package, runs, _ = compiled_run
     spec, _ = kfp_launcher.load_package(package)
     for name, run in runs.items():
-        expected = "resolved" if name.startswith(kws_pipeline.BASELINE_RESOLVER) else "succeeded"
+        expected = "resolved" if name.startswith(tinyml_pipeline.BASELINE_RESOLVER) else "succeeded"
         assert run.state == expected, (name, run.state)
-    assert runs[kws_pipeline.PUSHER].condition.count("blessed") == 3  # evaluated, and true
+    assert runs[tinyml_pipeline.PUSHER].condition.count("blessed") == 3  # evaluated, and true
     assert set(runs) == set(spec["root"]["dag"]["tasks"])
 
 
 def test_the_run_knobs_reach_the_trainer_and_the_evaluator(compiled_run):
     _, _, runs, _ = compiled_run
-    trainer_log = open(os.path.join(os.path.dirname(runs[kws_pipeline.TRAINER].outputs["model"][0]["uri"]),
+    trainer_log = open(os.path.join(os.path.dirname(runs[tinyml_pipeline.TRAINER].outputs["model"][0]["uri"]),
                                     "log.txt")).read()
     assert re.search(r"Training epoch 20/20: .*", trainer_log)
-    assert re.search(r"'train_args': '[^']*\"numSteps\": 100", trainer_log)
-    evaluator_log = open(os.path.join(os.path.dirname(runs[kws_pipeline.EVALUATOR].outputs["blessing"][0]["uri"]),
+    with open(os.path.join(runs[tinyml_pipeline.TRAINER].outputs["model_run"][0]["uri"], HISTORY_FILE)) as f:
+        history = json.load(f)
+    # The budget of 100 steps, not the 20 full epochs the config asks for, is what training took.
+    assert history[OPTIMIZER_STEPS] == 100 and len(history["loss"]) == 20
+    evaluator_log = open(os.path.join(os.path.dirname(runs[tinyml_pipeline.EVALUATOR].outputs["blessing"][0]["uri"]),
                                       "log.txt")).read()
     assert re.search(r"lowerBound.{1,4}0\.25", evaluator_log)
 
@@ -82,7 +86,7 @@ def test_it_produces_the_same_artifacts_as_the_local_runner(compiled_run, tiny_p
     _, _, runs, _ = compiled_run
     _, (local_first, _, _) = tiny_pipeline_runs
     for node, outputs in local_first.artifact_uris.items():
-        if node.startswith(kws_pipeline.BASELINE_RESOLVER):
+        if node.startswith(tinyml_pipeline.BASELINE_RESOLVER):
             continue
         assert set(runs[node].outputs) == set(outputs), node
         for key, artifacts in runs[node].outputs.items():
@@ -93,9 +97,9 @@ def test_it_produces_the_same_artifacts_as_the_local_runner(compiled_run, tiny_p
     def splits(uri):
         return sorted(os.path.basename(d) for d in glob.glob(os.path.join(uri, "Split-*")))
 
-    examples = runs[kws_pipeline.EXAMPLE_GEN].outputs["examples"][0]
-    assert splits(examples["uri"]) == splits(local_first.artifact_uris[kws_pipeline.EXAMPLE_GEN]["examples"])
-    for node, key, name in ((kws_pipeline.SIZE_GATE, "report", "device_report.json"),):
+    examples = runs[AUDIO_EXAMPLE_GEN].outputs["examples"][0]
+    assert splits(examples["uri"]) == splits(local_first.artifact_uris[AUDIO_EXAMPLE_GEN]["examples"])
+    for node, key, name in ((tinyml_pipeline.SIZE_GATE, "report", "device_report.json"),):
         kfp_report = json.load(open(os.path.join(runs[node].outputs[key][0]["uri"], name)))
         local_report = json.load(open(os.path.join(local_first.artifact_uris[node][key], name)))
         assert [op["name"] for op in kfp_report["ops"]] == [op["name"] for op in local_report["ops"]]
@@ -105,12 +109,12 @@ def test_it_produces_the_same_artifacts_as_the_local_runner(compiled_run, tiny_p
 def test_it_ends_with_a_signed_push_to_the_registry_with_the_secrets_from_the_platform_spec(compiled_run,
                                                                                          registry):
     config, _, runs, public = compiled_run
-    pushed = runs[kws_pipeline.PUSHER].outputs["pushed_model"][0]
+    pushed = runs[tinyml_pipeline.PUSHER].outputs["pushed_model"][0]
     assert pushed["metadata"]["pushed"] == 1
     store = http_registry.HttpRegistry(registry, config.repository, USER, PASSWORD)
     version = pushed["metadata"]["pushed_version"]
     files = releases.pull_release(store, version, config.repository, public)  # verifies the signature
-    quantized = runs[kws_pipeline.QUANTIZER].outputs["quantized_model"][0]["uri"]
+    quantized = runs[tinyml_pipeline.QUANTIZER].outputs["quantized_model"][0]["uri"]
     assert files["model.tflite"] == open(os.path.join(quantized, "model.tflite"), "rb").read()
     assert channels.current_version(store, config.target_device, "canary") == version
     annotations = store.get_manifest(store.resolve(version)["digest"])["annotations"]
@@ -121,7 +125,7 @@ def test_it_ends_with_a_signed_push_to_the_registry_with_the_secrets_from_the_pl
 def test_a_missing_secret_stops_the_pusher_with_the_secret_named(compiled_run, tmp_path):
     _, package, _, _ = compiled_run
     spec, platform = kfp_launcher.load_package(package)
-    executor = spec["components"][kws_pipeline.PUSHER]["executorLabel"]
+    executor = spec["components"][tinyml_pipeline.PUSHER]["executorLabel"]
     config = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][executor]
     with pytest.raises(kfp_launcher.LaunchError, match=run_kubeflow.SIGNING_KEY_SECRET):
-        kfp_launcher.secret_env(config, {}, kws_pipeline.PUSHER)
+        kfp_launcher.secret_env(config, {}, tinyml_pipeline.PUSHER)

@@ -84,10 +84,10 @@ MOTION_CONFIG = os.path.join(os.path.dirname(config_lib.DEFAULT_CONFIG), "motion
 
 def test_the_motion_config_selects_the_task_by_configuration():
     config = config_lib.load_config(MOTION_CONFIG)
-    assert config.is_motion and config.data.labels == ("idle", "wave", "circle", "shake")
+    assert config.family.name == "motion" and config.data.labels == ("idle", "wave", "circle", "shake")
     assert (config.window_samples, config.hop_samples) == (200, 50)  # 2000 ms and 500 ms at 100 Hz
     assert config.training.model == "conv1d" and config.data.schema.endswith("schemas/motion/schema.pbtxt")
-    assert not config_lib.load_config(config_lib.DEFAULT_CONFIG).is_motion  # keyword spotting stays the default
+    assert config_lib.load_config(config_lib.DEFAULT_CONFIG).family.name == "keyword_spotting"  # the default
 
 
 @pytest.mark.parametrize("source, old, new, field", [

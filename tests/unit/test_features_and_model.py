@@ -3,7 +3,7 @@ import tensorflow as tf
 
 from components.audio_example_gen import wav
 from pipeline import config as config_lib
-from pipeline import pipeline as kws_pipeline
+from pipeline import pipeline as tinyml_pipeline
 from pipeline.tasks.kws import features, model, preprocessing
 
 PARAMS = features.frontend_params(30, 20, 40, 16000)
@@ -33,7 +33,7 @@ def test_label_to_id_uses_class_order_and_flags_unknown_labels():
 
 def test_preprocessing_fn_outputs_flat_features_and_label():
     config = config_lib.load_config(config_lib.DEFAULT_CONFIG)
-    custom = kws_pipeline.transform_config(config)
+    custom = tinyml_pipeline.transform_config(config)
     audio = tf.constant([[np.zeros(16000, "<i2").tobytes()]] * 3)
     out = preprocessing.preprocessing_fn({"audio": audio, "label": tf.constant([[b"go"]] * 3)}, custom)
     assert out[features.FEATURES_KEY].shape == (3, 49 * 40)

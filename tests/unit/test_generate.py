@@ -2,6 +2,7 @@ import json
 import os
 
 from components.audio_example_gen import layout, wav
+from pipeline.tasks.common import datasets
 from pipeline.tasks.kws import generate
 from tests.helpers import TINY_UNKNOWN_WORDS, TINY_WORDS, tiny_spec
 
@@ -13,7 +14,7 @@ def test_layout_lists_and_manifest(tiny_dataset):
         samples = wav.read_wav(open(os.path.join(tiny_dataset, word, clips[0]), "rb").read(), 16000)
         assert len(samples) == 16000 and wav.rms_dbfs(samples) > -45
     assert len(os.listdir(os.path.join(tiny_dataset, layout.NOISE_DIR))) >= 3
-    manifest = json.load(open(os.path.join(tiny_dataset, generate.MANIFEST_FILE)))
+    manifest = json.load(open(os.path.join(tiny_dataset, datasets.MANIFEST_FILE)))
     assert manifest["synthetic"] is True and "SYNTHETIC" in manifest["description"]
     assert manifest["fingerprint"] == tiny_spec().fingerprint()
 
@@ -25,7 +26,7 @@ def test_every_speaker_is_in_exactly_one_split(tiny_dataset):
             listed.setdefault(layout.speaker_of(line), set()).add(split)
     assert listed, "the eval and test lists are empty"
     assert all(len(splits) == 1 for splits in listed.values())
-    splits = generate.assign_speaker_splits([f"spk{i}" for i in range(10)])
+    splits = datasets.assign_speaker_splits([f"spk{i}" for i in range(10)])
     assert sorted(splits.values()).count("eval") == 1 and sorted(splits.values()).count("test") == 1
 
 

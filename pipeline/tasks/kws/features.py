@@ -20,10 +20,10 @@ import tensorflow as tf
 # which every graph holding the transform (Transform, Trainer, Evaluator) needs.
 from tensorflow.lite.experimental.microfrontend.python.ops import audio_microfrontend_op
 
+from pipeline.tasks.common.preprocessing import LABEL_KEY, RAW_LABEL_KEY  # noqa: F401 (re-exported)
+
 FEATURES_KEY = "features"
-LABEL_KEY = "label_id"
 RAW_AUDIO_KEY = "audio"
-RAW_LABEL_KEY = "label"
 
 # micro_speech scales the uint16 front-end output by 10/256 to get float features;
 # its firmware applies the same scale when it quantizes features to int8.

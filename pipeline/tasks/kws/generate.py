@@ -9,24 +9,23 @@ settings, and is clearly labelled synthetic in its ``DATASET.json``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import multiprocessing
 import os
 import random
-import shutil
-import tempfile
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 from scipy import signal
 
 from components.audio_example_gen import layout, wav
+from pipeline.tasks.common import datasets
+from pipeline.tasks.common.datasets import (assign_speaker_splits, publish_dataset,
+                                            staging_dir, write_split_lists)
 from pipeline.tasks.kws import speech
 
-MANIFEST_FILE = "DATASET.json"
 _SYNTH_TRIM_DBFS = -45.0  # eSpeak pads utterances with silence; cut it before placing the word
 
 
@@ -66,19 +65,6 @@ def speaker_profiles(spec: GenerationSpec) -> List[SpeakerProfile]:
         profiles.append(SpeakerProfile(speaker_id, voice, rate=rng.randint(120, 210),
                                        pitch=rng.randint(25, 75), pitch_range=rng.randint(30, 80)))
     return profiles
-
-
-def assign_speaker_splits(speaker_ids: Sequence[str], eval_fraction: float = 0.1,
-                          test_fraction: float = 0.1) -> Dict[str, str]:
-    """Puts every speaker in exactly one split, at least one in each when there are three or more."""
-    ordered = sorted(speaker_ids, key=lambda s: hashlib.sha1(s.encode()).hexdigest())
-    n = len(ordered)
-    n_eval = max(1, round(n * eval_fraction)) if n >= 3 else 0
-    n_test = max(1, round(n * test_fraction)) if n >= 3 else 0
-    splits = {}
-    for i, speaker in enumerate(ordered):
-        splits[speaker] = layout.EVAL if i < n_eval else layout.TEST if i < n_eval + n_test else layout.TRAIN
-    return splits
 
 
 # ----------------------------------------------------------------------------- noise
@@ -230,59 +216,6 @@ def generate_dataset(spec: GenerationSpec, out_dir: str, *, processes: Optional[
         return publish_dataset(staging, out_dir, manifest)
 
 
-@contextlib.contextmanager
-def staging_dir(out_dir: str) -> Iterator[str]:
-    """A fresh folder next to ``out_dir`` to generate into; removed unless published."""
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".generating-", dir=parent)
-    try:
-        yield staging
-    finally:
-        if os.path.exists(staging):
-            shutil.rmtree(staging, ignore_errors=True)
-
-
-def write_split_lists(folder: str, lists: Dict[str, List[str]]) -> None:
-    """validation_list.txt and testing_list.txt: the eval and test splits' relative paths, sorted."""
-    for split, list_name in layout.SPLIT_LISTS.items():
-        with open(os.path.join(folder, list_name), "w") as f:
-            f.write("".join(line + "\n" for line in sorted(lists[split])))
-
-
-def publish_dataset(staging: str, out_dir: str, manifest: Dict[str, object]) -> Dict[str, object]:
-    """Writes the manifest into ``staging`` and puts it in place of ``out_dir`` (readers never
-    see half a dataset); returns the manifest."""
-    with open(os.path.join(staging, MANIFEST_FILE), "w") as f:
-        json.dump(manifest, f, indent=2, sort_keys=True)
-    if os.path.exists(out_dir):
-        shutil.rmtree(out_dir)
-    os.replace(staging, out_dir)
-    return manifest
-
-
-def read_manifest(out_dir: str) -> Dict[str, object]:
-    """The DATASET.json of a generated dataset, or {} for any other folder."""
-    try:
-        with open(os.path.join(out_dir, MANIFEST_FILE)) as f:
-            manifest = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return manifest if isinstance(manifest, dict) else {}
-
-
-def existing_fingerprint(out_dir: str) -> Optional[str]:
-    """The fingerprint of the synthetic dataset in ``out_dir``, or None if there is none."""
-    return read_manifest(out_dir).get("fingerprint")
-
-
-def ensure_dataset(spec: GenerationSpec, out_dir: str, **kwargs) -> bool:
-    """Generates the dataset unless ``out_dir`` already holds this very one.
-
-    Returns:
-        True when it generated, False when the existing data was reused.
-    """
-    if existing_fingerprint(out_dir) == spec.fingerprint():
-        return False
-    generate_dataset(spec, out_dir, **kwargs)
-    return True
+def ensure_dataset(spec, out_dir: str, **kwargs) -> bool:
+    """Generates the dataset unless ``out_dir`` already holds this very one; True when it generated."""
+    return datasets.ensure_dataset(spec, out_dir, generate_dataset, **kwargs)

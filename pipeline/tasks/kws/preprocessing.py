@@ -12,19 +12,12 @@ from typing import Any, Dict
 
 import tensorflow as tf
 
+from pipeline.tasks.common.preprocessing import label_to_id
 from pipeline.tasks.kws import features
 
 LABELS_CONFIG_KEY = "labels"
 FRONTEND_CONFIG_KEY = "frontend"
 CLIP_SAMPLES_CONFIG_KEY = "clip_samples"
-
-
-def label_to_id(label: tf.Tensor, labels) -> tf.Tensor:
-    """Class index of each label string ([batch] or [batch, 1]); -1 for a label not in ``labels``."""
-    label = tf.reshape(label, [-1, 1])
-    matches = tf.equal(label, tf.constant(list(labels))[tf.newaxis, :])
-    return tf.where(tf.reduce_any(matches, axis=1), tf.argmax(tf.cast(matches, tf.int64), axis=1),
-                    tf.constant(-1, tf.int64))
 
 
 def preprocessing_fn(inputs: Dict[str, tf.Tensor], custom_config: Dict[str, Any]) -> Dict[str, tf.Tensor]:

@@ -16,6 +16,8 @@ from typing import Optional
 
 import numpy as np
 
+from pipeline.tasks.base import DataGenerationError
+
 # espeak_AUDIO_OUTPUT and espeak_PARAMETER values from speak_lib.h.
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _PARAM_RATE = 1
@@ -38,7 +40,7 @@ VOICE_VARIANTS = (
 )
 
 
-class SpeechSynthesisError(RuntimeError):
+class SpeechSynthesisError(DataGenerationError):
     """eSpeak NG could not be loaded or refused to speak."""
 
 

@@ -27,8 +27,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from components.audio_example_gen.layout import SPLIT_LISTS
-from pipeline.tasks.kws.generate import (assign_speaker_splits, publish_dataset, read_manifest, staging_dir,
-                                         write_split_lists)
+from pipeline.tasks.common import datasets
+from pipeline.tasks.common.datasets import (assign_speaker_splits, publish_dataset, staging_dir,
+                                            write_split_lists)
 
 GESTURES = ("idle", "wave", "circle", "shake")
 CHANNELS = ("ax", "ay", "az", "gx", "gy", "gz")
@@ -147,9 +148,6 @@ def generate_dataset(spec: MotionSpec, out_dir: str,
         return publish_dataset(staging, out_dir, manifest)
 
 
-def ensure_dataset(spec: MotionSpec, out_dir: str, **kwargs) -> bool:
+def ensure_dataset(spec, out_dir: str, **kwargs) -> bool:
     """Generates the dataset unless ``out_dir`` already holds this very one; True when it generated."""
-    if read_manifest(out_dir).get("fingerprint") == spec.fingerprint():
-        return False
-    generate_dataset(spec, out_dir, **kwargs)
-    return True
+    return datasets.ensure_dataset(spec, out_dir, generate_dataset, **kwargs)

@@ -18,11 +18,9 @@ from typing import Any, Dict
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from pipeline.tasks.kws.preprocessing import label_to_id
+from pipeline.tasks.common.preprocessing import LABEL_KEY, RAW_LABEL_KEY, label_to_id
 
 FEATURES_KEY = "features"
-LABEL_KEY = "label_id"
-RAW_LABEL_KEY = "label"
 MEAN_KEY = "normalization_mean"
 SCALE_KEY = "normalization_scale"
 LABELS_CONFIG_KEY = "labels"

@@ -1,0 +1,149 @@
+"""The task-family interface: what a kind of sensor task plugs into the one pipeline.
+
+``create_pipeline``, the local runner, the CLI and the report know nothing about audio
+or motion: they ask the config's ``TaskFamily`` for its pieces. A family lives in
+``pipeline/tasks/<family>/`` and is registered by name (``pipeline.tasks.register``;
+the built-in ones are keyword_spotting and motion, third-party packages can add theirs
+through the ``tinyml_tfx.task_families`` entry point group).
+
+What a family provides:
+
+- **Data**: its ExampleGen component (writing ``train``/``eval``/``test`` splits of raw
+  tf.Examples with a string ``label`` feature), the dataset layout check run before a
+  run, and the recipe of its generated (synthetic) default dataset.
+- **Features and training**: the module paths of its Transform ``preprocessing_fn`` and
+  Trainer ``run_fn`` and the ``custom_config`` they receive. The transformed examples
+  carry ``label_id`` (the class index) and the Trainer exports the ``serving_features``
+  signature (model input in, probabilities out) that the quantizer converts; the shared
+  pieces live in ``pipeline/tasks/common``.
+- **Device contract**: the firmware's input processing the model depends on, as the hash a
+  release records (the audio front end's parameters for keyword spotting; motion's
+  normalization constants travel as a header the Trainer writes, hashed at push time).
+- **Words**: the model card's intended use, data and limitations, and the report's
+  description of the data and of the model inputs.
+
+Everything else (validation, evaluation, quantization, the size gate, the release) is
+the same for every family.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Mapping, Optional, Tuple
+
+from pipeline.tasks.common import preprocessing as common_preprocessing
+
+if TYPE_CHECKING:  # imported for annotations only: families are imported by config loading
+    from components.ota.model_card import CardText
+    from pipeline.config import PipelineConfig
+
+Progress = Optional[Callable[[int, int], None]]
+
+
+class DataLayoutError(ValueError):
+    """The dataset folder cannot be read by the family's ExampleGen; the message says why and the fix."""
+
+
+class DataGenerationError(RuntimeError):
+    """The synthetic dataset cannot be generated on this machine; the message says what is missing."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportText:
+    """How the run report describes a family's data and model inputs."""
+
+    synthetic_data: str     # "generated eSpeak NG speech": what a synthetic dataset is made of
+    model_inputs: str       # caption of the feature-map images: what the model sees
+
+
+class TaskFamily(abc.ABC):
+    """One family of on-device tasks (keyword spotting, motion, ...), as the pipeline sees it.
+
+    Subclasses set the class attributes and implement the abstract methods; the
+    defaults of the others fit a family whose classes are ``data.labels``.
+    """
+
+    #: The config's ``task`` value.
+    name: str = ""
+    #: Node id of the family's ExampleGen in the pipeline, ML Metadata and the run summary.
+    example_gen_id: str = "ExampleGen"
+    #: What one item of the dataset is called in progress lines ("clips", "recordings").
+    data_unit: str = "examples"
+    #: Module paths of the Transform ``preprocessing_fn`` and the Trainer ``run_fn``.
+    preprocessing_fn: str = ""
+    run_fn: str = ""
+    #: The package whose source is hashed into Transform's and Trainer's custom_config, so
+    #: that a code change re-runs them (TFX's cache cannot see into module paths).
+    code_package: str = ""
+    #: Top-level config sections and (section, field) pairs only this family accepts.
+    config_sections: Tuple[str, ...] = ()
+    config_fields: FrozenSet[Tuple[str, str]] = frozenset()
+    #: A JSON Schema the whole config must also meet when ``task`` is this family (its own
+    #: sections, required fields, allowed models), in ``schemas/``; none when empty.
+    config_schema_file: str = ""
+    #: The curated TFDV schema (relative to ``schemas/``) used when ``data.schema`` is null; "" lets
+    #: SchemaGen infer one.
+    default_schema: str = ""
+    #: Defaults this family gives to fields the user left out: {(section, field): value}.
+    config_defaults: Mapping[Tuple[str, str], Any] = {}
+    #: Names in the transformed examples and the raw examples.
+    label_key: str = common_preprocessing.LABEL_KEY
+    raw_label_key: str = common_preprocessing.RAW_LABEL_KEY
+    #: Whether the family evaluates streaming behaviour (not yet any).
+    has_streaming_evaluator: bool = False
+
+    # ------------------------------------------------------------------ config
+
+    def check_config(self, config: "PipelineConfig") -> None:
+        """Refuses settings that are valid one by one but not together (raise ``ConfigError``)."""
+
+    def check_schema(self, config: "PipelineConfig", schema: Any) -> None:
+        """Checks a curated TFDV schema (``schema_pb2.Schema``) against the config beyond the labels."""
+
+    # ------------------------------------------------------------------ data
+
+    @abc.abstractmethod
+    def example_gen(self, config: "PipelineConfig") -> Any:
+        """The ExampleGen component reading ``config.data_root`` (its id set to ``example_gen_id``)."""
+
+    @abc.abstractmethod
+    def check_layout(self, config: "PipelineConfig") -> None:
+        """Raises ``DataLayoutError`` when ``config.data_root`` is not a dataset the ExampleGen can read."""
+
+    def generation_spec(self, config: "PipelineConfig") -> Any:
+        """What the synthetic dataset is generated from (has ``fingerprint()``); None: the family has none."""
+        return None
+
+    def generate_dataset(self, spec: Any, out_dir: str, progress: Progress = None) -> Dict[str, Any]:
+        """Writes the synthetic dataset of ``spec`` to ``out_dir``; returns its manifest."""
+        raise NotImplementedError(f"Task family '{self.name}' has no synthetic dataset; set data.root.")
+
+    # ------------------------------------------------------------------ features and training
+
+    @abc.abstractmethod
+    def transform_config(self, config: "PipelineConfig") -> Dict[str, Any]:
+        """What ``preprocessing_fn`` (and, with the training settings, ``run_fn``) receives as custom_config."""
+
+    @abc.abstractmethod
+    def model_input_shape(self, config: "PipelineConfig") -> Tuple[int, int]:
+        """The model input the device feeds, (rows, columns): frames x channels, samples x axes."""
+
+    # ------------------------------------------------------------------ device contract and words
+
+    def input_processing_hash(self, config: "PipelineConfig") -> str:
+        """The hash of the firmware's input processing a release records when it is known from the
+        config alone (the audio front end's); "" when the model ships its own (e.g. a header)."""
+        return ""
+
+    def provenance(self, config: "PipelineConfig") -> Dict[str, str]:
+        """Extra provenance lines for the model card (e.g. the front-end hash)."""
+        return {}
+
+    @abc.abstractmethod
+    def card_text(self, config: "PipelineConfig", synthetic: bool) -> "CardText":
+        """The model card's words: intended use, data, limitations."""
+
+    @abc.abstractmethod
+    def report_text(self, config: "PipelineConfig") -> ReportText:
+        """How the run report describes the data and the model inputs."""

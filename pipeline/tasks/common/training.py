@@ -1,0 +1,116 @@
+"""What every task family's Trainer ``run_fn`` shares: the input pipeline, the step budget, the epoch log.
+
+Each family's ``run_fn`` builds its own model and signatures; the data plumbing around
+``model.fit`` is the same for all of them and lives here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+from absl import logging
+from tfx_bsl.public import tfxio
+
+# The signature every family exports for the device: model input in, probabilities out.
+# The TFLiteQuantizer converts this one.
+FEATURE_SIGNATURE = "serving_features"
+HISTORY_FILE = "history.json"   # per-epoch metrics beside the model, for the run report
+FEATURES_KEY = "features"       # the transformed model input, flattened (rows x columns)
+OPTIMIZER_STEPS = "optimizer_steps"  # in history.json: the optimizer steps training took
+
+
+def dataset(file_pattern, data_accessor, tf_transform_output, batch_size: int, seed: int, shuffle: bool,
+            label_key: str) -> tf.data.Dataset:
+    """Batches of (transformed features, label) streamed from the transformed TFRecords, one pass."""
+    return data_accessor.tf_dataset_factory(
+        file_pattern,
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=label_key,
+                                       num_epochs=1, shuffle=shuffle, shuffle_seed=seed),
+        tf_transform_output.transformed_metadata.schema)
+
+
+def train_and_eval_datasets(fn_args, tf_transform_output, training: Dict[str, Any], label_key: str,
+                            select: Optional[Callable] = None) -> Tuple[tf.data.Dataset, tf.data.Dataset]:
+    """The train split (shuffled) and the eval split, optionally mapped through ``select``."""
+    train, evaluation = (dataset(files, fn_args.data_accessor, tf_transform_output, training["batch_size"],
+                                 training["seed"], shuffle=shuffle, label_key=label_key)
+                         for files, shuffle in ((fn_args.train_files, True), (fn_args.eval_files, False)))
+    if select is not None:
+        train, evaluation = train.map(select), evaluation.map(select)
+    return train, evaluation
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Logs one line per epoch; the CLI turns these into a progress bar (pipeline/ui/progress.py)."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self._epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted((logs or {}).items()) if k != "lr")
+        logging.info("Training epoch %d/%d: %s", epoch + 1, self._epochs, metrics)
+
+
+def fit(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Dataset, epochs: int,
+        train_steps: Optional[int], callbacks: List[keras.callbacks.Callback] = ()) -> Dict[str, Any]:
+    """Trains ``model`` for ``epochs``; returns the per-epoch metrics and ``optimizer_steps``, the steps taken.
+
+    With a step budget (TrainArgs.num_steps, the ``train_steps`` run knob) each of the
+    epochs is cut to its share of the budget, and the data repeats if the budget is larger.
+    """
+    steps_per_epoch = None
+    if train_steps:
+        steps_per_epoch = max(1, math.ceil(train_steps / epochs))
+        train = train.repeat()
+    history = model.fit(train, validation_data=evaluation, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                        callbacks=[*callbacks, EpochLogger(epochs)], verbose=0)
+    metrics: Dict[str, Any] = {k: [float(v) for v in values] for k, values in history.history.items()}
+    metrics[OPTIMIZER_STEPS] = int(model.optimizer.iterations.numpy())  # what a step budget is checked against
+    return metrics
+
+
+def write_history(model_run_dir: str, history: Dict[str, Any]) -> None:
+    """Writes the per-epoch metrics (and the optimizer steps taken) as ``history.json`` into model_run."""
+    tf.io.gfile.makedirs(model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(model_run_dir, HISTORY_FILE), "w") as f:
+        json.dump(history, f, indent=2)
+
+
+def make_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutput, input_shape: Tuple[int, int],
+                    raw_inputs: Sequence[str]) -> Dict[str, Any]:
+    """The three signatures every family's SavedModel exports.
+
+    - ``serving_default``: serialized raw tf.Examples in (only ``raw_inputs`` are read),
+      class probabilities out; the transform graph runs inside;
+    - ``transform_features``: serialized raw tf.Examples in, transformed features out
+      (TFMA uses it to get the label id);
+    - ``serving_features``: the model input ``[batch, rows, columns]`` float32 in,
+      probabilities out: what runs on the device after its own input processing, and
+      what the quantizer converts.
+    """
+    model.tft_layer = tf_transform_output.transform_features_layer()
+    rows, columns = input_shape
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(serialized):
+        raw_spec = tf_transform_output.raw_feature_spec()
+        raw = tf.io.parse_example(serialized, {name: raw_spec[name] for name in raw_inputs})
+        return {"probabilities": model(model.tft_layer(raw)[FEATURES_KEY])}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_features(serialized):
+        return model.tft_layer(tf.io.parse_example(serialized, tf_transform_output.raw_feature_spec()))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, rows, columns], tf.float32, name=FEATURES_KEY)])
+    def serve_features(inputs):
+        return {"probabilities": model(tf.reshape(inputs, [-1, rows * columns]))}
+
+    return {"serving_default": serve_examples, "transform_features": transform_features,
+            FEATURE_SIGNATURE: serve_features}

@@ -1,0 +1,126 @@
+"""Keyword spotting as a task family: 1 s audio clips in the Speech Commands layout."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Tuple
+
+from components.ota.model_card import CardText
+from pipeline.tasks.base import DataLayoutError, Progress, ReportText, TaskFamily
+
+
+class KeywordSpotting(TaskFamily):
+    """Clips -> TFLite Micro's audio front end (in Transform) -> DS-CNN; the device runs the same front end."""
+
+    name = "keyword_spotting"
+    example_gen_id = "AudioExampleGen"
+    data_unit = "clips"
+    preprocessing_fn = "pipeline.tasks.kws.preprocessing.preprocessing_fn"
+    run_fn = "pipeline.tasks.kws.trainer.run_fn"
+    code_package = "pipeline.tasks.kws"
+    config_sections = ("features",)
+    config_fields = frozenset({("data", "words"), ("data", "unknown_fraction"), ("data", "silence_fraction"),
+                               ("data", "clip_duration_ms"), ("data", "synthetic")})
+    config_schema_file = "tasks/keyword_spotting.schema.json"
+    default_schema = "kws/schema.pbtxt"
+
+    def check_config(self, config) -> None:
+        from pipeline.config import ConfigError
+
+        if config.data.classes:
+            raise ConfigError(
+                f"Config file {config.source}: field 'data.labels' is set, but keyword spotting names its classes in "
+                "data.words (_silence_ and _unknown_ are added). Fix: remove data.labels and list the keywords in "
+                "data.words.")
+
+    def frontend_params(self, config) -> Dict[str, Any]:
+        """The audio front end's parameters for this config."""
+        from pipeline.tasks.kws import features
+
+        f = config.features
+        return features.frontend_params(f.window_ms, f.stride_ms, f.channels, config.data.sample_rate)
+
+    # ------------------------------------------------------------------ data
+
+    def example_gen(self, config):
+        from components.audio_example_gen.component import AudioExampleGen
+
+        data = config.data
+        return AudioExampleGen(
+            input_base=config.data_root, words=data.words, unknown_fraction=data.unknown_fraction,
+            silence_fraction=data.silence_fraction, sample_rate=data.sample_rate,
+            clip_samples=data.clip_samples, seed=data.seed).with_id(self.example_gen_id)
+
+    def check_layout(self, config) -> None:
+        from components.audio_example_gen import layout
+        from components.audio_example_gen.executor import gfile_filesystem
+
+        try:
+            layout.check_layout(config.data_root, config.data.words, gfile_filesystem())
+        except layout.LayoutError as err:
+            raise DataLayoutError(str(err)) from err
+
+    def generation_spec(self, config):
+        from pipeline.tasks.kws import generate
+
+        s = config.data.synthetic
+        return generate.GenerationSpec(
+            words=config.data.words, unknown_words=s.unknown_words, speakers=s.speakers,
+            repetitions=s.repetitions, noise_seconds=s.noise_seconds, sample_rate=config.data.sample_rate,
+            clip_samples=config.data.clip_samples, seed=config.data.seed)
+
+    def generate_dataset(self, spec, out_dir: str, progress: Progress = None) -> Dict[str, Any]:
+        from pipeline.tasks.kws import generate
+
+        return generate.generate_dataset(spec, out_dir, progress=progress)
+
+    # ------------------------------------------------------------------ features and training
+
+    def transform_config(self, config) -> Dict[str, Any]:
+        from pipeline.tasks.kws import preprocessing
+
+        return {
+            preprocessing.LABELS_CONFIG_KEY: list(config.data.labels),
+            preprocessing.FRONTEND_CONFIG_KEY: self.frontend_params(config),
+            preprocessing.CLIP_SAMPLES_CONFIG_KEY: config.data.clip_samples,
+        }
+
+    def model_input_shape(self, config) -> Tuple[int, int]:
+        from pipeline.tasks.kws import features
+
+        return features.feature_shape(self.frontend_params(config), config.data.clip_samples)
+
+    # ------------------------------------------------------------------ device contract and words
+
+    def input_processing_hash(self, config) -> str:
+        from pipeline.tasks.kws import features
+
+        return features.frontend_hash(self.frontend_params(config))
+
+    def provenance(self, config) -> Dict[str, str]:
+        return {"audio front-end hash": self.input_processing_hash(config)}
+
+    def card_text(self, config, synthetic: bool) -> CardText:
+        f = config.features
+        return CardText(
+            title=config.pipeline_name,
+            intended_use=(f"On-device keyword spotting of {', '.join(config.data.words)} (plus silence and unknown "
+                          f"words) on 1 s, {config.data.sample_rate // 1000} kHz audio, for microcontrollers running "
+                          f"TensorFlow Lite Micro; designed for {config.target_device}. Not for speaker "
+                          "identification, transcription or safety-critical control."),
+            data=("Synthetic: eSpeak NG speech with generated noise, not recordings of people. Splits are by speaker."
+                  if synthetic else f"The dataset at {config.data_root}. Splits are by speaker."),
+            limitations=[
+                ("Synthetic training data: accuracy on real speech is unknown and likely lower; accents, microphones "
+                 "and rooms beyond the synthetic ones are not represented." if synthetic
+                 else "Accuracy holds for speech like the training data only."),
+                "One-second clips with one word; streaming use needs a detection policy (averaging, thresholds).",
+                f"The device must compute features with TFLite Micro's audio front end: {f.window_ms} ms window, "
+                f"{f.stride_ms} ms stride, {f.channels} channels (the front-end hash below); other features make "
+                "the model's output meaningless.",
+            ],
+            labels=list(config.data.labels))
+
+    def report_text(self, config) -> ReportText:
+        return ReportText(
+            synthetic_data="generated eSpeak NG speech",
+            model_inputs="Feature maps (TFLite Micro audio front end, frames x channels) of eval clips")
