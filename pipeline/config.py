@@ -39,6 +39,9 @@ class Requirements:
     max_regression: float = 0.01
     max_quantization_drop: float = 0.01
     max_latency_ms: Optional[float] = None
+    max_skipped_fraction: float = 0.1
+    min_train_examples_per_class: int = 10
+    min_eval_examples_per_class: int = 3    # and test
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +69,7 @@ class DataConfig:
     silence_fraction: float = 0.1
     sample_rate: int = 16000
     clip_duration_ms: int = 1000
+    max_trim_ms: int = 100          # keyword spotting: longer clips are skipped, not cut
     seed: int = 59185
     synthetic: SyntheticData = SyntheticData()
 
@@ -98,6 +102,7 @@ class MotionConfig:
     hop_ms: int = 500
     timestamp_column: str = "timestamp"
     timestamp_unit: str = "s"
+    encoding: str = "auto"          # the recordings' text encoding (auto: UTF-8 with or without BOM, else cp1252)
     features: str = "time"          # "time": the normalized window; "spectrum": its magnitude spectrum
     spectral_bins: int = 32         # with "spectrum": FFT bins 1..spectral_bins of each channel
     subjects: int = 20

@@ -195,8 +195,13 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     else:
         schema_gen = tfx.components.SchemaGen(
             statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True).with_id(INFERRED_SCHEMA_GEN)
+    requirements = config.requirements
     validator = DataValidationGate(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]).with_id(VALIDATOR)
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
+        classes=data.labels, label_feature=family.raw_label_key,
+        min_examples_per_class={TRAIN: requirements.min_train_examples_per_class,
+                                EVAL: requirements.min_eval_examples_per_class,
+                                TEST: requirements.min_eval_examples_per_class}).with_id(VALIDATOR)
 
     transform = tfx.components.Transform(
         examples=examples,

@@ -9,7 +9,8 @@ import pytest
 
 from pipeline.runners import local as run_local
 from pipeline.tasks.kws import generate
-from tests.helpers import build_tiny_saved_model, tiny_config, tiny_model_data, tiny_spec
+from tests.helpers import (E2E_WORDS, build_tiny_saved_model, rename_class_folder, tiny_config, tiny_model_data,
+                           tiny_spec)
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +23,8 @@ def tiny_dataset(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_pipeline_runs(tiny_dataset, tmp_path_factory):
-    """Three runs of the whole pipeline on the tiny dataset, with a bad WAV planted in the data.
+    """Three runs of the whole pipeline on the tiny dataset, with a bad WAV planted in the data and the
+    class "up" renamed "Up-Ñ" (folder and lists), as a real dataset may name it.
 
     Returns (config, [summary of each run]); shared by the e2e and component tests.
     """
@@ -31,7 +33,8 @@ def tiny_pipeline_runs(tiny_dataset, tmp_path_factory):
     shutil.copytree(tiny_dataset, data)
     with open(os.path.join(data, "yes", "deadbeef_nohash_0.wav"), "wb") as f:
         f.write(b"RIFF\x00\x00\x00\x00WAVEjunk")
-    config = tiny_config(str(work / "run"), data)
+    rename_class_folder(data, "up", E2E_WORDS[2])
+    config = tiny_config(str(work / "run"), data, words=E2E_WORDS)
     return config, [run_local.run(config) for _ in range(3)]
 
 

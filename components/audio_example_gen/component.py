@@ -11,6 +11,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import channel, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 
+from components import ingestion
 from components.audio_example_gen import executor, layout
 
 
@@ -25,6 +26,8 @@ class AudioExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
         executor.SAMPLE_RATE_KEY: ExecutionParameter(type=int),
         executor.CLIP_SAMPLES_KEY: ExecutionParameter(type=int),
         executor.SEED_KEY: ExecutionParameter(type=int),
+        executor.MAX_TRIM_SAMPLES_KEY: ExecutionParameter(type=int, optional=True),
+        executor.MAX_SKIPPED_FRACTION_KEY: ExecutionParameter(type=float, optional=True),
     }
 
 
@@ -49,7 +52,9 @@ class AudioExampleGen(base_beam_component.BaseBeamComponent):
     test, with features ``audio`` (the clip as little-endian int16 PCM bytes, padded
     or trimmed to ``clip_samples``), ``label``, ``word``, ``speaker``, ``source``,
     ``original_samples`` and ``rms_dbfs``; plus ``ingestion_report.json`` with the
-    examples per split and class and every skipped file with its reason.
+    examples per split and class, every skipped file with its reason, the padded and
+    trimmed clips, and split-list entries that name no file. The run stops here when every
+    file, every file of a class, or more than ``max_skipped_fraction`` of them could not be read.
     """
 
     SPEC_CLASS = AudioExampleGenSpec
@@ -58,7 +63,8 @@ class AudioExampleGen(base_beam_component.BaseBeamComponent):
 
     def __init__(self, input_base: str, words: Sequence[str], *, unknown_fraction: float = 0.1,
                  silence_fraction: float = 0.1, sample_rate: int = 16000,
-                 clip_samples: int = 16000, seed: int = 59185):
+                 clip_samples: int = 16000, seed: int = 59185, max_trim_samples: int = 1600,
+                 max_skipped_fraction: float = ingestion.DEFAULT_MAX_SKIPPED_FRACTION):
         """Constructs an AudioExampleGen.
 
         Args:
@@ -68,8 +74,11 @@ class AudioExampleGen(base_beam_component.BaseBeamComponent):
             silence_fraction: ``_silence_`` examples per split, cut from ``_background_noise_``.
             sample_rate: the sample rate every clip must have; others are skipped.
             clip_samples: samples per example; shorter clips are zero-padded at the end,
-                longer ones truncated.
+                longer ones truncated (both recorded in the ingestion report).
             seed: makes the unknown and silence sampling repeatable.
+            max_trim_samples: a clip longer than ``clip_samples`` by more than this is skipped
+                rather than cut (what it holds past the cut would be lost).
+            max_skipped_fraction: the run stops when more of the clips than this cannot be read.
         """
         input_config = split_input_config()
         spec = AudioExampleGenSpec(
@@ -84,6 +93,8 @@ class AudioExampleGen(base_beam_component.BaseBeamComponent):
             sample_rate=sample_rate,
             clip_samples=clip_samples,
             seed=seed,
+            max_trim_samples=int(max_trim_samples),
+            max_skipped_fraction=float(max_skipped_fraction),
             examples=channel.Channel(type=standard_artifacts.Examples),
         )
         super().__init__(spec=spec)

@@ -15,6 +15,7 @@ from absl import logging
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.types import artifact_utils, standard_component_specs
 
+from components import ingestion
 from components.audio_example_gen import layout, wav
 
 WORDS_KEY = "words"
@@ -23,11 +24,13 @@ SILENCE_FRACTION_KEY = "silence_fraction"
 SAMPLE_RATE_KEY = "sample_rate"
 CLIP_SAMPLES_KEY = "clip_samples"
 SEED_KEY = "seed"
+MAX_TRIM_SAMPLES_KEY = "max_trim_samples"
+MAX_SKIPPED_FRACTION_KEY = "max_skipped_fraction"
 
 # Written next to the Split-* folders of the Examples artifact.
 INGESTION_REPORT_FILE = "ingestion_report.json"
 SKIPPED_FILES_PROPERTY = "num_skipped_files"
-_SKIPPED_TAG = "skipped"
+_SKIPPED_TAG, _ADJUSTED_TAG = "skipped", "adjusted"
 
 
 def gfile_filesystem() -> layout.Filesystem:
@@ -73,8 +76,9 @@ PROGRESS_MESSAGE = "AudioExampleGen ingested %d/%d clips"
 class _DecodeClip(beam.DoFn):
     """Reads one clip; unreadable ones go to the 'skipped' output with the reason."""
 
-    def __init__(self, root: str, sample_rate: int, clip_samples: int, total: int):
+    def __init__(self, root: str, sample_rate: int, clip_samples: int, total: int, max_trim_samples: int):
         self._root = root
+        self._max_trim_samples = max_trim_samples
         self._sample_rate = sample_rate
         self._clip_samples = clip_samples
         self._noise_cache: Dict[str, np.ndarray] = {}
@@ -106,11 +110,25 @@ class _DecodeClip(beam.DoFn):
         try:
             raw = wav.read_wav(_read_bytes(posixpath.join(self._root, clip.relative)), self._sample_rate)
         except wav.WavError as err:
-            yield beam.pvalue.TaggedOutput(_SKIPPED_TAG, {
-                "file": clip.relative, "split": clip.split, "label": clip.label, "reason": str(err)})
+            yield self._skip(clip, str(err))
             return
+        extra = len(raw) - self._clip_samples
+        if extra > self._max_trim_samples:
+            yield self._skip(clip, f"{1000 * len(raw) / self._sample_rate:.0f} ms long: cutting it to a "
+                                   f"{1000 * self._clip_samples / self._sample_rate:.0f} ms clip would drop more than "
+                                   f"{1000 * self._max_trim_samples / self._sample_rate:.0f} ms (data.max_trim_ms)")
+            return
+        if extra:
+            yield beam.pvalue.TaggedOutput(_ADJUSTED_TAG, {
+                "file": clip.relative, "split": clip.split, "label": clip.label,
+                "change": "trimmed" if extra > 0 else "padded", "samples": abs(extra)})
         samples = wav.fit_to_length(raw, self._clip_samples)
         yield (clip.split, make_example(clip, samples, len(raw)).SerializeToString())
+
+    @staticmethod
+    def _skip(clip: layout.ClipRef, reason: str):
+        return beam.pvalue.TaggedOutput(_SKIPPED_TAG, {
+            "file": clip.relative, "split": clip.split, "label": clip.label, "reason": reason})
 
 
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
@@ -132,9 +150,15 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             report = json.load(f)
         for skipped in report["skipped"]:
             logging.warning("AudioExampleGen skipped %s: %s", skipped["file"], skipped["reason"])
+        for entry in report["missing_listed"]:
+            logging.warning("AudioExampleGen: a split list names %s, which is not in the dataset", entry)
         examples.set_int_custom_property(SKIPPED_FILES_PROPERTY, len(report["skipped"]))
-        logging.info("AudioExampleGen wrote %s; %d file(s) skipped.", self._report_path,
-                     len(report["skipped"]))
+        logging.info("AudioExampleGen wrote %s; %d file(s) skipped, %d padded, %d trimmed.", self._report_path,
+                     len(report["skipped"]), report["adjusted"]["padded"], report["adjusted"]["trimmed"])
+        ingestion.check_skipped(
+            report, float(exec_properties.get(MAX_SKIPPED_FRACTION_KEY) or ingestion.DEFAULT_MAX_SKIPPED_FRACTION),
+            "AudioExampleGen", self._report_path,
+            "Clips must be mono 16-bit PCM WAV at the configured data.sample_rate.")
 
     def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
                                exec_properties: Dict[str, Any]) -> Dict[str, beam.pvalue.PCollection]:
@@ -161,17 +185,20 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             seed=int(exec_properties[SEED_KEY]))
         planned = collections.Counter((c.split, c.label) for c in clips)
 
+        max_trim = int(exec_properties.get(MAX_TRIM_SAMPLES_KEY) or 0)
         decoded = (
             pipeline
             | "PlanClips" >> beam.Create(clips, reshuffle=True)
-            | "DecodeClips" >> beam.ParDo(_DecodeClip(root, sample_rate, clip_samples, len(clips))).with_outputs(
-                _SKIPPED_TAG, main="examples"))
+            | "DecodeClips" >> beam.ParDo(_DecodeClip(root, sample_rate, clip_samples, len(clips), max_trim))
+            .with_outputs(_SKIPPED_TAG, _ADJUSTED_TAG, main="examples"))
 
         report_path = self._report_path
         _ = (
             decoded[_SKIPPED_TAG]
             | "CollectSkipped" >> beam.combiners.ToList()
-            | "WriteReport" >> beam.Map(_write_report, report_path, planned, planning_problems))
+            | "WriteReport" >> beam.Map(_write_report, report_path, planned, planning_problems,
+                                        beam.pvalue.AsList(decoded[_ADJUSTED_TAG]),
+                                        layout.missing_from_lists(root, fs), len(noise_lengths)))
 
         return {
             split: (decoded.examples
@@ -182,15 +209,27 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
 
 
 def _write_report(skipped: List[Dict[str, str]], path: str, planned: collections.Counter,
-                  planning_problems: List[Dict[str, str]]) -> None:
+                  planning_problems: List[Dict[str, str]], adjusted: List[Dict[str, Any]],
+                  missing_listed: List[str], noise_files_read: int) -> None:
+    """The ingestion report (components/ingestion.py describes its fields)."""
     counts = collections.Counter(planned)
     for item in skipped:
         counts[(item["split"], item["label"])] -= 1
+    # Silence examples are cut from the noise recordings, so its files are those recordings.
+    files_read = collections.Counter({layout.SILENCE_LABEL: noise_files_read} if noise_files_read else {})
+    for (_, label), n in counts.items():
+        if label != layout.SILENCE_LABEL and n > 0:
+            files_read[label] += n
     all_skipped = sorted(planning_problems + list(skipped), key=lambda s: s["file"])
+    changes = collections.Counter(item["change"] for item in adjusted)
     report = {
         "examples": {split: {label: n for (s, label), n in sorted(counts.items()) if s == split and n}
                      for split in layout.SPLITS},
+        "files_read": dict(sorted(files_read.items())),
         "skipped": all_skipped,
+        "adjusted": {"padded": changes["padded"], "trimmed": changes["trimmed"],
+                     "files": sorted(adjusted, key=lambda a: a["file"])},
+        "missing_listed": missing_listed,
     }
     with tf.io.gfile.GFile(path, "w") as f:
         json.dump(report, f, indent=2, sort_keys=True)

@@ -129,12 +129,7 @@ def plan_clips(
         The clips to read, sorted by split and path.
     """
     check_layout(root, words, fs)
-    listed: Dict[str, str] = {}
-    for split, list_name in SPLIT_LISTS.items():
-        for line in fs.read_text(posixpath.join(root, list_name)).splitlines():
-            path = line.strip()
-            if path:
-                listed[path] = split
+    listed = read_split_lists(root, fs)
 
     wanted = set(words)
     word_clips: List[ClipRef] = []
@@ -197,3 +192,27 @@ def noise_files(root: str, fs: Filesystem) -> List[str]:
     if not fs.isdir(noise_dir):
         return []
     return sorted(f"{NOISE_DIR}/{n}" for n in fs.listdir(noise_dir) if n.lower().endswith(".wav"))
+
+
+def read_split_lists(root: str, fs: Filesystem) -> Dict[str, str]:
+    """The eval and test lists' entries (relative paths), each with its split; absent lists are empty."""
+    listed: Dict[str, str] = {}
+    for split, list_name in SPLIT_LISTS.items():
+        path = posixpath.join(root, list_name)
+        if not fs.exists(path):
+            continue
+        for line in fs.read_text(path).splitlines():
+            entry = line.strip().lstrip("\ufeff")
+            if entry:
+                listed[entry] = split
+    return listed
+
+
+def missing_from_lists(root: str, fs: Filesystem) -> List[str]:
+    """Split-list entries that name no file of the dataset (sorted); such entries would silently do nothing."""
+    listed = read_split_lists(root, fs)
+    present = set()
+    for folder in {entry.split("/", 1)[0] for entry in listed if "/" in entry}:
+        if fs.isdir(posixpath.join(root, folder)):
+            present.update(f"{folder}/{name}" for name in fs.listdir(posixpath.join(root, folder)))
+    return sorted(entry for entry in listed if entry not in present)

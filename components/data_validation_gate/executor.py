@@ -8,19 +8,30 @@ then fails the component with a readable list of what is wrong.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Dict, List, Tuple
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx.components.example_validator import executor as example_validator_executor
 from tfx.components.example_validator import labels
+from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.components.util import value_utils
+from tfx.types import artifact_utils, standard_component_specs
 
+from components.data_validation_gate import class_counts
 from components.errors import PipelineInputError
+
+
+CLASS_COUNTS_KEY = "class_counts"   # JSON: {"classes": [...], "label_feature": "label", "minimums": {split: n}}
 
 
 class DataAnomaliesError(PipelineInputError):
     """The examples do not match the curated schema."""
+
+
+class TooFewExamplesError(PipelineInputError):
+    """A split is empty, or a class has fewer examples in a split than the requirements ask."""
 
 
 def describe_anomalies(found: List[Tuple[str, anomalies_pb2.Anomalies]]) -> str:
@@ -51,10 +62,29 @@ class Executor(example_validator_executor.Executor):
     def Do(self, input_dict, output_dict, exec_properties):
         self._anomalous: List[Tuple[str, anomalies_pb2.Anomalies]] = []
         result = super().Do(input_dict, output_dict, exec_properties)
+        if exec_properties.get(CLASS_COUNTS_KEY):
+            self._check_counts(input_dict, json.loads(exec_properties[CLASS_COUNTS_KEY]))
         if self._anomalous:
             raise DataAnomaliesError(
                 "Data validation stopped the run before training: the examples do not match the "
-                "curated schema.\n" + describe_anomalies(self._anomalous) +
+                "schema.\n" + describe_anomalies(self._anomalous) +
                 f"\nThe full report is in {self._anomalies_dir}. Fix the data, or, if the change is "
-                "intended, update the curated schema the config names (data.schema) and run again.")
+                "intended, update the schema (the curated one data.schema names) and run again.")
         return result
+
+    def _check_counts(self, input_dict, settings) -> None:
+        """Stops the run, before the schema's verdict, when a split is empty or a class is too rare in it."""
+        statistics = artifact_utils.get_single_instance(input_dict[standard_component_specs.STATISTICS_KEY])
+        present = set(artifact_utils.decode_split_names(statistics.split_names))
+        counts = {split: class_counts.split_counts(stats_artifact_utils.load_statistics(statistics, split).proto(),
+                                                   settings["label_feature"])
+                  for split in settings["minimums"] if split in present}
+        found = class_counts.problems(counts, settings["classes"], settings["minimums"])
+        if found:
+            raise TooFewExamplesError(
+                "Too few examples to train and evaluate: " + "; ".join(found) + ". Per split and class: "
+                + "; ".join(f"{split} {c.examples} ({', '.join(f'{k} {v}' for k, v in sorted(c.per_class.items()))})"
+                            for split, c in counts.items())
+                + ". Add data where it is missing (check the split lists validation_list.txt and testing_list.txt, "
+                "and the skipped files in the ExampleGen's ingestion report), or lower "
+                "requirements.min_train_examples_per_class / min_eval_examples_per_class.")

@@ -11,6 +11,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import channel, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 
+from components import ingestion
 from components.motion_example_gen import executor, recordings
 
 
@@ -26,6 +27,8 @@ class MotionExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
         executor.HOP_SAMPLES_KEY: ExecutionParameter(type=int),
         executor.TIMESTAMP_COLUMN_KEY: ExecutionParameter(type=str),
         executor.TIMESTAMP_SCALE_KEY: ExecutionParameter(type=float),
+        executor.ENCODING_KEY: ExecutionParameter(type=str, optional=True),
+        executor.MAX_SKIPPED_FRACTION_KEY: ExecutionParameter(type=float, optional=True),
     }
 
 
@@ -49,8 +52,10 @@ class MotionExampleGen(base_beam_component.BaseBeamComponent):
     Output ``examples``: gzipped TFRecords in splits train, eval and test; each example is
     one window with a float feature per channel (``window_samples`` values), ``label``,
     ``recording``, ``subject``, ``source`` and ``window_index``; plus
-    ``ingestion_report.json`` with the windows per split and label and every skipped
-    file with its reason.
+    ``ingestion_report.json`` with the windows per split and label, the recordings read per
+    label, every skipped file with its reason, and split-list entries that name no file.
+    The run stops here when every file, every file of a class, or more than
+    ``max_skipped_fraction`` of them could not be read.
     """
 
     SPEC_CLASS = MotionExampleGenSpec
@@ -59,7 +64,8 @@ class MotionExampleGen(base_beam_component.BaseBeamComponent):
 
     def __init__(self, input_base: str, labels: Sequence[str], channels: Sequence[str], *, sample_rate: float,
                  window_samples: int, hop_samples: int, timestamp_column: str = "timestamp",
-                 timestamp_scale: float = 1.0):
+                 timestamp_scale: float = 1.0, encoding: str = "auto",
+                 max_skipped_fraction: float = ingestion.DEFAULT_MAX_SKIPPED_FRACTION):
         """Constructs a MotionExampleGen.
 
         Args:
@@ -71,6 +77,9 @@ class MotionExampleGen(base_beam_component.BaseBeamComponent):
             hop_samples: samples between consecutive windows' starts.
             timestamp_column: the CSV column with each sample's time.
             timestamp_scale: seconds per timestamp unit.
+            encoding: the recordings' text encoding; "auto" reads UTF-8 (with or without a BOM),
+                else Windows-1252.
+            max_skipped_fraction: the run stops when more of the recordings than this cannot be read.
         """
         super().__init__(spec=MotionExampleGenSpec(
             input_base=input_base,
@@ -85,5 +94,7 @@ class MotionExampleGen(base_beam_component.BaseBeamComponent):
             hop_samples=hop_samples,
             timestamp_column=timestamp_column,
             timestamp_scale=float(timestamp_scale),
+            encoding=encoding,
+            max_skipped_fraction=float(max_skipped_fraction),
             examples=channel.Channel(type=standard_artifacts.Examples),
         ))

@@ -14,6 +14,7 @@ from absl import logging
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.types import artifact_utils, standard_component_specs
 
+from components import ingestion
 from components.audio_example_gen import layout
 from components.audio_example_gen.executor import INGESTION_REPORT_FILE, gfile_filesystem
 from components.motion_example_gen import recordings
@@ -25,6 +26,8 @@ WINDOW_SAMPLES_KEY = "window_samples"
 HOP_SAMPLES_KEY = "hop_samples"
 TIMESTAMP_COLUMN_KEY = "timestamp_column"
 TIMESTAMP_SCALE_KEY = "timestamp_scale"
+ENCODING_KEY = "encoding"
+MAX_SKIPPED_FRACTION_KEY = "max_skipped_fraction"
 
 # Logged as recordings are read; the CLI turns it into a progress bar (pipeline/progress.py).
 PROGRESS_MESSAGE = "MotionExampleGen ingested %d/%d recordings"
@@ -60,8 +63,8 @@ def make_example(recording: recordings.RecordingRef, index: int, start: int, win
 class _WindowRecording(beam.DoFn):
     """Reads one recording and yields its windows; unusable files go to 'skipped' with the reason."""
 
-    def __init__(self, root: str, spec: recordings.WindowSpec, total: int):
-        self._root, self._spec, self._total = root, spec, total
+    def __init__(self, root: str, spec: recordings.WindowSpec, total: int, encoding: str):
+        self._root, self._spec, self._total, self._encoding = root, spec, total, encoding
         self._done = 0
 
     def process(self, recording: recordings.RecordingRef) -> Iterator[Any]:
@@ -70,9 +73,9 @@ class _WindowRecording(beam.DoFn):
             logging.info(PROGRESS_MESSAGE, self._done, self._total)
         path = posixpath.join(self._root, recording.relative)
         try:
-            with tf.io.gfile.GFile(path, "r") as f:
-                samples = recordings.parse_recording(f.read(), self._spec)
-        except (recordings.RecordingError, UnicodeDecodeError) as err:
+            with tf.io.gfile.GFile(path, "rb") as f:
+                samples = recordings.parse_recording(recordings.decode_recording(f.read(), self._encoding), self._spec)
+        except recordings.RecordingError as err:
             yield beam.pvalue.TaggedOutput(_SKIPPED_TAG, {
                 "file": recording.relative, "split": recording.split, "label": recording.label, "reason": str(err)})
             return
@@ -95,35 +98,50 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         self._report_path = os.path.join(examples.uri, INGESTION_REPORT_FILE)
         super().Do(input_dict, output_dict, exec_properties)
         with tf.io.gfile.GFile(self._report_path) as f:
-            for skipped in json.load(f)["skipped"]:
-                logging.warning("MotionExampleGen skipped %s: %s", skipped["file"], skipped["reason"])
+            report = json.load(f)
+        for skipped in report["skipped"]:
+            logging.warning("MotionExampleGen skipped %s: %s", skipped["file"], skipped["reason"])
+        for entry in report["missing_listed"]:
+            logging.warning("MotionExampleGen: a split list names %s, which is not in the dataset", entry)
+        ingestion.check_skipped(
+            report, float(exec_properties.get(MAX_SKIPPED_FRACTION_KEY) or ingestion.DEFAULT_MAX_SKIPPED_FRACTION),
+            "MotionExampleGen", self._report_path,
+            "Check data.sample_rate and motion.timestamp_unit against the logger's settings, motion.channels and "
+            "motion.timestamp_column against the CSV header, and motion.window_ms against the recordings' length.")
 
     def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
                                exec_properties: Dict[str, Any]) -> Dict[str, beam.pvalue.PCollection]:
         root = exec_properties[standard_component_specs.INPUT_BASE_KEY].rstrip("/")
         labels = json.loads(exec_properties[LABELS_KEY])
         spec = spec_from(exec_properties)
-        plan = recordings.plan_recordings(root, labels, gfile_filesystem())
+        fs = gfile_filesystem()
+        plan = recordings.plan_recordings(root, labels, fs)
+        encoding = exec_properties.get(ENCODING_KEY) or "auto"
         read = (pipeline
                 | "PlanRecordings" >> beam.Create(plan, reshuffle=True)
-                | "WindowRecordings" >> beam.ParDo(_WindowRecording(root, spec, len(plan))).with_outputs(
+                | "WindowRecordings" >> beam.ParDo(_WindowRecording(root, spec, len(plan), encoding)).with_outputs(
                     _SKIPPED_TAG, _TALLY_TAG, main="examples"))
         _ = (read[_TALLY_TAG]
              | "CollectTally" >> beam.combiners.ToList()
              | "WriteReport" >> beam.Map(_write_report, self._report_path,
-                                         beam.pvalue.AsList(read[_SKIPPED_TAG])))
+                                         beam.pvalue.AsList(read[_SKIPPED_TAG]), layout.missing_from_lists(root, fs)))
         return {split: (read.examples
                         | f"Select[{split}]" >> beam.Filter(lambda kv, s=split: kv[0] == s)
                         | f"Drop[{split}]" >> beam.Values())
                 for split in layout.SPLITS}
 
 
-def _write_report(tally: List[Any], path: str, skipped: List[Dict[str, str]]) -> None:
-    """The same ingestion report as AudioExampleGen's: windows per split and label, and skipped files."""
+def _write_report(tally: List[Any], path: str, skipped: List[Dict[str, str]], missing_listed: List[str]) -> None:
+    """The same ingestion report as AudioExampleGen's (components/ingestion.py): windows per split and
+    label, recordings read per label, skipped files, split-list entries that name no file."""
     counts: Dict[str, Dict[str, int]] = {split: collections.Counter() for split in layout.SPLITS}
+    files_read: Dict[str, int] = collections.Counter()
     for split, label, n in tally:
         counts[split][label] += n
+        files_read[label] += 1
     report = {"examples": {split: dict(sorted(c.items())) for split, c in counts.items()},
-              "skipped": sorted(skipped, key=lambda s: s["file"])}
+              "files_read": dict(sorted(files_read.items())),
+              "skipped": sorted(skipped, key=lambda s: s["file"]),
+              "missing_listed": missing_listed}
     with tf.io.gfile.GFile(path, "w") as f:
         json.dump(report, f, indent=2, sort_keys=True)

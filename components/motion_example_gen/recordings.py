@@ -22,11 +22,12 @@ import hashlib
 import io
 import math
 import posixpath
-from typing import Dict, List, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from components.audio_example_gen.layout import EVAL, SPLIT_LISTS, TEST, TRAIN, Filesystem, speaker_of
+from components.audio_example_gen.layout import (EVAL, SPLIT_LISTS, TEST, TRAIN, Filesystem, read_split_lists,
+                                                speaker_of)
 
 RECORDING_EXTENSION = ".csv"
 _HASH_BUCKETS = {EVAL: (80, 90), TEST: (90, 100)}  # of 100; the rest is train
@@ -94,20 +95,13 @@ def _hash_split(relative: str) -> str:
 
 def plan_recordings(root: str, labels: Sequence[str], fs: Filesystem) -> List[RecordingRef]:
     """Every recording of the wanted labels with its split (from the lists, else by subject hash)."""
-    listed: Dict[str, str] = {}
-    lists_present = False
-    for split, name in SPLIT_LISTS.items():
-        path = posixpath.join(root, name)
-        if fs.exists(path):
-            lists_present = True
-            for line in fs.read_text(path).splitlines():
-                if line.strip():
-                    listed[line.strip()] = split
+    listed = read_split_lists(root, fs)
+    lists_present = any(fs.exists(posixpath.join(root, name)) for name in SPLIT_LISTS.values())
     plan = []
     for label in labels:
         folder = posixpath.join(root, label)
         for name in sorted(fs.listdir(folder)):
-            if not name.endswith(RECORDING_EXTENSION):
+            if not name.lower().endswith(RECORDING_EXTENSION):  # data loggers write .CSV too
                 continue
             relative = f"{label}/{name}"
             split = listed.get(relative, TRAIN) if lists_present else _hash_split(relative)
@@ -125,6 +119,31 @@ def _number(value: str, line: int, column: str) -> float:
     return number
 
 
+def decode_recording(data: bytes, encoding: str = "auto") -> str:
+    """A recording's bytes as text, as data loggers write them.
+
+    UTF-8 with or without a byte-order mark by default; when the bytes are not UTF-8,
+    Windows-1252 (what spreadsheet exports on Windows write), which covers Latin-1 text in
+    headers and comments. ``encoding`` names another codec explicitly (``motion.encoding``).
+
+    Raises:
+        RecordingError: the bytes are not text in the named encoding.
+    """
+    if encoding != "auto":
+        try:
+            return data.decode(encoding).lstrip("\ufeff")
+        except (UnicodeDecodeError, LookupError) as err:
+            raise RecordingError(f"not {encoding} text ({err}); set motion.encoding to the file's encoding") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            return data.decode("cp1252")
+        except UnicodeDecodeError as err:
+            raise RecordingError(f"neither UTF-8 nor Windows-1252 text ({err.reason} at byte {err.start}); set "
+                                 "motion.encoding to the file's encoding") from None
+
+
 def parse_recording(text: str, spec: WindowSpec) -> np.ndarray:
     """The recording's samples, ``[samples, channels]`` float32, checked against ``spec``.
 
@@ -132,7 +151,7 @@ def parse_recording(text: str, spec: WindowSpec) -> np.ndarray:
         RecordingError: missing columns, a non-numeric value, timestamps that do not increase
             or disagree with ``spec.sample_rate``, or fewer samples than one window.
     """
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))  # a BOM, CRLF or CR line ends: all fine
     header = [column.strip() for column in next(reader, [])]
     wanted = (spec.timestamp_column,) + tuple(spec.channels)
     missing = [column for column in wanted if column not in header]
@@ -157,7 +176,7 @@ def parse_recording(text: str, spec: WindowSpec) -> np.ndarray:
     measured = 1.0 / float(np.median(steps))
     if abs(measured - spec.sample_rate) > spec.rate_tolerance * spec.sample_rate:
         raise RecordingError(f"its timestamps give {measured:.1f} Hz, not the configured {spec.sample_rate:g} Hz "
-                             "(data.sample_rate; timestamps in data.timestamp_unit)")
+                             "(data.sample_rate; timestamps in motion.timestamp_unit)")
     return values[:, 1:].astype(np.float32)
 
 

@@ -17,6 +17,7 @@ from tfx.utils import path_utils
 
 from components.blessing import write_blessing
 from components.tflite_quantizer import codegen, quantize
+from components.tflite_quantizer import labels as labels_lib
 
 # Input, output and parameter keys.
 MODEL_KEY = "model"
@@ -77,7 +78,9 @@ class Executor(base_executor.BaseExecutor):
         fidelity = self._fidelity(saved_model_dir, signature, quantized, eval_x, eval_y, labels)
         report = self._report(quantized, float_model, saved_model_dir, mode, len(calibration),
                               conversion_seconds, fidelity)
-        firmware = _firmware_files(saved_model_dir)
+        firmware = {**_firmware_files(saved_model_dir),
+                    labels_lib.HEADER_FILE: labels_lib.header(labels).encode(),
+                    labels_lib.MAPPING_FILE: labels_lib.mapping_json(labels).encode()}
         report["firmware_files"] = sorted(firmware)
         self._write_model_files(output.uri, quantized, float_model, report, firmware)
         self._set_properties(output, mode, report, fidelity)

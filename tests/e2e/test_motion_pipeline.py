@@ -15,21 +15,26 @@ from pipeline import pipeline as tinyml_pipeline
 from pipeline.runners import local as run_local
 from pipeline.ui import report
 from pipeline.tasks.motion import generate, normalization
-from tests.helpers import MOTION_EXAMPLE_GEN
+from tests.helpers import MOTION_EXAMPLE_GEN, rename_class_folder
 
 MOTION_CONFIG = os.path.join(os.path.dirname(config_lib.DEFAULT_CONFIG), "motion.yaml")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Classes named as a real dataset may name its folders: capitals, a space, a non-ASCII letter.
+RENAMED = {"wave": "Wave Hand", "circle": "Círculo"}
+LABELS = ("idle", "Wave Hand", "Círculo", "shake")
 BAD_FILES = {  # planted in the generated data: file -> what the skip report must say
-    "wave/badfile_nohash_0.csv": ("timestamp,ax,ay,az,gx,gy\n0,0,0,1,0,0\n", "missing column(s) gz"),
-    "wave/badfile_nohash_1.csv": (None, "is 'oops', not a number"),
+    "Wave Hand/badfile_nohash_0.csv": ("timestamp,ax,ay,az,gx,gy\n0,0,0,1,0,0\n", "missing column(s) gz"),
+    "Wave Hand/badfile_nohash_1.csv": (None, "is 'oops', not a number"),
     "idle/badfile_nohash_2.csv": (None, "give 50.0 Hz, not the configured 100 Hz"),
     "idle/badfile_nohash_3.csv": (None, "fewer than one window of 200"),
 }
 
 
-def _recording(rate: float, n: int, bad_row: int = -1) -> str:
-    rows = ["timestamp,ax,ay,az,gx,gy,gz"]
+def _recording(rate: float, n: int, bad_row: int = -1, extra_column: str = "") -> str:
+    rows = ["timestamp,ax,ay,az,gx,gy,gz" + (f",{extra_column}" if extra_column else "")]
     for i in range(n):
-        values = ["oops" if i == bad_row else "0.1", "0.0", "1.0", "0.5", "0.0", "0.0"]
+        values = ["oops" if i == bad_row else "0.1", "0.0", "1.0", "0.5", "0.0", "0.0"] + (
+            ["21.5"] if extra_column else [])
         rows.append(f"{i / rate:.4f}," + ",".join(values))
     return "\n".join(rows) + "\n"
 
@@ -39,19 +44,45 @@ def motion_data(tmp_path_factory):
     """A tiny generated gesture set with the bad files planted; do not modify it."""
     data = str(tmp_path_factory.mktemp("motion") / "data")
     generate.generate_dataset(generate.MotionSpec(subjects=6, repetitions=2, seconds=4.0), data)
-    contents = {"wave/badfile_nohash_1.csv": _recording(100, 300, bad_row=40),
+    for old, new in RENAMED.items():
+        rename_class_folder(data, old, new)
+    contents = {"Wave Hand/badfile_nohash_1.csv": _recording(100, 300, bad_row=40),
                 "idle/badfile_nohash_2.csv": _recording(50, 300),
                 "idle/badfile_nohash_3.csv": _recording(100, 150)}
     for name, (text, _) in BAD_FILES.items():
         with open(os.path.join(data, name), "w") as f:
             f.write(text or contents[name])
+    for name, content in GOOD_AS_LOGGERS_WRITE_THEM.items():
+        with open(os.path.join(data, name), "wb") as f:
+            f.write(content)
     return data
+
+
+# Readable files as data loggers and spreadsheets write them: a byte-order mark with CRLF line ends
+# and an upper-case extension; a Windows-1252 header.
+GOOD_AS_LOGGERS_WRITE_THEM = {
+    "shake/bomcrlf_nohash_0.CSV": b"\xef\xbb\xbf" + _recording(100, 300).replace("\n", "\r\n").encode(),
+    "shake/latin_nohash_0.csv": _recording(100, 300, extra_column="température").encode("cp1252"),
+}
+
+
+def _motion_schema(path: str) -> str:
+    """The curated motion schema with the renamed classes in its label domain."""
+    with open(os.path.join(REPO, "schemas", "motion", "schema.pbtxt"), encoding="utf-8") as f:
+        text = f.read()
+    head = text[:text.index("string_domain")]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(head + 'string_domain {\n  name: "label"\n' + "".join(f'  value: "{label}"\n' for label in LABELS)
+                + "}\n")
+    return path
 
 
 def _tiny_motion_config(data: str, workdir: str, name: str, **motion) -> config_lib.PipelineConfig:
     base = config_lib.load_config(MOTION_CONFIG)
+    os.makedirs(workdir, exist_ok=True)
+    schema = _motion_schema(os.path.join(workdir, "motion_schema.pbtxt"))
     return dataclasses.replace(
-        base, pipeline_name=name, data=dataclasses.replace(base.data, root=data),
+        base, pipeline_name=name, data=dataclasses.replace(base.data, root=data, classes=LABELS, schema=schema),
         requirements=dataclasses.replace(base.requirements, min_accuracy=0.5),
         training=dataclasses.replace(base.training, epochs=10),
         motion=dataclasses.replace(base.motion, **motion),
@@ -87,6 +118,15 @@ def test_bad_recordings_are_skipped_with_their_reason(motion_run):
     assert set(skipped) == set(BAD_FILES)
     for name, (_, reason) in BAD_FILES.items():
         assert reason in skipped[name], (name, skipped[name])
+
+
+def test_files_as_loggers_write_them_are_read(motion_run, motion_data):
+    _, summary = motion_run
+    with open(summary.ingestion_report) as f:
+        report = json.load(f)
+    generated = len(os.listdir(os.path.join(motion_data, "shake"))) - len(GOOD_AS_LOGGERS_WRITE_THEM)
+    assert report["files_read"]["shake"] == generated + len(GOOD_AS_LOGGERS_WRITE_THEM)  # BOM, CRLF, .CSV, cp1252
+    assert report["files_read"]["Wave Hand"] == len(os.listdir(os.path.join(motion_data, "Wave Hand"))) - 2
 
 
 def test_windows_never_span_recordings_or_splits(motion_run):
@@ -131,7 +171,7 @@ def test_the_release_records_the_normalization_hash_and_ships_the_header(motion_
     assert releases.FRONTEND_ANNOTATION not in annotations  # no audio front end here
     assert b"kNormMean[kNormChannels]" in files["normalization.h"]
     card = files["model_card.md"].decode()
-    assert "idle, wave, circle, shake" in card and "normalization.h" in card
+    assert "idle, Wave Hand, Círculo, shake" in card and "normalization.h" in card
 
 
 def test_the_report_covers_the_motion_run(motion_run, tmp_path):

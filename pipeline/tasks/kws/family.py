@@ -19,7 +19,7 @@ class KeywordSpotting(TaskFamily):
     code_package = "pipeline.tasks.kws"
     config_sections = ("features",)
     config_fields = frozenset({("data", "words"), ("data", "unknown_fraction"), ("data", "silence_fraction"),
-                               ("data", "clip_duration_ms"), ("data", "synthetic")})
+                               ("data", "clip_duration_ms"), ("data", "synthetic"), ("data", "max_trim_ms")})
     config_schema_file = "tasks/keyword_spotting.schema.json"
     default_schema = "kws/schema.pbtxt"
 
@@ -48,7 +48,9 @@ class KeywordSpotting(TaskFamily):
         return AudioExampleGen(
             input_base=config.data_root, words=data.words, unknown_fraction=data.unknown_fraction,
             silence_fraction=data.silence_fraction, sample_rate=data.sample_rate,
-            clip_samples=data.clip_samples, seed=data.seed).with_id(self.example_gen_id)
+            clip_samples=data.clip_samples, seed=data.seed,
+            max_trim_samples=data.sample_rate * data.max_trim_ms // 1000,
+            max_skipped_fraction=config.requirements.max_skipped_fraction).with_id(self.example_gen_id)
 
     def check_layout(self, config) -> None:
         from components.audio_example_gen import layout

@@ -57,7 +57,8 @@ class Motion(TaskFamily):
             input_base=config.data_root, labels=config.data.labels, channels=m.channels,
             sample_rate=config.data.sample_rate, window_samples=config.window_samples,
             hop_samples=config.hop_samples, timestamp_column=m.timestamp_column,
-            timestamp_scale=m.timestamp_scale).with_id(self.example_gen_id)
+            timestamp_scale=m.timestamp_scale, encoding=m.encoding,
+            max_skipped_fraction=config.requirements.max_skipped_fraction).with_id(self.example_gen_id)
 
     def check_layout(self, config) -> None:
         from components.audio_example_gen.executor import gfile_filesystem

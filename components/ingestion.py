@@ -1,0 +1,74 @@
+"""The ingestion report the ExampleGens write, and the checks that stop a run on what it shows.
+
+Both of the project's ExampleGens write ``ingestion_report.json`` next to their splits:
+``{"examples": {split: {label: count}}, "files_read": {label: count},
+"skipped": [{"file", "split", "label", "reason"}], "missing_listed": [path],
+"adjusted": {...}}`` (``files_read`` counts readable files, which differ from examples when
+a file gives several windows or an example is generated).
+A dataset whose files are mostly skipped (a wrong sample rate, a wrong timestamp unit)
+would otherwise train on what is left, or on nothing, and the run would fail later with
+an error that names nothing the user can fix. ``check_skipped`` stops the run at the
+ExampleGen instead, with the counts and the most common reasons.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, Dict, List, Mapping, Sequence
+
+from components.errors import PipelineInputError
+
+DEFAULT_MAX_SKIPPED_FRACTION = 0.1
+
+
+class TooManySkippedError(PipelineInputError):
+    """Too many of the dataset's files could not be read; the message gives the counts and the reasons."""
+
+
+def top_reasons(skipped: Sequence[Mapping[str, str]], count: int = 3) -> List[str]:
+    """The ``count`` most common skip reasons, as "N file(s): reason" (most common first)."""
+    reasons = collections.Counter(item.get("reason", "?") for item in skipped)
+    return [f"{n} file(s): {reason}" for reason, n in sorted(reasons.items(), key=lambda r: (-r[1], r[0]))[:count]]
+
+
+def check_skipped(report: Mapping[str, Any], max_skipped_fraction: float, component: str, report_path: str,
+                  fix: str) -> None:
+    """Stops the run when the dataset's readable files are too few.
+
+    Args:
+        report: the ingestion report.
+        max_skipped_fraction: the largest share of files that may be skipped (``requirements``).
+        component: the ExampleGen's name, for the message.
+        report_path: where the full list is.
+        fix: what usually causes the reasons for this ExampleGen (the settings to check).
+
+    Raises:
+        TooManySkippedError: when every file, every file of a class, or more than
+            ``max_skipped_fraction`` of the files were skipped.
+    """
+    skipped = list(report.get("skipped", []))
+    if not skipped:
+        return
+    written: Dict[str, int] = collections.Counter(report.get("files_read", {}))
+    if "files_read" not in report:  # a report without file counts: one example per file
+        for per_label in report.get("examples", {}).values():
+            written.update(per_label)
+    skipped_by_label = collections.Counter(item.get("label", "") for item in skipped)
+    total = sum(written.values()) + len(skipped)
+    reasons = "; ".join(top_reasons(skipped))
+    where = f"The full list is in {report_path}. {fix}"
+    if not written:
+        raise TooManySkippedError(
+            f"{component} could not read any of the {len(skipped)} file(s) of the dataset: {reasons}. {where}")
+    lost = sorted(label for label, n in skipped_by_label.items() if label and n and not written.get(label))
+    if lost:
+        raise TooManySkippedError(
+            f"{component} skipped every file of class(es) {', '.join(lost)} "
+            f"({', '.join(f'{label}: {skipped_by_label[label]}' for label in lost)} file(s)), so the model could "
+            f"not learn them: {reasons}. {where}")
+    fraction = len(skipped) / total
+    if fraction > max_skipped_fraction:
+        raise TooManySkippedError(
+            f"{component} skipped {len(skipped)} of {total} file(s) ({100 * fraction:.1f}%), more than "
+            f"requirements.max_skipped_fraction ({100 * max_skipped_fraction:g}%): {reasons}. {where} If those "
+            "files are really unusable, raise requirements.max_skipped_fraction.")
