@@ -32,13 +32,14 @@ import abc
 import dataclasses
 from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Mapping, Optional, Tuple
 
-from pipeline.tasks.common import preprocessing as common_preprocessing
-
 if TYPE_CHECKING:  # imported for annotations only: families are imported by config loading
     from components.ota.model_card import CardText
     from pipeline.config import PipelineConfig
 
 Progress = Optional[Callable[[int, int], None]]
+
+LABEL_KEY = "label_id"      # the transformed label: the class index
+RAW_LABEL_KEY = "label"     # the raw label: the class name, as the ExampleGen writes it
 
 
 class DataLayoutError(ValueError):
@@ -88,8 +89,8 @@ class TaskFamily(abc.ABC):
     #: Defaults this family gives to fields the user left out: {(section, field): value}.
     config_defaults: Mapping[Tuple[str, str], Any] = {}
     #: Names in the transformed examples and the raw examples.
-    label_key: str = common_preprocessing.LABEL_KEY
-    raw_label_key: str = common_preprocessing.RAW_LABEL_KEY
+    label_key: str = LABEL_KEY
+    raw_label_key: str = RAW_LABEL_KEY
     #: Whether the family evaluates streaming behaviour (not yet any).
     has_streaming_evaluator: bool = False
 

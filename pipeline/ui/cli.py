@@ -133,60 +133,66 @@ def run_command(config_path: str, workdir: str, wait: bool) -> None:
     run_id = workdir_lib.new_run_id()
     try:
         with workdir_lib.WorkdirLock(config.workdir, run_id, wait=wait) as lock:
-            _run_holding(config, run_id, lock)
+            log_path = _log_path(config.workdir, run_id)
+            # From here on, what TensorFlow and other native code print goes to the run's log; the
+            # person at the terminal sees the progress, the summary and, if it comes, one paragraph.
+            with _native_output_to(log_path) as terminal:
+                outcome = _run_holding(config, run_id, lock, log_path, terminal)
     except workdir_lib.WorkdirBusy as err:
         fail(str(err), EXIT_USAGE)
+    if isinstance(outcome, tuple):
+        fail(*outcome)
+    click.echo(outcome)
 
 
-def _run_holding(config, run_id: str, lock) -> None:
-    """The run itself, while this process holds the work directory's lock."""
+def _run_holding(config, run_id: str, lock, log_path: str, terminal: TextIO):
+    """The run, while this process holds the work directory's lock and native output goes to the log.
+
+    Returns:
+        The text to print when the run finished (summary and report path), or (message, exit code).
+    """
     from rich.console import Console
 
     from pipeline.runners import local as run_local
     from pipeline.ui.progress import RunProgress
 
+    console = Console(file=terminal, highlight=False, soft_wrap=True)
     try:
         run_local.check_config(config)
         if config.uses_synthetic_data:
             unit = config.family.data_unit
-            click.echo(f"Data: synthetic {config.task} dataset in {config.data_root}")
-            with RunProgress() as progress:
+            console.print(f"Data: synthetic {config.task} dataset in {config.data_root}")
+            with RunProgress(console) as progress:
                 generated = run_local.prepare_data(
                     config, progress=lambda done, total: progress.counted(f"generating {unit}", done, total))
-            click.echo("  generated" if generated else "  up to date")
+            console.print("  generated" if generated else "  up to date")
         run_local.preflight(config)
     except (config_lib.ConfigError, DataGenerationError) as err:
-        fail(str(err), EXIT_USAGE)
+        return str(err), EXIT_USAGE
 
-    log_path = _log_path(config.workdir, run_id)
-    click.echo(f"Running pipeline '{config.pipeline_name}', run {run_id} (full log: {log_path})")
-    failure = None
-    with _native_output_to(log_path) as terminal:
-        progress = RunProgress(Console(file=terminal))
-        _log_to_file(log_path, progress.handler())
-        try:
-            with progress:
-                summary = run_local.run(config, run_id=run_id, lock=lock)
-        except Exception as err:  # noqa: BLE001 - any component failure ends here, with its log
-            logging.getLogger(__name__).error("Pipeline failed:\n%s", traceback.format_exc())
-            failure = err
-    if failure is not None:
-        fail(run_local.failure_message(config, run_id, failure, log_path), EXIT_FAILED)
-    click.echo(summary.to_text())
-    _write_report(summary, config)
+    console.print(f"Running pipeline '{config.pipeline_name}', run {run_id} (full log: {log_path})")
+    progress = RunProgress(console)
+    _log_to_file(log_path, progress.handler())
+    try:
+        with progress:
+            summary = run_local.run(config, run_id=run_id, lock=lock)
+    except Exception as err:  # noqa: BLE001 - any component failure ends here, with its log
+        logging.getLogger(__name__).error("Pipeline failed:\n%s", traceback.format_exc())
+        return run_local.failure_message(config, run_id, err, log_path), EXIT_FAILED
+    return summary.to_text() + "\n" + _write_report(summary, config)
 
 
-def _write_report(summary, config) -> None:
+def _write_report(summary, config) -> str:
+    """Writes the run's report and model card; returns the line saying where (or why not)."""
     from pipeline.ui import report
 
     try:
         path = report.write_report(summary, config)
     except Exception as err:  # noqa: BLE001 - a report failure must not hide a finished run
         logging.getLogger(__name__).error("Report failed:\n%s", traceback.format_exc())
-        click.echo(f"Warning: the report could not be written ({type(err).__name__}: {err}); the run itself is "
-                   "unaffected.", err=True)
-        return
-    click.echo(f"Report:         {path}")
+        return (f"Warning: the report could not be written ({type(err).__name__}: {err}); the run itself is "
+                "unaffected.")
+    return f"Report:         {path}"
 
 
 @main.command("report")
@@ -202,7 +208,7 @@ def report_command(config_path: str, workdir: str, run_id: Optional[str]) -> Non
         fail(f"Run {summary.run_id} of '{config.pipeline_name}' did not finish: it stopped at {stopped}, so there is "
              "no model to report on and no model card is written. Its log is in "
              f"{os.path.join(config.workdir, 'logs')}; fix what it names and run again.", EXIT_FAILED)
-    _write_report(summary, config)
+    click.echo(_write_report(summary, config))
 
 
 main.add_command(devices_cli.devices)

@@ -6,8 +6,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
-LABEL_KEY = "label_id"      # the transformed label: the class index
-RAW_LABEL_KEY = "label"     # the raw label: the class name, as the ExampleGen writes it
+from pipeline.tasks.base import LABEL_KEY, RAW_LABEL_KEY  # noqa: F401 (the keys preprocessing_fns use)
 
 
 def label_to_id(label: tf.Tensor, labels: Sequence[str]) -> tf.Tensor:
