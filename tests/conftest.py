@@ -12,6 +12,19 @@ from pipeline.tasks.kws import generate
 from tests.helpers import build_tiny_saved_model, tiny_config, tiny_model_data, tiny_spec
 
 
+def pytest_addoption(parser):
+    parser.addoption("--require-tools", action="store_true", default=False,
+                     help="Fail (not skip) tests whose external tool is missing (as CI=true does); "
+                          "see tests/support/tools.py.")
+
+
+def pytest_configure(config):
+    from tests.support import tools
+
+    if config.getoption("--require-tools"):
+        os.environ[tools.REQUIRE_ENV] = "1"  # read by tests.support.tools, and by any subprocess
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> str:
     """A tiny synthetic dataset, generated once per test session; do not modify it."""
