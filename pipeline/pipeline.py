@@ -22,7 +22,7 @@ from components.audio_example_gen.layout import EVAL, TEST, TRAIN
 from components.data_validation_gate.component import DataValidationGate
 from components.mcu_size_gate.component import McuSizeGate
 from components.motion_example_gen.component import MotionExampleGen
-from components.ota import model_card
+from components.ota import model_card, publish, releases
 from components.ota_pusher.component import OtaPusher
 from components.tflite_quantizer.component import TFLiteQuantizer
 from pipeline.config import PipelineConfig
@@ -142,10 +142,14 @@ def frontend_params(config: PipelineConfig) -> Dict[str, Any]:
     return features.frontend_params(f.window_ms, f.stride_ms, f.channels, config.data.sample_rate)
 
 
-def release_frontend_hash(config: PipelineConfig) -> str:
-    """The audio front end's hash a keyword-spotting release records; none for motion, whose
-    release records its normalization constants' hash instead (from the shipped header)."""
-    return "" if config.is_motion else features.frontend_hash(frontend_params(config))
+def release_input_processing(config: PipelineConfig) -> publish.InputProcessing:
+    """The input processing a release records: a keyword-spotting model's audio front-end hash; a
+    motion model's normalization constants (the sha256 of the normalization.json it ships)."""
+    from pipeline.tasks.motion import normalization
+
+    if config.is_motion:
+        return publish.InputProcessing(releases.NORMALIZATION_ANNOTATION, file=normalization.JSON_FILE)
+    return publish.InputProcessing(releases.FRONTEND_ANNOTATION, sha256=features.frontend_hash(frontend_params(config)))
 
 
 def uses_synthetic_data(config: PipelineConfig) -> bool:
@@ -345,9 +349,10 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
             quantized_model=quantizer.outputs["quantized_model"], model_blessing=blessings[0],
             quantization_blessing=blessings[1], device_blessing=blessings[2],
             device_report=size_gate.outputs["report"], registry=config.release.registry or "",
-            repository=config.repository, frontend_hash=release_frontend_hash(config),
+            repository=config.repository, input_processing=release_input_processing(config),
             pipeline_name=config.pipeline_name, signing_key_file=config.release.signing_key_file,
             allow_unsigned=config.release.allow_unsigned, channel_name=config.release.channel,
+            insecure=config.release.insecure,
             card=card_text(config),
         ).with_id(PUSHER)
 

@@ -16,7 +16,7 @@ from tfx import v1 as tfx
 from components.audio_example_gen import layout
 from components.audio_example_gen.executor import gfile_filesystem
 from pipeline import pipeline as kws_pipeline
-from pipeline.config import DEV_SIGNING_KEY, ConfigError, PipelineConfig
+from pipeline.config import ConfigError, PipelineConfig
 from pipeline.tasks.kws import generate
 
 _STATE_NAMES = {
@@ -200,14 +200,14 @@ def preflight(config: PipelineConfig) -> None:
 
 
 def ensure_dev_signing_key(config: PipelineConfig) -> None:
-    """Creates the local run's development signing key (WORKDIR/keys) the first time it is needed."""
+    """Creates the local run's development signing key (WORKDIR/keys) the first time it is needed;
+    never for a remote registry (the pusher then asks for a real key)."""
     from components.ota import publish
 
     key_file = config.release.signing_key_file
-    if key_file and os.path.basename(key_file) == DEV_SIGNING_KEY and not os.path.exists(key_file):
-        publish.load_signing_key(key_file, environ={}, create=True)
+    if publish.ensure_development_key(key_file, config.release.registry or ""):
         logging.warning("Created a development signing key %s (public key %s.pub). Production releases are "
-                        "signed with your own key: set release.signing_key_file or TINYML_TFX_SIGNING_KEY.",
+                        "signed with your own key: `tinyml-tfx keys generate`, then set release.signing_key_file.",
                         key_file, key_file)
 
 
