@@ -18,6 +18,7 @@ Works on any store with the ``OciLayout`` interface (the embedded layout or ``Ht
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime
 import getpass
@@ -31,6 +32,7 @@ HISTORY_ARTIFACT_TYPE = "application/vnd.tinyml-tfx.channel-history.v1"
 HISTORY_PAYLOAD_TYPE = "application/vnd.tinyml-tfx.channel-history.v2+json"
 HISTORY_SCHEMA = "tinyml-tfx/channel-history/v2"
 ROLLBACK = "rollback"
+EMBED_LIMIT = 64 * 1024  # histories up to this size also travel inside their manifest (~250 moves)
 DEFAULT_CHANNELS = ("canary", "stable")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_]*")
 
@@ -94,7 +96,8 @@ def _parse_history(store, tag: str, tagged, repository: Optional[str], public_ke
     descriptor, manifest = tagged
     what = f"The history of channel {tag} in {store.root}"
     try:
-        document = json.loads(store.get_blob(manifest["layers"][0]["digest"]))
+        layer = manifest["layers"][0]
+        document = json.loads(oci_layout.embedded_data(layer) or store.get_blob(layer["digest"]))
     except (KeyError, IndexError, TypeError, ValueError, oci_layout.LayoutError) as err:
         raise ChannelError(f"{what} cannot be read ({type(err).__name__}: {err}).") from None
     if isinstance(document, list):  # v1, before histories were signed: adopted as it is, never trusted by gateways
@@ -218,8 +221,10 @@ def _move(store, device_class: str, channel: str, action: str, actor: Optional[s
                     "entries": [m.to_json() for m in previous_history.moves] + [move.to_json()]}
         envelope = signing.dsse_envelope(private_key, HISTORY_PAYLOAD_TYPE,
                                          json.dumps(document, indent=1, sort_keys=True).encode())
-        layer = store.put_blob(json.dumps(envelope).encode(), signing.DSSE_MEDIA_TYPE,
-                               {oci_layout.TITLE: "history.dsse.json"})
+        envelope_bytes = json.dumps(envelope).encode()
+        layer = store.put_blob(envelope_bytes, signing.DSSE_MEDIA_TYPE, {oci_layout.TITLE: "history.dsse.json"})
+        if len(envelope_bytes) <= EMBED_LIMIT:  # OCI 1.1 descriptor data: a gateway reads it with the manifest
+            layer["data"] = base64.b64encode(envelope_bytes).decode()
         history_manifest = store.put_manifest(oci_layout.release_manifest(
             [layer], HISTORY_ARTIFACT_TYPE, {"dev.tinyml-tfx.channel": tag}, store))
         try:

@@ -13,6 +13,7 @@ A blob already on disk is reused only when its content still matches its digest.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import hashlib
@@ -270,6 +271,15 @@ class OciLayout:
                 self._write_index(index)
             except OSError as err:
                 raise _unwritable(self.root, err) from None
+
+
+def embedded_data(descriptor: Mapping[str, Any]) -> Optional[bytes]:
+    """The content a descriptor embeds (OCI 1.1 ``data``), if present and matching its digest."""
+    try:
+        data = base64.b64decode(descriptor["data"], validate=True)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return data if digest_of(data) == descriptor.get("digest") else None
 
 
 def release_manifest(layers: list, artifact_type: str, annotations: Mapping[str, str], store) -> Dict[str, Any]:
