@@ -14,6 +14,8 @@ import os
 from importlib import metadata
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from components.ota import channels, http_registry, model_card, oci_layout, releases, signing
 
 RELEASE_FILES = ("model.tflite", "model_data.cc", "model_data.h", "micro_op_resolver.h",
@@ -232,7 +234,7 @@ def _no_key_for_remote(registry: str, key_file: Optional[str]) -> PublishError:
 
 
 def load_signing_key(key_file: Optional[str], registry: str = "",
-                     environ: Optional[Mapping[str, str]] = None) -> Optional[signing.ec.EllipticCurvePrivateKey]:
+                     environ: Optional[Mapping[str, str]] = None) -> Optional[ec.EllipticCurvePrivateKey]:
     """The release key, decrypted: from ``key_file`` or the ``TINYML_TFX_SIGNING_KEY`` variable
     (PEM), with the passphrase from ``COSIGN_PASSWORD`` (or ``COSIGN_PASSWORD_FILE``) when it is
     encrypted. None when neither names a key.
@@ -277,7 +279,8 @@ def load_signing_key(key_file: Optional[str], registry: str = "",
         raise PublishError(str(err)) from None
 
 
-def signing_key_for(destination: Destination, environ: Optional[Mapping[str, str]] = None):
+def signing_key_for(destination: Destination,
+                    environ: Optional[Mapping[str, str]] = None) -> Optional[ec.EllipticCurvePrivateKey]:
     """The key that signs releases and channel moves for ``destination``; None only when the
     destination allows unsigned releases and no key is given.
 

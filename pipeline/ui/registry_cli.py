@@ -6,6 +6,7 @@ a refusal is one paragraph (exit 1), a usage mistake exit 2.
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import click
@@ -238,8 +239,6 @@ def keys_generate_command(output) -> None:
 
     The passphrase comes from COSIGN_PASSWORD (or the file COSIGN_PASSWORD_FILE names), else it is asked for.
     """
-    import os
-
     from components.ota import publish
 
     try:

@@ -116,13 +116,14 @@ def test_push_releases_the_latest_blessed_run_with_its_lineage_once(tiny_pipelin
 def test_rollback_is_taken_by_a_gateway_and_a_hand_re_tag_is_not(registry, context, tmp_path):
     from components.ota import oci_layout
 
-    config, _ = context
+    config, first = context
     common = _args(registry, config, tmp_path)
     key_args = ["--public-key", config.release.signing_key_file + ".pub"]
     out = tmp_path / "device"
     assert invoke("promote", *common, "--device-class", "pico").exit_code == 0
     pushed = invoke("push", "--config", write_config_yaml(config, str(tmp_path / "tiny.yaml")), "--workdir",
-                    os.path.dirname(config.release.registry), "--registry", registry, "--version", "0.1.1")
+                    os.path.dirname(config.release.registry), "--registry", registry, "--version", "0.2.0",
+                    "--run", first.run_id)  # other tests add later runs
     assert pushed.exit_code == 0, pushed.output
     assert invoke("promote", *common, "--device-class", "pico").exit_code == 0
     assert invoke("pull", *common, "--device-class", "pico", *key_args, "--output", str(out)).exit_code == 0
@@ -136,14 +137,14 @@ def test_rollback_is_taken_by_a_gateway_and_a_hand_re_tag_is_not(registry, conte
     listing = invoke("list", *common)
     assert "MOVED OUTSIDE" in listing.output
 
-    store.tag("pico-stable", store.resolve("0.1.1"))  # put back
+    store.tag("pico-stable", store.resolve("0.2.0"))  # put back
     rolled = invoke("rollback", *common, "--device-class", "pico")
-    assert rolled.exit_code == 0 and _said(rolled, "0.1.1 -> 0.1.0") and _said(rolled, "signed rollback record")
+    assert rolled.exit_code == 0 and _said(rolled, "0.2.0 -> 0.1.0") and _said(rolled, "signed rollback record")
     taken = invoke("pull", *common, "--device-class", "pico", *key_args, "--output", str(out))
     assert taken.exit_code == 0 and _said(taken, "pico-stable = 0.1.0"), taken.output
-    other = invoke("pull", *common, "--device-class", "pico", *key_args, "--current-version", "0.1.2",
+    other = invoke("pull", *common, "--device-class", "pico", *key_args, "--current-version", "0.2.1",
                    "--output", str(tmp_path / "newer-device"))
-    assert other.exit_code == 1 and _said(other, "no signed rollback record authorizes 0.1.2 -> 0.1.0")
+    assert other.exit_code == 1 and _said(other, "no signed rollback record authorizes 0.2.1 -> 0.1.0")
     assert not (tmp_path / "newer-device").exists()
 
 
