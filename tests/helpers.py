@@ -124,12 +124,14 @@ def reference_registry(workdir: str, user: str, password: str, **options):
     try:
         with server.serve(workdir, user, password, **options) as url:
             yield url
-    except server.RegistryNotInstalled as err:
-        tool_name = "docker-registry" if "docker-registry" in str(err) else "htpasswd"
-        tools.tool_missing(tool_name, tools.DOCKER_REGISTRY)
+        return
     except server.RegistryUnavailable as err:
-        pytest.fail(f"docker-registry is installed but did not start: {err} ({tools.DOCKER_REGISTRY}).",
-                    pytrace=False)
+        problem = err  # reported below, outside the handler, so the message stands alone
+    if isinstance(problem, server.RegistryNotInstalled):
+        tools.tool_missing("docker-registry" if "docker-registry" in str(problem) else "htpasswd",
+                           tools.DOCKER_REGISTRY)
+    pytest.fail(f"docker-registry is installed but did not start: {problem} ({tools.DOCKER_REGISTRY}).",
+                pytrace=False)
 
 
 def non_loopback_address():
