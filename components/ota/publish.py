@@ -40,7 +40,8 @@ class InputProcessing:
 
     The task decides: a keyword-spotting run records its audio front end's hash, known when
     the pipeline is defined (``sha256``); a motion run records the sha256 of the
-    normalization constants its Trainer wrote (``file``: a release file).
+    normalization constants its Trainer wrote (``file``: a release file). An empty
+    ``annotation`` records nothing (a task whose model needs no input processing of its own).
     """
 
     annotation: str
@@ -123,6 +124,7 @@ def release_annotations(files: Mapping[str, bytes], input_processing: InputProce
     quantization = json.loads(files["quantization_report.json"])
     fidelity = quantization.get("fidelity", {})
     primary = gate["targets"][0]
+    recorded_input = {input_processing.annotation: input_processing.value(files)} if input_processing.annotation else {}
     return {
         releases.TARGETS_ANNOTATION: ",".join(t["board"] for t in gate["targets"] if t["fits"]),
         releases.ARENA_ANNOTATION: str(gate["arena"]["smallest_bytes"]),
@@ -130,7 +132,7 @@ def release_annotations(files: Mapping[str, bytes], input_processing: InputProce
         releases.OPS_ANNOTATION: ",".join(f"{op['name']}:v{op['version']}" for op in gate["ops"]),
         releases.TFLM_VERSION_ANNOTATION: metadata.version("tflite-micro"),
         releases.TF_VERSION_ANNOTATION: metadata.version("tensorflow"),
-        input_processing.annotation: input_processing.value(files),
+        **recorded_input,
         releases.FLOAT_ACCURACY_ANNOTATION: f"{fidelity.get('float_accuracy', float('nan')):.4f}",
         releases.INT8_ACCURACY_ANNOTATION: f"{fidelity.get('quantized_accuracy', float('nan')):.4f}",
         releases.PIPELINE_ANNOTATION: pipeline_name,
