@@ -195,11 +195,13 @@ def judge(model_bytes: int, arena: tflm_arena.ArenaMeasurement, budgets: Sequenc
     return verdicts
 
 
-def _kernels(core: str) -> str:
+def _kernels(core: str, arenas: Dict[str, scratch.ScratchArena]) -> str:
     variant = scratch.VARIANT_BY_CORE.get(core)
     if variant is None:
         return "not CMSIS-NN (the vendor's kernels; their scratch buffers are not modelled)"
-    return {"dsp": "CMSIS-NN, DSP extension", "mve": "CMSIS-NN, Helium (MVE)", "plain": "CMSIS-NN, plain C"}[variant]
+    text = {"dsp": "CMSIS-NN, DSP extension", "mve": "CMSIS-NN, Helium (MVE)", "plain": "CMSIS-NN, plain C"}[variant]
+    unmodelled = arenas[variant].unmodelled_ops
+    return text + (f" (scratch of {', '.join(unmodelled)} not modelled)" if unmodelled else "")
 
 
 def analyse(model: bytes, targets: Sequence[devices.DeviceProfile], max_latency_ms: Optional[float] = None,
@@ -240,7 +242,7 @@ def analyse(model: bytes, targets: Sequence[devices.DeviceProfile], max_latency_
     estimates = latency.table(work, targets, cost_model)
     budgets = devices.budgets(len(model), arena.smallest_bytes, targets, code_bytes, arena_by_board)
     verdicts = judge(len(model), arena, budgets, estimates, max_latency_ms,
-                     {t.name: _kernels(t.core) for t in targets})
+                     {t.name: _kernels(t.core, arenas) for t in targets})
     return Analysis(len(model), info["ops"], arena, macs_per_op, code_bytes, table.runtime_bytes, per_kernel,
                     table.source, verdicts, max_latency_ms, table.model_rodata(op_names), work_items, arenas,
                     cost_model)
