@@ -26,7 +26,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from components.audio_example_gen.layout import EVAL, SPLIT_LISTS, TEST, TRAIN, Filesystem, speaker_of
+from components.audio_example_gen.layout import EVAL, SPLIT_LISTS, SPLITS, TEST, TRAIN, Filesystem, speaker_of
 
 RECORDING_EXTENSION = ".csv"
 _HASH_BUCKETS = {EVAL: (80, 90), TEST: (90, 100)}  # of 100; the rest is train
