@@ -49,15 +49,24 @@ def devices() -> None:
 @devices.command("list")
 @_boards_dir_option
 def devices_list(boards_dir) -> None:
-    """List the known boards with their flash, RAM and what the firmware reserves."""
+    """List the known boards with their flash, RAM, what the firmware reserves, and what their
+    latency estimates rest on."""
     from rich.table import Table
 
+    from components.mcu_size_gate import calibration
+
+    catalogue = _catalogue(boards_dir)
+    try:
+        cores = calibration.build().cores
+    except calibration.CalibrationError as err:
+        fail(str(err), EXIT_FAILED)
     table = Table("board", "core", "MHz", "flash KiB", "RAM KiB", "reserved flash / RAM KiB", "latency calibration",
                   box=None)
-    for p in _catalogue(boards_dir).values():
+    for p in catalogue.values():
+        basis = ("measured on the board" if p.measured_op_cycles
+                 else cores[p.core].basis if p.core in cores else "not calibrated")
         table.add_row(p.name, p.core, f"{p.clock_mhz:g}", str(p.flash_bytes // 1024), str(p.ram_bytes // 1024),
-                      f"{p.reserved_flash_bytes // 1024} / {p.reserved_ram_bytes // 1024}",
-                      "measured on the board" if p.measured_op_cycles else "published")
+                      f"{p.reserved_flash_bytes // 1024} / {p.reserved_ram_bytes // 1024}", basis)
     _console().print(table)
 
 
