@@ -10,7 +10,8 @@ setup(
     packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*", "schemas"]),
     package_data={
         "pipeline": ["configs/*.yaml", "ui/templates/*.j2"],
-        "components": ["mcu_size_gate/devices/*.yaml"],
+        "components": ["mcu_size_gate/devices/*.yaml", "mcu_size_gate/kernel_flash.json",
+                       "mcu_size_gate/calibration/*.yaml", "mcu_size_gate/calibration/mlperf_tiny/*"],
         "schemas": ["*.json", "*.pbtxt", "*/*.pbtxt", "tasks/*.json"],
     },
     # Exact versions of everything live in requirements.lock; these are the direct needs.

@@ -172,6 +172,7 @@ class ReleaseConfig:
     signing_key_file: Optional[str] = None
     allow_unsigned: bool = False
     channel: str = "canary"
+    insecure: bool = False  # credentials over plain http:// to a registry off loopback
 
 
 @dataclasses.dataclass(frozen=True)

@@ -322,9 +322,10 @@ def create_pipeline(config: PipelineConfig, until: Optional[str] = None) -> tfx.
             quantized_model=quantizer.outputs["quantized_model"], model_blessing=blessings[0],
             quantization_blessing=blessings[1], device_blessing=blessings[2],
             device_report=size_gate.outputs["report"], registry=config.release.registry or "",
-            repository=config.repository, frontend_hash=family.input_processing_hash(config),
+            repository=config.repository, input_processing=family.input_processing(config),
             pipeline_name=config.pipeline_name, signing_key_file=config.release.signing_key_file,
             allow_unsigned=config.release.allow_unsigned, channel_name=config.release.channel,
+            insecure=config.release.insecure,
             card=card_text(config),
         ).with_id(PUSHER)
 

@@ -23,10 +23,11 @@ LOCK="$REPO/requirements.lock"
 RECIPE=3
 SUITE=trixie
 ROOT_PACKAGES=python3,python3-venv,python3-pip,python3-dev,g++,ca-certificates,libgomp1
-# Tools the tests use (kustomize, chromium, the reference OCI registry and htpasswd),
-# installed with apt after debootstrap (chromium's desktop
-# dependencies do not configure inside debootstrap's own chroot step).
-ROOT_TOOLS="kustomize chromium docker-registry apache2-utils"
+# Tools the tests use (kustomize, chromium, the reference OCI registry and htpasswd, and
+# cosign, which verifies our releases as a third party would), installed with apt after
+# debootstrap (chromium's desktop dependencies do not configure inside debootstrap's own
+# chroot step).
+ROOT_TOOLS="kustomize chromium docker-registry apache2-utils cosign"
 
 say() { printf '[env] %s\n' "$*" >&2; }
 fail() {

@@ -13,6 +13,19 @@ from tests.helpers import (E2E_WORDS, build_tiny_saved_model, rename_class_folde
                            tiny_spec)
 
 
+def pytest_addoption(parser):
+    parser.addoption("--require-tools", action="store_true", default=False,
+                     help="Fail (not skip) tests whose external tool is missing (as CI=true does); "
+                          "see tests/support/tools.py.")
+
+
+def pytest_configure(config):
+    from tests.support import tools
+
+    if config.getoption("--require-tools"):
+        os.environ[tools.REQUIRE_ENV] = "1"  # read by tests.support.tools, and by any subprocess
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> str:
     """A tiny synthetic dataset, generated once per test session; do not modify it."""

@@ -129,16 +129,40 @@ def make_artifact(cls, uri, **properties):
 
 
 @contextlib.contextmanager
-def reference_registry_or_skip(workdir: str, user: str, password: str, auth: str = "htpasswd"):
-    """The real docker-registry on loopback (see tests/support/reference_registry.py);
-    skips the test where the server is not installed."""
-    from tests.support import reference_registry
+def reference_registry(workdir: str, user: str, password: str, **options):
+    """The real docker-registry on loopback (see tests/support/reference_registry.py; ``options``
+    go to its ``serve``); yields its URL.
+
+    Where the server is not installed the test skips, or fails under CI / --require-tools
+    (tests/support/tools.py); a server that is installed but does not start always fails.
+    """
+    from tests.support import reference_registry as server
+    from tests.support import tools
 
     try:
-        with reference_registry.serve(workdir, user, password, auth=auth) as url:
+        with server.serve(workdir, user, password, **options) as url:
             yield url
-    except reference_registry.RegistryUnavailable as err:
-        pytest.skip(str(err))
+        return
+    except server.RegistryUnavailable as err:
+        problem = err  # reported below, outside the handler, so the message stands alone
+    if isinstance(problem, server.RegistryNotInstalled):
+        tools.tool_missing("docker-registry" if "docker-registry" in str(problem) else "htpasswd",
+                           tools.DOCKER_REGISTRY)
+    pytest.fail(f"docker-registry is installed but did not start: {problem} ({tools.DOCKER_REGISTRY}).",
+                pytrace=False)
+
+
+def non_loopback_address():
+    """This machine's address on its outgoing interface (not loopback), or None without one."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent; the kernel picks the outgoing interface
+            address = probe.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
 
 
 def write_config_yaml(config: config_lib.PipelineConfig, path: str, **sections) -> str:

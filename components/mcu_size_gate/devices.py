@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Dict, Iterable, Mapping, Optional, Tuple
 
 import jsonschema
 import yaml
@@ -23,6 +23,16 @@ KIB = 1024
 
 class DeviceProfileError(ValueError):
     """A malformed or unknown device profile; the message names the file, the field and the reason."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasuredOpCycles:
+    """Cycles per unit of work per op class, measured on the board (``tinyml-tfx devices calibrate``)."""
+
+    engine: str
+    source: str
+    cycles_per_unit: Dict[str, float]
+    spread: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +53,7 @@ class DeviceProfile:
     path: str
     active_current_ma: Optional[float] = None
     supply_v: Optional[float] = None
-    cycles_per_mac: Optional[float] = None
+    measured_op_cycles: Optional[MeasuredOpCycles] = None
 
     @property
     def flash_available_bytes(self) -> int:
@@ -92,7 +102,7 @@ def load_profile(path: str) -> DeviceProfile:
         arena_region_bytes=raw["arena_region_kib"] * KIB if "arena_region_kib" in raw else None,
         sources=tuple(raw["sources"]), path=os.path.abspath(path),
         active_current_ma=raw.get("active_current_ma"), supply_v=raw.get("supply_v"),
-        cycles_per_mac=raw.get("cycles_per_mac"))
+        measured_op_cycles=MeasuredOpCycles(**raw["measured_op_cycles"]) if "measured_op_cycles" in raw else None)
 
 
 def load_catalogue(extra_dirs: Iterable[str] = ()) -> Dict[str, DeviceProfile]:
@@ -126,6 +136,7 @@ class Budget:
     flash_used: int
     arena_fits_region: bool
     code_bytes: int = 0
+    arena_bytes: int = 0
 
     @property
     def fits(self) -> bool:
@@ -134,13 +145,16 @@ class Budget:
 
 
 def budgets(model_bytes: int, arena_bytes: int, profiles: Iterable[DeviceProfile],
-            code_bytes: int = 0) -> Tuple[Budget, ...]:
+            code_bytes: int = 0, arena_by_board: Optional[Mapping[str, int]] = None) -> Tuple[Budget, ...]:
     """Per board: arena + RAM reserve against RAM (and the arena against the largest RAM
     bank); model + TFLM runtime and kernels (``code_bytes``, see ``kernel_flash``) + flash
-    reserve against flash."""
-    return tuple(
-        Budget(board=p, ram_used=arena_bytes + p.reserved_ram_bytes,
-               flash_used=model_bytes + code_bytes + p.reserved_flash_bytes,
-               arena_fits_region=p.arena_region_bytes is None or arena_bytes <= p.arena_region_bytes,
-               code_bytes=code_bytes)
-        for p in profiles)
+    reserve against flash. ``arena_by_board`` overrides ``arena_bytes`` for the boards it
+    names (e.g. with the scratch buffers of the kernels that board's build runs)."""
+    result = []
+    for p in profiles:
+        arena = (arena_by_board or {}).get(p.name, arena_bytes)
+        result.append(Budget(board=p, ram_used=arena + p.reserved_ram_bytes,
+                             flash_used=model_bytes + code_bytes + p.reserved_flash_bytes,
+                             arena_fits_region=p.arena_region_bytes is None or arena <= p.arena_region_bytes,
+                             code_bytes=code_bytes, arena_bytes=arena))
+    return tuple(result)

@@ -49,10 +49,12 @@ class Executor(base_executor.BaseExecutor):
             report.set_int_custom_property(f"fits_{verdict.board}", int(verdict.fits))
         primary_verdict = analysis.verdicts[0]
         report.set_int_custom_property("arena_bytes", analysis.arena.smallest_bytes)
+        report.set_int_custom_property("target_arena_bytes", primary_verdict.arena_bytes)
         report.set_int_custom_property("flash_bytes", analysis.flash_bytes)
         report.set_int_custom_property("macs", analysis.macs)
         if primary_verdict.latency_ms is not None:
             report.set_float_custom_property("latency_ms", primary_verdict.latency_ms)
+            report.set_float_custom_property("latency_high_ms", primary_verdict.latency_high_ms)
         write_blessing(blessing, quantized.uri, primary_verdict.reasons, f"fits {primary_verdict.board}",
                        "McuSizeGate")
 

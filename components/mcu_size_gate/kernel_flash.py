@@ -15,8 +15,17 @@ default firmware build leaves out; its code (decompression routines, about half 
 runtime here) is kept apart as ``compression_bytes`` and not counted in ``runtime_bytes``.
 
 Reachability follows direct calls and jumps, addresses taken in code (``lea``: the
-kernel's ``Init``/``Prepare``/``Eval`` pointers) and function pointers stored in data
-(vtables, through the relocation table). Constant tables in ``.rodata`` are not counted.
+kernel's ``Init``/``Prepare``/``Eval`` pointers, and the constant tables a kernel reads)
+and pointers stored in data (vtables, through the relocation table).
+
+Read-only data is counted too, apart from the code: every named object in ``.rodata`` and
+``.data.rel.ro`` (lookup tables, vtables, constant parameter tables) and ``.data`` (whose
+initial values a firmware keeps in flash) that the runtime or a kernel reaches. A
+microcontroller keeps these in flash next to the code. Not counted: unnamed constants
+(string literals of TFLM's log messages, which a release build drops with
+``TF_LITE_STRIP_ERROR_STRINGS``, and compiler jump tables, which Thumb-2 code keeps inline),
+and ``.bss`` (RAM). Pointers in vtables are 8 bytes here and 4 on a Cortex-M, so the figure
+errs on the safe side here too.
 
 What the numbers mean on a microcontroller: they are x86-64 bytes. Thumb-2 (all Cortex-M
 cores) encodes the same code in fewer bytes than x86-64 (Weaver and McKee, "Code Density
@@ -57,6 +66,8 @@ _NM_LINE = re.compile(r"^([0-9a-f]+) ([0-9a-f]+) ([A-Za-z]) (.+)$")
 _FUNCTION_HEADER = re.compile(r"^([0-9a-f]+) <(.+)>:$")
 _REFERENCE = re.compile(r"(?:call|jmp|j[a-z]+)\s+([0-9a-f]+) <|# ([0-9a-f]+) <")
 _COMPRESSION_ONLY = re.compile(r"[Dd]ecompress|[Cc]ompression")
+_SECTION = re.compile(r"^\s*\[\s*\d+\]\s+(\S+)\s+\S+\s+([0-9a-f]+)\s+[0-9a-f]+\s+([0-9a-f]+)")
+_FLASH_DATA_SECTIONS = (".rodata", ".data.rel.ro", ".data")
 _RELATIVE_RELOC = re.compile(r"^([0-9a-f]+)\s+[0-9a-f]+\s+R_X86_64_(?:RELATIVE|64)\s+(?:[0-9a-f]+\s+\S+\s*\+\s*)?([0-9a-f]+)")
 
 
@@ -66,28 +77,37 @@ class KernelTableError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class FlashTable:
-    """Runtime and per-kernel code bytes, and where they were measured."""
+    """Runtime and per-kernel bytes (code, and read-only data apart), and where they were measured."""
 
     runtime_bytes: int
     kernel_bytes: Dict[str, int]
     source: str
     tflite_micro_version: str
     compression_bytes: int = 0
+    runtime_rodata_bytes: int = 0
+    kernel_rodata_bytes: Dict[str, int] = dataclasses.field(default_factory=dict)
 
-    def model_flash(self, ops: Iterable[str]) -> Tuple[int, Dict[str, int]]:
-        """Runtime plus the kernels of ``ops``; the per-kernel split for the report.
-
-        Raises:
-            KernelTableError: when an op has no measured kernel.
-        """
-        per_kernel = {}
-        for op in sorted(set(ops)):
+    def _kernels(self, ops: Iterable[str]) -> List[str]:
+        kernels = sorted(set(ops))
+        for op in kernels:
             if op not in self.kernel_bytes:
                 raise KernelTableError(
                     f"No flash figure for TFLite Micro kernel {op} in {TABLE_FILE}; regenerate it with "
                     "`python -m components.mcu_size_gate.kernel_flash --write`.")
-            per_kernel[op] = self.kernel_bytes[op]
-        return self.runtime_bytes + sum(per_kernel.values()), per_kernel
+        return kernels
+
+    def model_flash(self, ops: Iterable[str]) -> Tuple[int, Dict[str, int]]:
+        """Runtime plus the kernels of ``ops``, code and read-only data; the per-kernel split for the report.
+
+        Raises:
+            KernelTableError: when an op has no measured kernel.
+        """
+        per_kernel = {op: self.kernel_bytes[op] + self.kernel_rodata_bytes.get(op, 0) for op in self._kernels(ops)}
+        return self.runtime_bytes + self.runtime_rodata_bytes + sum(per_kernel.values()), per_kernel
+
+    def model_rodata(self, ops: Iterable[str]) -> int:
+        """The read-only data part of ``model_flash(ops)``."""
+        return self.runtime_rodata_bytes + sum(self.kernel_rodata_bytes.get(op, 0) for op in self._kernels(ops))
 
 
 def load_table(path: str = TABLE_FILE) -> FlashTable:
@@ -95,7 +115,8 @@ def load_table(path: str = TABLE_FILE) -> FlashTable:
     with open(path, encoding="utf-8") as f:
         raw = json.load(f)
     return FlashTable(raw["runtime_bytes"], dict(raw["kernel_bytes"]), raw["source"], raw["tflite_micro_version"],
-                      raw.get("compression_bytes", 0))
+                      raw.get("compression_bytes", 0), raw.get("runtime_rodata_bytes", 0),
+                      dict(raw.get("kernel_rodata_bytes", {})))
 
 
 @dataclasses.dataclass
@@ -105,6 +126,7 @@ class _Binary:
     names: List[str]
     is_code: List[bool]
     edges: Dict[int, Set[int]]
+    in_flash_data: List[bool] = dataclasses.field(default_factory=list)
 
     def symbol_at(self, address: int) -> Optional[int]:
         i = bisect.bisect_right(self.starts, address) - 1
@@ -118,6 +140,16 @@ def _run(args: Sequence[str]) -> str:
         raise KernelTableError(f"Could not run {args[0]} (binutils) to measure TFLite Micro: {err}") from err
 
 
+def _flash_data_ranges(path: str) -> List[Tuple[int, int]]:
+    ranges = []
+    for line in _run(["readelf", "-S", "-W", path]).splitlines():
+        m = _SECTION.match(line)
+        if m and m.group(1).startswith(_FLASH_DATA_SECTIONS):
+            start = int(m.group(2), 16)
+            ranges.append((start, start + int(m.group(3), 16)))
+    return ranges
+
+
 def _read_binary(path: str) -> _Binary:
     symbols = {}
     for line in _run(["nm", "-S", "-C", "--defined-only", path]).splitlines():
@@ -126,8 +158,10 @@ def _read_binary(path: str) -> _Binary:
             start, size, kind, name = int(m.group(1), 16), int(m.group(2), 16), m.group(3), m.group(4)
             symbols.setdefault(start, (size, kind.lower() in "tw", name))
     starts = sorted(symbols)
+    flash_data = _flash_data_ranges(path)
     binary = _Binary(starts, [s + symbols[s][0] for s in starts], [symbols[s][2] for s in starts],
-                     [symbols[s][1] for s in starts], {})
+                     [symbols[s][1] for s in starts], {},
+                     [not symbols[s][1] and any(lo <= s < hi for lo, hi in flash_data) for s in starts])
     current = None
     for line in _run(["objdump", "-d", "--no-show-raw-insn", path]).splitlines():
         header = _FUNCTION_HEADER.match(line)
@@ -164,6 +198,10 @@ def _code_bytes(binary: _Binary, nodes: Iterable[int]) -> int:
     return sum(binary.ends[n] - binary.starts[n] for n in nodes if binary.is_code[n])
 
 
+def _rodata_bytes(binary: _Binary, nodes: Iterable[int]) -> int:
+    return sum(binary.ends[n] - binary.starts[n] for n in nodes if binary.in_flash_data[n])
+
+
 def measure(runtime_library: str, version: str) -> FlashTable:
     """Measures the runtime and every kernel in a compiled TFLite Micro library (see the module doc)."""
     binary = _read_binary(runtime_library)
@@ -180,12 +218,13 @@ def measure(runtime_library: str, version: str) -> FlashTable:
     runtime = _closure(binary, roots, stop=set(registers.values()) | compression)
     with_compression = _closure(binary, roots, stop=set(registers.values()))
     excluded = runtime | compression
-    kernels = {op: _code_bytes(binary, _closure(binary, [index], stop=excluded) - excluded)
-               for op, index in sorted(registers.items())}
-    return FlashTable(_code_bytes(binary, runtime), kernels,
-                      f"code reachable in tflite-micro {version} _runtime.so (x86-64), measured by "
-                      "components/mcu_size_gate/kernel_flash.py", version,
-                      compression_bytes=_code_bytes(binary, with_compression - runtime))
+    reached = {op: _closure(binary, [index], stop=excluded) - excluded for op, index in sorted(registers.items())}
+    return FlashTable(_code_bytes(binary, runtime), {op: _code_bytes(binary, nodes) for op, nodes in reached.items()},
+                      f"code and named read-only data reachable in tflite-micro {version} _runtime.so (x86-64), "
+                      "measured by components/mcu_size_gate/kernel_flash.py", version,
+                      compression_bytes=_code_bytes(binary, with_compression - runtime),
+                      runtime_rodata_bytes=_rodata_bytes(binary, runtime),
+                      kernel_rodata_bytes={op: _rodata_bytes(binary, nodes) for op, nodes in reached.items()})
 
 
 def installed_runtime_library() -> Tuple[str, str]:
@@ -211,8 +250,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if args.write:
         with open(TABLE_FILE, "w", encoding="utf-8") as f:
             f.write(text)
-    print(f"runtime {table.runtime_bytes} B (+{table.compression_bytes} B model compression, not counted); " + ", ".join(
-        f"{op} {size}" for op, size in sorted(table.kernel_bytes.items(), key=lambda kv: -kv[1])[:12]))
+    print(f"runtime {table.runtime_bytes} B code + {table.runtime_rodata_bytes} B read-only data "
+          f"(+{table.compression_bytes} B model compression, not counted); " + ", ".join(
+              f"{op} {size}+{table.kernel_rodata_bytes.get(op, 0)}"
+              for op, size in sorted(table.kernel_bytes.items(), key=lambda kv: -kv[1])[:12]))
 
 
 if __name__ == "__main__":

@@ -1,115 +1,35 @@
-"""Measurements of a .tflite model under TensorFlow Lite Micro: tensor arena and MACs.
+"""What a model asks of a board, read from its flatbuffer: MACs per operator and work per op class.
 
-Pure library (TFLite Micro's Python interpreter and the flatbuffer schema), no TFX.
+Pure library (the flatbuffer through ``components.tflm.model``), no interpreter; the
+arena is measured on TFLite Micro by ``components.tflm.arena``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import re
-from typing import Dict, List, Optional
+from typing import Dict, Iterable, List, Sequence
 
 import numpy as np
-from tensorflow.lite.python import schema_py_generated as schema_fb
 
-from components.tflite_quantizer import quantize
+from components.tflm import arena as tflm_arena, model as tflm_model
 
-_RECORDED = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
-# The search stops when the bracket around the smallest working arena is this tight;
-# TFLM aligns its allocations to 16 bytes, so nothing finer is meaningful.
-ARENA_GRANULARITY = 16
+MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL")
 
-
-@dataclasses.dataclass(frozen=True)
-class ArenaMeasurement:
-    """The tensor arena a model needs under TFLite Micro, measured two ways.
-
-    Attributes:
-        smallest_bytes: the smallest arena (to ``ARENA_GRANULARITY``) with which the
-            interpreter allocates and invokes; found by bisection.
-        recorded_total, recorded_head, recorded_tail: what TFLM's RecordingMicroAllocator
-            reports after an invoke (head: tensor buffers, shared by the memory
-            planner; tail: persistent structures). The smallest working arena is at
-            least the total, and can exceed it by the planner's scratch, which
-            AllocateTensors needs while it plans and frees afterwards. On a 32-bit MCU
-            the tail is smaller than on this 64-bit host (pointers in TFLM's structs).
-        source: how the number was obtained.
-    """
-
-    smallest_bytes: int
-    recorded_total: int
-    recorded_head: int
-    recorded_tail: int
-    source: str = ("TFLite Micro Python interpreter on this host (64-bit): bisection on the arena size, "
-                   "cross-checked with RecordingMicroAllocator")
-
-
-def _runs(model: bytes, arena_size: int, example: np.ndarray) -> bool:
-    """Whether TFLM allocates and invokes ``model`` in an arena of ``arena_size`` bytes.
-
-    Each probe runs in a forked child: near its smallest arena, TFLM's Python interpreter can
-    abort the whole process on an internal check (e.g. "All temp buffers must be freed before
-    calling ResetTempAllocations()") instead of raising, and an aborted probe simply means
-    "does not run".
-    """
-    # Loaded before the fork: initialising TFLM's extension module in a forked child of a
-    # multi-threaded (TensorFlow) process crashes it.
-    from tflite_micro.python.tflite_micro import runtime
-
-    pid = os.fork()
-    if pid == 0:  # the child: report by exit status only, never return into the caller's stack
-        status = 1
-        try:
-            with quantize.captured_c_stderr():
-                interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena_size)
-                interpreter.set_input(example, 0)
-                interpreter.invoke()
-            status = 0
-        finally:
-            os._exit(status)
-    _, wait_status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(wait_status) == 0
-
-
-def recorded_allocations(model: bytes, example: np.ndarray, arena_size: int) -> Dict[str, int]:
-    """TFLM's RecordingMicroAllocator figures (total, head, tail) after one invoke.
-
-    ``print_allocations`` writes them to the C-level stderr and returns nothing, so the
-    file descriptor is captured and parsed.
-    """
-    interpreter = quantize.tflm_interpreter(model, arena_size=arena_size)
-    interpreter.set_input(example, 0)
-    interpreter.invoke()
-    with quantize.captured_c_stderr() as log:
-        interpreter.print_allocations()
-    figures = {m.group(1): int(m.group(2)) for line in log for m in [_RECORDED.search(line)] if m}
-    if set(figures) != {"total", "head", "tail"}:
-        raise RuntimeError("TFLite Micro's recording allocator printed no arena figures: " + " | ".join(log[:5]))
-    return figures
-
-
-def measure_arena(model: bytes, upper_bound: Optional[int] = None) -> ArenaMeasurement:
-    """Measures the tensor arena ``model`` needs: the smallest that allocates and invokes."""
-    info = quantize.describe(model)
-    inp = info["inputs"][0]
-    example = np.zeros(inp["shape"], dtype=np.int8 if inp["dtype"] == "int8" else np.float32)
-    high = upper_bound or max(len(model) * 10, 1 << 20)
-    if not _runs(model, high, example):
-        raise quantize.QuantizationError(f"The model does not run on TFLite Micro even with a {high}-byte arena.")
-    recorded = recorded_allocations(model, example, high)
-    # No arena smaller than what the recording allocator saw in use can work, and probing far
-    # below it is unsafe: TFLM's Python interpreter aborts the process (not an exception) when
-    # an arena cannot even hold its own structures.
-    low = max(0, recorded["total"] // ARENA_GRANULARITY * ARENA_GRANULARITY - ARENA_GRANULARITY)
-    high = -(-high // ARENA_GRANULARITY) * ARENA_GRANULARITY
-    while high - low > ARENA_GRANULARITY:
-        middle = (low + high) // 2 // ARENA_GRANULARITY * ARENA_GRANULARITY
-        if _runs(model, middle, example):
-            high = middle
-        else:
-            low = middle
-    return ArenaMeasurement(high, recorded["total"], recorded["head"], recorded["tail"])
+# The op classes the latency model costs separately, after the kernel CMSIS-NN runs for them,
+# and what one unit of their work is.
+OP_CLASSES = ("conv_2d", "conv_2d_1x1", "depthwise_conv_2d", "fully_connected", "pooling", "elementwise",
+              "softmax", "data_movement")
+WORK_UNITS = {"conv_2d": "MAC", "conv_2d_1x1": "MAC", "depthwise_conv_2d": "MAC", "fully_connected": "MAC",
+              "pooling": "window element", "elementwise": "output element", "softmax": "element",
+              "data_movement": "output element"}
+_POOLING = ("AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D")
+_REDUCTIONS = ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD")
+_SOFTMAX = ("SOFTMAX", "LOG_SOFTMAX")
+# Ops that only move or re-type data (TFLM's RESHAPE may even run in place).
+_DATA_MOVEMENT = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS", "QUANTIZE", "DEQUANTIZE", "CONCATENATION", "PAD", "PADV2",
+                  "MIRROR_PAD", "STRIDED_SLICE", "SLICE", "TRANSPOSE", "PACK", "UNPACK", "SPLIT", "SPLIT_V",
+                  "GATHER", "GATHER_ND", "SHAPE", "BROADCAST_TO", "SPACE_TO_DEPTH", "DEPTH_TO_SPACE",
+                  "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND", "CAST", "ZEROS_LIKE", "FILL")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,9 +39,31 @@ class OpMacs:
     macs: int
 
 
-def _shape(subgraph, tensor_index: int) -> List[int]:
-    tensor = subgraph.Tensors(tensor_index)
-    return [int(tensor.Shape(i)) for i in range(tensor.ShapeLength())]
+@dataclasses.dataclass(frozen=True)
+class OpWork:
+    """One operator's cost class and its work in that class's unit (``WORK_UNITS``)."""
+
+    index: int
+    op: str
+    op_class: str
+    work: int
+
+
+def _macs(operator: tflm_model.Operator) -> int:
+    output = operator.outputs[0].shape
+    if operator.name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        weights = operator.inputs[1].shape  # conv: [out_c, kh, kw, in_c]; depthwise: [1, kh, kw, out_c]
+        per_output = weights[1] * weights[2] * (weights[3] if operator.name == "CONV_2D" else 1)
+        return int(np.prod(output)) * per_output
+    if operator.name == "FULLY_CONNECTED":
+        weights = operator.inputs[1].shape  # [out_units, in_units]
+        return int(np.prod(output[:-1])) * weights[0] * weights[1]
+    if operator.name == "TRANSPOSE_CONV":
+        weights = operator.inputs[1].shape  # [out_c, kh, kw, in_c]; inputs[2] is the input
+        return operator.inputs[2].elements * weights[0] * weights[1] * weights[2]
+    if operator.name == "BATCH_MATMUL":
+        return int(np.prod(output)) * operator.inputs[0].shape[-1]
+    return int(np.prod(output)) if output else 0
 
 
 def count_macs(model: bytes) -> List[OpMacs]:
@@ -130,25 +72,65 @@ def count_macs(model: bytes) -> List[OpMacs]:
     CONV_2D: out_h * out_w * out_c * k_h * k_w * in_c; DEPTHWISE_CONV_2D:
     out_h * out_w * out_c * k_h * k_w; FULLY_CONNECTED: out_units * in_units;
     other ops count their output elements (one operation each).
+
+    Raises:
+        components.tflm.TflmError: when ``model`` is not a readable TFLite flatbuffer.
     """
-    root = schema_fb.Model.GetRootAsModel(model, 0)
-    names = {code: name for name, code in vars(schema_fb.BuiltinOperator).items() if not name.startswith("_")}
-    subgraph = root.Subgraphs(0)
-    result = []
-    for index in range(subgraph.OperatorsLength()):
-        operator = subgraph.Operators(index)
-        code = root.OperatorCodes(operator.OpcodeIndex())
-        op = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "UNKNOWN")
-        output = _shape(subgraph, operator.Outputs(0))
-        if op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-            _, out_h, out_w, out_c = output
-            weights = _shape(subgraph, operator.Inputs(1))  # conv: [out_c, kh, kw, in_c]; dw: [1, kh, kw, out_c]
-            kernel = weights[1] * weights[2]
-            macs = out_h * out_w * out_c * kernel * (weights[3] if op == "CONV_2D" else 1)
-        elif op == "FULLY_CONNECTED":
-            weights = _shape(subgraph, operator.Inputs(1))  # [out_units, in_units]
-            macs = int(np.prod(output[:-1])) * weights[0] * weights[1]
-        else:
-            macs = int(np.prod(output)) if output else 0
-        result.append(OpMacs(index, op, int(macs)))
-    return result
+    return macs_of(tflm_model.operators(model))
+
+
+def macs_of(operators: Sequence[tflm_model.Operator]) -> List[OpMacs]:
+    """``count_macs`` for operators already read."""
+    return [OpMacs(o.index, o.name, _macs(o)) for o in operators]
+
+
+def model_macs(macs_per_op: Iterable[OpMacs]) -> int:
+    """The MACs of the multiply-accumulate ops (``MAC_OPS``)."""
+    return sum(m.macs for m in macs_per_op if m.op in MAC_OPS)
+
+
+def classify(operator: tflm_model.Operator) -> OpWork:
+    """The cost class of one operator and its work.
+
+    Convolutions with a 1x1 kernel and no dilation are apart: CMSIS-NN runs them as a plain
+    matrix product (``arm_convolve_1x1_s8_fast``, or ``arm_convolve_1x1_s8`` when strided),
+    the others through im2col (``arm_convolve_s8``).
+    """
+    name, output = operator.name, operator.outputs[0]
+    if name == "CONV_2D":
+        weights = operator.inputs[1].shape
+        pointwise = (weights[1], weights[2]) == (1, 1) and tuple(operator.options.get("dilation", (1, 1))) == (1, 1)
+        return OpWork(operator.index, name, "conv_2d_1x1" if pointwise else "conv_2d", _macs(operator))
+    if name == "TRANSPOSE_CONV":
+        return OpWork(operator.index, name, "conv_2d", _macs(operator))
+    if name == "DEPTHWISE_CONV_2D":
+        return OpWork(operator.index, name, "depthwise_conv_2d", _macs(operator))
+    if name in ("FULLY_CONNECTED", "BATCH_MATMUL"):
+        return OpWork(operator.index, name, "fully_connected", _macs(operator))
+    if name in _POOLING:
+        window = operator.options.get("filter", (1, 1))
+        return OpWork(operator.index, name, "pooling", output.elements * window[0] * window[1])
+    if name in _REDUCTIONS:
+        return OpWork(operator.index, name, "pooling", operator.inputs[0].elements)
+    if name in _SOFTMAX:
+        return OpWork(operator.index, name, "softmax", output.elements)
+    if name in _DATA_MOVEMENT:
+        return OpWork(operator.index, name, "data_movement", output.elements)
+    return OpWork(operator.index, name, "elementwise", output.elements)
+
+
+def op_work(operators: Sequence[tflm_model.Operator]) -> List[OpWork]:
+    """``classify`` for every operator."""
+    return [classify(o) for o in operators]
+
+
+def work_by_class(work: Iterable[OpWork]) -> Dict[str, int]:
+    """Total work per op class (every class present, zero when the model has none)."""
+    totals = {c: 0 for c in OP_CLASSES}
+    for item in work:
+        totals[item.op_class] += item.work
+    return totals
+
+
+# The run report rebuilds the gate's arena measurement from device_report.json with this name.
+ArenaMeasurement = tflm_arena.ArenaMeasurement

@@ -9,7 +9,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import channel, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.ota import model_card
+from components.ota import model_card, publish
 from components.ota_pusher import executor
 from components.types import DeviceReport, ModelBlessing, TFLiteModel
 
@@ -21,7 +21,8 @@ class OtaPusherSpec(ComponentSpec):
         executor.SIGNING_KEY_FILE_KEY: ExecutionParameter(type=str, optional=True),
         executor.ALLOW_UNSIGNED_KEY: ExecutionParameter(type=int),
         executor.CHANNEL_KEY: ExecutionParameter(type=str),
-        executor.FRONTEND_HASH_KEY: ExecutionParameter(type=str),
+        executor.INPUT_PROCESSING_KEY: ExecutionParameter(type=str),
+        executor.INSECURE_KEY: ExecutionParameter(type=int),
         executor.PIPELINE_NAME_KEY: ExecutionParameter(type=str),
         executor.MODEL_CARD_KEY: ExecutionParameter(type=str, optional=True),
     }
@@ -49,9 +50,10 @@ class OtaPusher(base_component.BaseComponent):
 
     def __init__(self, quantized_model: types.BaseChannel, model_blessing: types.BaseChannel,
                  quantization_blessing: types.BaseChannel, device_blessing: types.BaseChannel,
-                 device_report: types.BaseChannel, registry: str, repository: str, frontend_hash: str,
-                 pipeline_name: str, signing_key_file: Optional[str] = None, allow_unsigned: bool = False,
-                 channel_name: str = "canary", card: Optional[model_card.CardText] = None):
+                 device_report: types.BaseChannel, registry: str, repository: str,
+                 input_processing: publish.InputProcessing, pipeline_name: str,
+                 signing_key_file: Optional[str] = None, allow_unsigned: bool = False,
+                 channel_name: str = "canary", card: Optional[model_card.CardText] = None, insecure: bool = False):
         """Constructs an OtaPusher.
 
         Args:
@@ -61,18 +63,21 @@ class OtaPusher(base_component.BaseComponent):
             device_blessing, device_report: McuSizeGate's ``blessing`` and ``report``.
             registry: an OCI layout directory or an ``http(s)://`` registry URL.
             repository: the repository in the registry.
-            frontend_hash: hash of the audio front-end configuration the model was trained on.
+            input_processing: the annotation that records how firmware must prepare the model's input
+                (the task decides: an audio front-end hash, or the hash of a file the run ships).
             pipeline_name: recorded in the release's annotations.
-            signing_key_file: PEM private key (or ``TINYML_TFX_SIGNING_KEY`` at push time).
+            signing_key_file: PEM private key, encrypted or not (or ``TINYML_TFX_SIGNING_KEY`` at push
+                time; the passphrase from ``COSIGN_PASSWORD``/``COSIGN_PASSWORD_FILE``).
             allow_unsigned: push without a signature when no key is given.
             channel_name: the channel the release goes on for each gated device class.
             card: the task's words for the model card the release carries (none without it).
+            insecure: allow registry credentials over plain ``http://`` off loopback.
         """
         super().__init__(spec=OtaPusherSpec(
             quantized_model=quantized_model, model_blessing=model_blessing,
             quantization_blessing=quantization_blessing, device_blessing=device_blessing,
             device_report=device_report, registry=registry, repository=repository,
             signing_key_file=signing_key_file, allow_unsigned=int(allow_unsigned), channel=channel_name,
-            frontend_hash=frontend_hash, pipeline_name=pipeline_name,
+            input_processing=input_processing.to_json(), insecure=int(insecure), pipeline_name=pipeline_name,
             model_card=card.to_json() if card else None,
             pushed_model=channel.Channel(type=standard_artifacts.PushedModel)))

@@ -1,7 +1,8 @@
 """OtaPusher executor: TFX's Pusher, pushing a signed release to the OTA registry.
 
 Subclasses TFX's Pusher executor to reuse its blessing check (``CheckBlessing``) and its
-``pushed`` / ``pushed_destination`` / ``pushed_version`` properties; only the push differs.
+``pushed`` / ``pushed_destination`` / ``pushed_version`` properties; the release itself is
+``components.ota.publish.release_run``, the same call ``tinyml-tfx push`` makes.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ REGISTRY_KEY = "registry"
 REPOSITORY_KEY = "repository"
 SIGNING_KEY_FILE_KEY = "signing_key_file"
 ALLOW_UNSIGNED_KEY = "allow_unsigned"
+INSECURE_KEY = "insecure"
 MODEL_CARD_KEY = "model_card"  # model_card.CardText as JSON: the task's words for the release's card
 CHANNEL_KEY = "channel"
-FRONTEND_HASH_KEY = "frontend_hash"
+INPUT_PROCESSING_KEY = "input_processing"  # publish.InputProcessing as JSON
 PIPELINE_NAME_KEY = "pipeline_name"
 BLESSING_KEYS = (MODEL_BLESSING_KEY, QUANTIZATION_BLESSING_KEY, DEVICE_BLESSING_KEY)
 
@@ -54,28 +56,29 @@ class Executor(tfx_pusher_executor.Executor):
             return
         quantized = artifact_utils.get_single_instance(input_dict[QUANTIZED_MODEL_KEY])
         report = artifact_utils.get_single_instance(input_dict[DEVICE_REPORT_KEY])
-        files = publish.release_files(quantized.uri, report.uri)
         blessing_ids = {key: artifact_utils.get_single_instance(input_dict[key]).id for key in BLESSING_KEYS}
-        lineage = publish.lineage(quantized.id, report.id, blessing_ids[MODEL_BLESSING_KEY],
-                                  blessing_ids[QUANTIZATION_BLESSING_KEY], blessing_ids[DEVICE_BLESSING_KEY])
-        run_id = (self._context.pipeline_run_id if self._context else None) or ""
-        annotations = publish.release_annotations(
-            files, exec_properties[FRONTEND_HASH_KEY], exec_properties[PIPELINE_NAME_KEY], run_id, lineage)
-        if exec_properties.get(MODEL_CARD_KEY):
-            publish.add_model_card(files, model_card.CardText.from_json(exec_properties[MODEL_CARD_KEY]), annotations)
-        registry, repository = exec_properties[REGISTRY_KEY], exec_properties[REPOSITORY_KEY]
-        store = publish.open_store(registry, repository)
-        allow_unsigned = bool(exec_properties.get(ALLOW_UNSIGNED_KEY))
-        key = publish.load_signing_key(exec_properties.get(SIGNING_KEY_FILE_KEY) or None)
-        release = publish.publish(store, files, annotations, repository, key, allow_unsigned,
-                                  exec_properties[CHANNEL_KEY], actor=f"pipeline {exec_properties[PIPELINE_NAME_KEY]}")
-        destination = f"{store.root}:{release.version}"
+        pipeline_name = exec_properties[PIPELINE_NAME_KEY]
+        run = publish.RunArtifacts(
+            quantized_dir=quantized.uri, device_report_dir=report.uri,
+            input_processing=publish.InputProcessing.from_json(exec_properties[INPUT_PROCESSING_KEY]),
+            pipeline_name=pipeline_name, run_id=(self._context.pipeline_run_id if self._context else None) or "",
+            lineage=publish.lineage(quantized.id, report.id, blessing_ids[MODEL_BLESSING_KEY],
+                                    blessing_ids[QUANTIZATION_BLESSING_KEY], blessing_ids[DEVICE_BLESSING_KEY]),
+            card=(model_card.CardText.from_json(exec_properties[MODEL_CARD_KEY])
+                  if exec_properties.get(MODEL_CARD_KEY) else None))
+        destination = publish.Destination(
+            registry=exec_properties[REGISTRY_KEY], repository=exec_properties[REPOSITORY_KEY],
+            signing_key_file=exec_properties.get(SIGNING_KEY_FILE_KEY) or None,
+            allow_unsigned=bool(exec_properties.get(ALLOW_UNSIGNED_KEY)), channel=exec_properties[CHANNEL_KEY],
+            insecure=bool(exec_properties.get(INSECURE_KEY)))
+        published = publish.release_run(run, destination, actor=f"pipeline {pipeline_name}")
+        release = published.release
         tf.io.gfile.makedirs(model_push.uri)
         with tf.io.gfile.GFile(os.path.join(model_push.uri, "release.json"), "w") as f:
-            json.dump({"destination": destination, "version": release.version, "digest": release.digest,
+            json.dump({"destination": published.destination, "version": release.version, "digest": release.digest,
                        "annotations": release.annotations}, f, indent=2)
         model_push.set_string_custom_property("digest", release.digest)
-        model_push.set_int_custom_property("signed", int(key is not None))
-        self._MarkPushed(model_push, pushed_destination=destination, pushed_version=release.version)
-        logging.info("OtaPusher: pushed %s (%s), signed: %s, on %s for %s.", destination, release.digest,
-                     key is not None, exec_properties[CHANNEL_KEY], ", ".join(publish.targets_of(release.annotations)))
+        model_push.set_int_custom_property("signed", int(published.signed))
+        self._MarkPushed(model_push, pushed_destination=published.destination, pushed_version=release.version)
+        logging.info("OtaPusher: pushed %s (%s), signed: %s, on %s for %s.", published.destination, release.digest,
+                     published.signed, destination.channel, ", ".join(published.targets))

@@ -18,6 +18,7 @@ from tfx.utils import path_utils
 from components.blessing import write_blessing
 from components.tflite_quantizer import codegen, quantize
 from components.tflite_quantizer import labels as labels_lib
+from components.tflm import model as tflm_model, ops as tflm_ops, runtime as tflm_runtime
 
 # Input, output and parameter keys.
 MODEL_KEY = "model"
@@ -73,7 +74,7 @@ class Executor(base_executor.BaseExecutor):
         quantized = quantize.convert(saved_model_dir, signature, mode, calibration)
         conversion_seconds = time.time() - started
         float_model = quantize.convert(saved_model_dir, signature, None)
-        quantize.check_tflm_ops(quantized, codegen.RESOLVER_METHODS)
+        tflm_ops.check_supported(tflm_model.describe(quantized)["ops"])
 
         fidelity = self._fidelity(saved_model_dir, signature, quantized, eval_x, eval_y, labels)
         report = self._report(quantized, float_model, saved_model_dir, mode, len(calibration),
@@ -105,7 +106,7 @@ class Executor(base_executor.BaseExecutor):
 
     def _fidelity(self, saved_model_dir, signature, quantized, eval_x, eval_y, labels) -> quantize.Fidelity:
         float_probs = quantize.predict_saved_model(saved_model_dir, signature, eval_x)
-        tflm_probs = quantize.predict_tflm(quantized, eval_x)
+        tflm_probs = tflm_runtime.predict(quantized, eval_x)
         tflite_probs = quantize.predict_tflite(quantized, eval_x)
         result = quantize.fidelity(eval_y, float_probs, tflm_probs, tflite_probs, labels)
         if result.tflm_tflite_disagreements:
@@ -120,7 +121,7 @@ class Executor(base_executor.BaseExecutor):
 
         loaded = tf.saved_model.load(saved_model_dir)
         parameters = int(sum(np.prod(v.shape) for v in loaded.trainable_variables))
-        info = quantize.describe(quantized)
+        info = tflm_model.describe(quantized)
         return {
             "mode": mode,
             **info,

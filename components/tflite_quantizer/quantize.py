@@ -12,26 +12,21 @@ would cost flash for nothing).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
-import re
-import tempfile
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.lite.python import schema_py_generated as schema_fb
+
+from components.tflm import runtime
 
 MODES = ("int8", "float16", "dynamic_range")
-_OP_NAMES = {code: name for name, code in vars(schema_fb.BuiltinOperator).items() if not name.startswith("_")}
-_TENSOR_TYPES = {code: name for name, code in vars(schema_fb.TensorType).items() if not name.startswith("_")}
 # A model whose int8 predictions fall on one class this often has collapsed.
 COLLAPSE_SHARE = 0.9
 
 
 class QuantizationError(ValueError):
-    """Conversion failed, or the converted model cannot run on TFLite Micro."""
+    """Conversion failed (a model TFLite Micro cannot run is a ``components.tflm.TflmError``)."""
 
 
 def _batch_one_function(saved_model_dir: str, signature: str):
@@ -102,124 +97,9 @@ def convert_function(concrete, trackable, mode: Optional[str], representative: O
         raise QuantizationError(f"The TFLite converter failed ({mode or 'float'}): {err}") from err
 
 
-def _tensor_info(subgraph, index: int) -> Dict[str, object]:
-    tensor = subgraph.Tensors(index)
-    q = tensor.Quantization()
-    scales = [float(q.Scale(i)) for i in range(q.ScaleLength())] if q else []
-    zero_points = [int(q.ZeroPoint(i)) for i in range(q.ZeroPointLength())] if q else []
-    return {
-        "name": tensor.Name().decode(),
-        "shape": [int(tensor.Shape(i)) for i in range(tensor.ShapeLength())],
-        "dtype": _TENSOR_TYPES.get(tensor.Type(), str(tensor.Type())).lower(),
-        "scale": scales[0] if len(scales) == 1 else scales,
-        "zero_point": zero_points[0] if len(zero_points) == 1 else zero_points,
-    }
-
-
-def describe(model: bytes) -> Dict[str, object]:
-    """What firmware needs to know of a flatbuffer: ops with versions, tensors, I/O quantization."""
-    root = schema_fb.Model.GetRootAsModel(model, 0)
-    ops = []
-    for i in range(root.OperatorCodesLength()):
-        code = root.OperatorCodes(i)
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        name = _OP_NAMES.get(builtin, f"BUILTIN_{builtin}")
-        if builtin == schema_fb.BuiltinOperator.CUSTOM:
-            name = f"CUSTOM:{code.CustomCode().decode()}"
-        ops.append({"name": name, "version": int(code.Version())})
-    subgraph = root.Subgraphs(0)
-    return {
-        "model_bytes": len(model),
-        "ops": sorted(ops, key=lambda o: o["name"]),
-        "operator_count": sum(root.Subgraphs(s).OperatorsLength() for s in range(root.SubgraphsLength())),
-        "tensor_count": sum(root.Subgraphs(s).TensorsLength() for s in range(root.SubgraphsLength())),
-        "inputs": [_tensor_info(subgraph, subgraph.Inputs(i)) for i in range(subgraph.InputsLength())],
-        "outputs": [_tensor_info(subgraph, subgraph.Outputs(i)) for i in range(subgraph.OutputsLength())],
-    }
-
-
-def quantize_input(x: np.ndarray, scale: float, zero_point: int, dtype=np.int8) -> np.ndarray:
-    """Float features to the model's integer input: round(x / scale) + zero_point, saturated."""
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
-
-
-def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """The model's integer output back to float: (q - zero_point) * scale."""
-    return (q.astype(np.float32) - zero_point) * scale
-
-
-def _predict(model: bytes, features: np.ndarray, run_one: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    info = describe(model)
-    inp, out = info["inputs"][0], info["outputs"][0]
-    results = []
-    for example in features:
-        x = example[np.newaxis].astype(np.float32)
-        if inp["dtype"] == "int8":
-            x = quantize_input(x, inp["scale"], inp["zero_point"])
-        y = np.asarray(run_one(x)).reshape(-1)
-        if out["dtype"] == "int8":
-            y = dequantize(y, out["scale"], out["zero_point"])
-        results.append(y.astype(np.float32))
-    return np.stack(results) if results else np.zeros((0, 0), np.float32)
-
-
-@contextlib.contextmanager
-def captured_c_stderr():
-    """Captures what C code writes to file descriptor 2 (TFLite Micro's log) into a list of lines.
-
-    TFLM reports which kernel failed only there, not in the Python exception.
-    """
-    lines: List[str] = []
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield lines
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            lines.extend(sink.read().decode(errors="replace").splitlines())
-
-
-def tflm_interpreter(model: bytes, arena_size: Optional[int] = None):
-    """A TFLite Micro interpreter (the reference kernels the device runs) for ``model``.
-
-    Raises:
-        QuantizationError: naming the failing op, when TFLite Micro cannot load the model.
-    """
-    from tflite_micro.python.tflite_micro import runtime
-
-    with captured_c_stderr() as log:
-        try:
-            return runtime.Interpreter.from_bytes(model, arena_size=arena_size or max(len(model) * 10, 256 * 1024))
-        except RuntimeError as err:
-            failure = err
-    failed_ops = sorted({m.group(1) for line in log for m in [re.search(r"Node (\w+) \(number \d+\) failed", line)] if m})
-    details = "; ".join(line for line in log if line.strip())[:600]
-    ops = ", ".join(f"{o['name']} v{o['version']}" for o in describe(model)["ops"])
-    named = f" The failing op: {', '.join(failed_ops)}." if failed_ops else ""
-    raise QuantizationError(
-        f"TensorFlow Lite Micro cannot load the converted model ({failure}).{named} TFLM says: {details}. "
-        f"The model's ops: {ops}. TFLite Micro runs float32 and int8 kernels only (no float16 weights, "
-        "no hybrid dynamic-range kernels); use mode int8, or replace the op.") from failure
-
-
-def predict_tflm(model: bytes, features: np.ndarray) -> np.ndarray:
-    """Float outputs of ``model`` on ``features`` under TFLite Micro (inputs quantized, outputs dequantized)."""
-    interpreter = tflm_interpreter(model)
-
-    def run_one(x):
-        interpreter.set_input(x, 0)
-        interpreter.invoke()
-        return interpreter.get_output(0)
-
-    return _predict(model, features, run_one)
-
-
 def predict_tflite(model: bytes, features: np.ndarray) -> np.ndarray:
-    """Float outputs of ``model`` on ``features`` under the desktop TFLite interpreter."""
+    """Float outputs of ``model`` on ``features`` under the desktop TFLite interpreter (the cross-check
+    of TFLite Micro, which ``components.tflm.runtime.predict`` runs)."""
     interpreter = tf.lite.Interpreter(model_content=model)
     interpreter.allocate_tensors()
     input_index = interpreter.get_input_details()[0]["index"]
@@ -230,7 +110,7 @@ def predict_tflite(model: bytes, features: np.ndarray) -> np.ndarray:
         interpreter.invoke()
         return interpreter.get_tensor(output_index)
 
-    return _predict(model, features, run_one)
+    return runtime.predict(model, features, run_one)
 
 
 def predict_saved_model(saved_model_dir: str, signature: str, features: np.ndarray,
@@ -322,18 +202,3 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int) 
         if 0 <= true < classes and 0 <= predicted < classes:
             matrix[true, predicted] += 1
     return matrix.tolist()
-
-
-def op_names(model: bytes) -> List[str]:
-    return [o["name"] for o in describe(model)["ops"]]
-
-
-def check_tflm_ops(model: bytes, known_ops: Iterable[str]) -> None:
-    """Raises QuantizationError naming any op outside ``known_ops`` (TFLM's kernels)."""
-    known = set(known_ops)
-    missing = [o for o in describe(model)["ops"] if o["name"] not in known]
-    if missing:
-        raise QuantizationError(
-            "The converted model uses op(s) TensorFlow Lite Micro cannot load: "
-            + ", ".join(f"{o['name']} (version {o['version']})" for o in missing)
-            + ". Change the model so the converter emits supported builtin ops.")

@@ -18,6 +18,7 @@ import shutil
 import time
 
 from pipeline import config as config_lib
+from pipeline.bench import cost_model as bench_cost_model
 from pipeline.runners import local as run_local
 
 
@@ -57,11 +58,30 @@ def _device_table(summary, max_latency_ms) -> dict:
     seconds = time.time() - start
     return {"analysis_seconds_all_boards": round(seconds, 2), "model_bytes": analysis.model_bytes,
             "arena_bytes": analysis.arena.smallest_bytes, "macs": analysis.macs, "code_bytes": analysis.code_bytes,
+            "rodata_bytes": analysis.rodata_bytes,
             "boards": [{"board": v.board, "core": v.core, "clock_mhz": v.clock_mhz, "flash_used": v.flash_used,
                         "flash_total": v.flash_total, "ram_used": v.ram_used, "ram_total": v.ram_total,
-                        "latency_ms": v.latency_ms, "latency_reference_kernels_ms": v.latency_reference_kernels_ms,
-                        "calibration": v.latency_calibration, "energy_uj": v.energy_uj, "fits": v.fits}
+                        "arena_bytes": v.arena_bytes, "cmsis_nn_scratch_bytes": v.cmsis_nn_scratch_bytes,
+                        "latency_ms": v.latency_ms, "latency_low_ms": v.latency_low_ms,
+                        "latency_high_ms": v.latency_high_ms, "latency_basis": v.latency_basis,
+                        "calibration": v.latency_calibration, "engine": v.engine, "energy_uj": v.energy_uj,
+                        "fits": v.fits, "reasons": v.reasons}
                        for v in analysis.verdicts]}
+
+
+def _print_device_table(devices_table: dict, max_latency_ms) -> None:
+    print("| board | core, MHz | flash used / total KiB | RAM used / total KiB (arena incl. CMSIS-NN scratch) | "
+          "latency ms, estimated (band) | basis | fits (RAM, flash, latency upper end "
+          f"<= {max_latency_ms} ms) |")
+    print("|---|---|---|---|---|---|---|")
+    for b in devices_table["boards"]:
+        latency = ("not calibrated" if b["latency_ms"] is None else
+                   f"{b['latency_ms']:.1f} ({b['latency_low_ms']:.1f}-{b['latency_high_ms']:.1f})")
+        why = "" if b["fits"] else " (" + ", ".join(r.split(":")[0] for r in b["reasons"]) + ")"
+        print(f"| {b['board']} | {b['core']}, {b['clock_mhz']:g} | {b['flash_used'] / 1024:.1f} / "
+              f"{b['flash_total'] / 1024:.0f} | {b['ram_used'] / 1024:.1f} / {b['ram_total'] / 1024:.0f} "
+              f"({b['arena_bytes']:,} B, scratch {b['cmsis_nn_scratch_bytes']:,} B) | {latency} | "
+              f"{b['latency_basis']} | {'yes' if b['fits'] else 'no'}{why} |")
 
 
 def _timed_run(config):
@@ -120,15 +140,11 @@ def main(argv=None) -> None:
         print(f"MCU size gate: component {gate_seconds} s in the cold run; analysis of all "
               f"{len(devices_table['boards'])} shipped boards {devices_table['analysis_seconds_all_boards']:.2f} s; "
               f"model {devices_table['model_bytes']} B, arena {devices_table['arena_bytes']} B, "
-              f"{devices_table['macs']:,} MACs, TFLM code {devices_table['code_bytes']} B")
-        print("| board | core, MHz | flash used / total KiB | RAM used / total KiB | latency ms (CMSIS-NN / reference) "
-              f"| inferences/s | calibration | fits (RAM, flash, latency <= {config.requirements.max_latency_ms} ms) |")
-        print("|---|---|---|---|---|---|---|---|")
-        for b in devices_table["boards"]:
-            print(f"| {b['board']} | {b['core']}, {b['clock_mhz']:g} | {b['flash_used'] / 1024:.1f} / "
-                  f"{b['flash_total'] / 1024:.0f} | {b['ram_used'] / 1024:.1f} / {b['ram_total'] / 1024:.0f} | "
-                  f"{b['latency_ms']:.1f} / {b['latency_reference_kernels_ms']:.1f} | "
-                  f"{1000 / b['latency_ms']:.1f} | {b['calibration']} | {'yes' if b['fits'] else 'no'} |")
+              f"{devices_table['macs']:,} MACs, TFLM code {devices_table['code_bytes']} B "
+              f"({devices_table['rodata_bytes']} B of it read-only data)")
+        _print_device_table(devices_table, config.requirements.max_latency_ms)
+    results["latency_model"] = bench_cost_model.evaluate()
+    bench_cost_model.print_report(results["latency_model"])
     results["ota_pusher_component_seconds"] = cold["components"].get("OtaPusher", {}).get("seconds")
     print(f"OtaPusher (embedded OCI layout registry, signed): {results['ota_pusher_component_seconds']} s in the "
           f"cold run; release: {cold_summary.release.get('destination')}")

@@ -1,7 +1,10 @@
 """OTA registry benchmark: push and verified pull of a release, and many gateways pulling at once.
 
 Runs against the reference registry server (docker-registry) on loopback with htpasswd auth,
-using the quantized model of a finished run (``make bench`` runs it after the pipeline).
+using the quantized model of a finished run (``make bench`` runs it after the pipeline). Each
+gateway runs what ``tinyml-tfx pull`` runs (``gateway.pull``): the channel resolved once, the
+signature, the device-class, anti-rollback and signed-history checks, streamed resumable
+downloads, the files installed and the gateway's state file written.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import os
 import statistics
 import time
 
-from components.ota import channels, http_registry, publish, releases, signing
+from components.ota import channels, gateway, http_registry, publish, releases, signing
 
 USER, PASSWORD = "bench", "bench-pass"
 
@@ -39,18 +42,18 @@ def main(argv=None) -> None:
         release = publish.publish(store, files, {releases.TARGETS_ANNOTATION: targets}, "kws", private, False,
                                   "canary", actor="bench")
         results["push_seconds"] = round(time.perf_counter() - start, 3)
-        channels.promote(store, targets.split(",")[0], actor="bench")
-        tag = channels.channel_tag(targets.split(",")[0], "stable")
+        device = gateway.Device(targets.split(",")[0], "stable")
+        channels.promote(store, device.device_class, actor="bench", private_key=private)
 
         def pull(number):
-            gateway = http_registry.HttpRegistry(url, "kws", USER, PASSWORD)
-            download_dir = os.path.join(args.workdir, "gateways", str(number))
-            os.makedirs(download_dir, exist_ok=True)
+            registry = http_registry.HttpRegistry(url, "kws", USER, PASSWORD)
+            output = os.path.join(args.workdir, "gateways", str(number))
             began = time.perf_counter()
-            # What `tinyml-tfx pull` does: streamed, resumable blob downloads; signature and digests verified.
-            pulled = releases.pull_release(gateway, tag, "kws", public, download_dir=download_dir)
-            assert pulled["model.tflite"] == files["model.tflite"]
-            return time.perf_counter() - began
+            gateway.pull(registry, "kws", device, output, public)
+            seconds = time.perf_counter() - began
+            with open(os.path.join(output, releases.MODEL_FILE), "rb") as f:
+                assert f.read() == files[releases.MODEL_FILE]
+            return seconds
 
         results["single_pull_seconds"] = round(pull(0), 3)
         workers = min(args.gateways, 64)

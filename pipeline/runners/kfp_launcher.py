@@ -117,7 +117,7 @@ def secret_env(executor_config: Mapping[str, Any], secrets: Mapping[str, Mapping
                 if entry.get("optional"):
                     continue
                 raise LaunchError(f"Task {task} needs key '{mapping['secretKey']}' of Secret '{name}' as "
-                                  f"{mapping['envVar']}; create the Secret (kubernetes/base/secrets-template.yaml).")
+                                  f"{mapping['envVar']}; create the Secret (kubernetes/README.md).")
             env[mapping["envVar"]] = value
     return env
 

@@ -22,9 +22,11 @@ class SubmitError(RuntimeError):
     """The Kubeflow Pipelines API could not be reached or refused the run."""
 
 
-# The Secrets of kubernetes/base/secrets-template.yaml, handed to the OtaPusher's pod as the
-# environment variables components/ota_pusher/publish.py reads.
+# The Secrets kubernetes/README.md creates (`kubectl create secret`; the base kustomization holds
+# none, so applying it never overwrites them), handed to the OtaPusher's pod as the environment
+# variables components/ota/publish.py reads. The key's passphrase is optional (an unencrypted key).
 SIGNING_KEY_SECRET, SIGNING_KEY_SECRET_KEY = "ota-signing-key", "cosign.key"
+SIGNING_KEY_PASSWORD_KEY = "cosign.password"
 REGISTRY_CREDENTIALS_SECRET = "ota-registry-credentials"
 SERVICE_ACCOUNT = "pipeline-runner"  # kubernetes/base/rbac.yaml
 
@@ -36,6 +38,8 @@ def pusher_secret_env() -> Dict[str, Any]:
     return {"secretAsEnv": [
         {"secretName": SIGNING_KEY_SECRET,
          "keyToEnv": [{"secretKey": SIGNING_KEY_SECRET_KEY, "envVar": publish.SIGNING_KEY_ENV}]},
+        {"secretName": SIGNING_KEY_SECRET, "optional": True,
+         "keyToEnv": [{"secretKey": SIGNING_KEY_PASSWORD_KEY, "envVar": publish.PASSPHRASE_ENV}]},
         {"secretName": REGISTRY_CREDENTIALS_SECRET,
          "keyToEnv": [{"secretKey": "username", "envVar": publish.USERNAME_ENV},
                       {"secretKey": "password", "envVar": publish.PASSWORD_ENV}]},

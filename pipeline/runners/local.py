@@ -17,7 +17,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from pipeline import pipeline as tinyml_pipeline
-from pipeline.config import DEV_SIGNING_KEY, ConfigError, PipelineConfig
+from pipeline.config import ConfigError, PipelineConfig
 from pipeline.runners import workdir
 from pipeline.tasks.base import DataLayoutError
 from pipeline.tasks.common import datasets
@@ -194,14 +194,14 @@ def preflight(config: PipelineConfig) -> None:
 
 
 def ensure_dev_signing_key(config: PipelineConfig) -> None:
-    """Creates the local run's development signing key (WORKDIR/keys) the first time it is needed."""
+    """Creates the local run's development signing key (WORKDIR/keys) the first time it is needed;
+    never for a remote registry (the pusher then asks for a real key)."""
     from components.ota import publish
 
     key_file = config.release.signing_key_file
-    if key_file and os.path.basename(key_file) == DEV_SIGNING_KEY and not os.path.exists(key_file):
-        publish.load_signing_key(key_file, environ={}, create=True)
+    if publish.ensure_development_key(key_file, config.release.registry or ""):
         logging.warning("Created a development signing key %s (public key %s.pub). Production releases are "
-                        "signed with your own key: set release.signing_key_file or TINYML_TFX_SIGNING_KEY.",
+                        "signed with your own key: `tinyml-tfx keys generate`, then set release.signing_key_file.",
                         key_file, key_file)
 
 

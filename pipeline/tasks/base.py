@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Mapping, Optio
 
 if TYPE_CHECKING:  # imported for annotations only: families are imported by config loading
     from components.ota.model_card import CardText
+    from components.ota.publish import InputProcessing
     from pipeline.config import PipelineConfig
 
 Progress = Optional[Callable[[int, int], None]]
@@ -135,10 +136,13 @@ class TaskFamily(abc.ABC):
 
     # ------------------------------------------------------------------ device contract and words
 
-    def input_processing_hash(self, config: "PipelineConfig") -> str:
-        """The hash of the firmware's input processing a release records when it is known from the
-        config alone (the audio front end's); "" when the model ships its own (e.g. a header)."""
-        return ""
+    def input_processing(self, config: "PipelineConfig") -> "InputProcessing":
+        """How firmware must prepare the model's input, as the release records it (one annotation): a hash
+        known from the config (the audio front end's), or the hash of a file the model ships (motion's
+        normalization constants). None by default."""
+        from components.ota.publish import InputProcessing
+
+        return InputProcessing(annotation="")
 
     def provenance(self, config: "PipelineConfig") -> Dict[str, str]:
         """Extra provenance lines for the model card (e.g. the front-end hash)."""

@@ -252,7 +252,7 @@ def report_command(config_path: str, workdir: str, run_id: Optional[str]) -> Non
 
 main.add_command(devices_cli.devices)
 for _command in (registry_cli.push_command, registry_cli.list_command, registry_cli.promote_command,
-                 registry_cli.rollback_command, registry_cli.pull_command,
+                 registry_cli.rollback_command, registry_cli.pull_command, registry_cli.keys_group,
                  kubeflow_cli.compile_command, kubeflow_cli.submit_command):
     main.add_command(_command)
 

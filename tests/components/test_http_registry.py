@@ -1,6 +1,8 @@
 """Releases against the real reference registry server (Debian's docker-registry), on loopback."""
 
 import contextlib
+import hashlib
+import http.server
 import os
 import socket
 import threading
@@ -9,7 +11,7 @@ import pytest
 import requests
 
 from components.ota import http_registry, releases, signing
-from tests.helpers import reference_registry_or_skip
+from tests.helpers import reference_registry
 
 USER, PASSWORD = "pusher", "s3cret-pass"
 FILES = {"model.tflite": b"\x1cTFL3 tiny model" * 100, "model_data.h": b"extern const unsigned char g_model[];\n"}
@@ -17,7 +19,7 @@ FILES = {"model.tflite": b"\x1cTFL3 tiny model" * 100, "model_data.h": b"extern 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    with reference_registry_or_skip(str(tmp_path_factory.mktemp("registry")), USER, PASSWORD) as url:
+    with reference_registry(str(tmp_path_factory.mktemp("registry")), USER, PASSWORD) as url:
         yield url
 
 
@@ -74,9 +76,9 @@ def test_channels_promote_and_rollback_on_the_registry_with_credentials_from_the
     for n in range(2):
         publish.publish(store, {"model.tflite": b"\x1cTFL3 %d" % n}, {releases.TARGETS_ANNOTATION: "pico"},
                         "kws/fleet", private, False, "canary", actor="ci")
-        channels.promote(store, "pico", actor="alice")
+        channels.promote(store, "pico", actor="alice", private_key=private)
     assert channels.current_version(store, "pico", "stable") == "0.1.1"
-    channels.rollback(store, "pico", actor="bob")
+    channels.rollback(store, "pico", actor="bob", private_key=private)
     assert channels.current_version(store, "pico", "stable") == "0.1.0"
     assert [m.action for m in channels.history(store, "pico", "stable")][-1] == "rollback"
     assert releases.pull_release(store, "pico-stable", "kws/fleet", public)["model.tflite"] == b"\x1cTFL3 0"
@@ -86,10 +88,10 @@ def test_a_push_killed_before_its_tag_leaves_no_release_and_a_retry_succeeds(reg
     private, public = keys
 
     class KilledBeforeTheVersionTag(http_registry.HttpRegistry):
-        def tag(self, tag, descriptor):
+        def tag(self, tag, descriptor, **condition):
             if releases.is_version(tag):
                 raise KeyboardInterrupt("killed")
-            super().tag(tag, descriptor)
+            super().tag(tag, descriptor, **condition)
 
     killed = KilledBeforeTheVersionTag(registry, "kws/killed", USER, PASSWORD)
     with pytest.raises(KeyboardInterrupt):
@@ -102,7 +104,7 @@ def test_a_push_killed_before_its_tag_leaves_no_release_and_a_retry_succeeds(reg
 
 @pytest.fixture(scope="module")
 def token_registry(tmp_path_factory):
-    with reference_registry_or_skip(str(tmp_path_factory.mktemp("token-registry")), USER, PASSWORD,
+    with reference_registry(str(tmp_path_factory.mktemp("token-registry")), USER, PASSWORD,
                                     auth="token") as url:
         yield url
 
@@ -216,7 +218,7 @@ def test_the_gateway_pull_command_resumes_after_a_dropped_link(registry, keys, t
     store = http_registry.HttpRegistry(registry, "kws/gateway", USER, PASSWORD)
     publish.publish(store, {"model.tflite": model}, {releases.TARGETS_ANNOTATION: "pico"}, "kws/gateway",
                     private, False, "canary", actor="ci")
-    channels.promote(store, "pico", actor="ci")
+    channels.promote(store, "pico", actor="ci", private_key=private)
     (tmp_path / "key.pub").write_bytes(public)
     monkeypatch.setenv(publish.USERNAME_ENV, USER)
     monkeypatch.setenv(publish.PASSWORD_ENV, PASSWORD)
@@ -235,4 +237,70 @@ def test_the_gateway_pull_command_resumes_after_a_dropped_link(registry, keys, t
     resumed = pull(registry)
     assert resumed.exit_code == 0, resumed.output
     assert (out / "model.tflite").read_bytes() == model
-    assert os.listdir(out) == ["model.tflite"]  # the download folder is gone
+    assert sorted(os.listdir(out)) == [".tinyml-tfx-gateway.json", "model.tflite"]  # the download folder is gone
+
+
+def test_the_credentials_go_to_no_token_realm_on_another_host(tmp_path_factory):
+    """The real registry, configured to announce its token service under another host name."""
+    workdir = str(tmp_path_factory.mktemp("elsewhere-realm"))
+    with reference_registry(workdir, USER, PASSWORD, auth="token", realm_host="localhost") as url:
+        store = http_registry.HttpRegistry(url, "kws/realm", USER, PASSWORD)
+        with pytest.raises(http_registry.RegistryError, match="asks for a token from http://localhost:\\d+/token, "
+                                                              "which is not on the registry's own host") as err:
+            store.tags()
+        assert PASSWORD not in str(err.value)
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """One side of a registry that hands uploads and downloads to another host (as registries
+    backed by an object store do; the reference server never does, hence this small stand-in)."""
+
+    routes: dict = {}
+    seen: list = []
+
+    def _answer(self):
+        self.seen.append((self.command, self.path, self.headers.get("Authorization")))
+        if self.command in ("PUT", "POST"):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status, headers, body = self.routes.get((self.command, self.path.split("?")[0]), (404, {}, b""))
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_HEAD = do_POST = do_PUT = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+def _serve(routes):
+    handler = type("Handler", (_Recorder,), {"routes": routes, "seen": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, handler.seen
+
+
+def test_the_authorization_header_never_follows_a_redirect_to_another_host():
+    blob = b"model bytes"
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    store_server, store_seen = _serve({("PUT", "/upload/1"): (201, {}, b""), ("GET", "/blob"): (200, {}, blob)})
+    elsewhere = f"http://localhost:{store_server.server_address[1]}"  # the same machine under another name
+    registry_server, registry_seen = _serve({
+        ("POST", "/v2/kws/redirect/blobs/uploads/"): (202, {"Location": f"{elsewhere}/upload/1"}, b""),
+        ("GET", f"/v2/kws/redirect/blobs/{digest}"): (307, {"Location": f"{elsewhere}/blob"}, b"")})
+    try:
+        store = http_registry.HttpRegistry(f"http://127.0.0.1:{registry_server.server_address[1]}", "kws/redirect",
+                                           USER, PASSWORD)
+        store.put_blob(blob, "application/octet-stream")  # HEAD (404), POST, then PUT to the Location
+        assert store.get_blob(digest) == blob  # GET, redirected
+    finally:
+        for server in (store_server, registry_server):
+            server.shutdown()
+            server.server_close()
+    assert [(method, auth is not None) for method, _, auth in registry_seen] == [
+        ("HEAD", True), ("POST", True), ("GET", True)]
+    assert [(method, auth) for method, _, auth in store_seen] == [("PUT", None), ("GET", None)]

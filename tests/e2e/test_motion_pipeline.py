@@ -212,8 +212,9 @@ def test_a_motion_device_refuses_a_release_normalized_otherwise(motion_run, tmp_
     from tests.unit.test_cli import invoke
 
     config, summary = motion_run
-    store = oci_layout.OciLayout(os.path.join(config.release.registry, config.repository))
-    channels.promote(store, config.target_device, actor="test")
+    store = oci_layout.OciLayout(os.path.join(config.release.registry, config.repository), repository=config.repository)
+    with open(config.release.signing_key_file, "rb") as f:
+        channels.promote(store, config.target_device, actor="test", private_key=f.read())  # signed, as the CLI does
     annotations = store.get_manifest(store.resolve(summary.release["pushed_version"])["digest"])["annotations"]
     common = ["--registry", config.release.registry, "--repository", config.repository,
               "--workdir", str(tmp_path / "w"), "--device-class", config.target_device,

@@ -64,11 +64,24 @@ def test_the_package_is_what_the_kfp_client_uploads(package_path):
     json_format.ParseDict(json_format.MessageToDict(executors[f"{tinyml_pipeline.PUSHER}_executor"]), pusher)
     env = {m.env_var: (s.secret_name, m.secret_key) for s in pusher.secret_as_env for m in s.key_to_env}
     assert env == {"TINYML_TFX_SIGNING_KEY": ("ota-signing-key", "cosign.key"),
+                   "COSIGN_PASSWORD": ("ota-signing-key", "cosign.password"),
                    "TINYML_TFX_REGISTRY_USERNAME": ("ota-registry-credentials", "username"),
                    "TINYML_TFX_REGISTRY_PASSWORD": ("ota-registry-credentials", "password")}
-    with open(os.path.join(REPO, "kubernetes", "base", "secrets-template.yaml")) as f:
-        templates = {s["metadata"]["name"]: s["stringData"] for s in yaml.safe_load_all(f)}
-    assert all(key in templates[name] for name, key in env.values())  # the Secrets the manifests create
+    optional = {m.env_var for s in pusher.secret_as_env if s.optional for m in s.key_to_env}
+    assert optional == {"COSIGN_PASSWORD"}  # an unencrypted key needs no passphrase
+    documented = documented_secrets(os.path.join(REPO, "kubernetes", "README.md"))
+    assert all(key in documented[name] for name, key in env.values())  # the Secrets the documented commands create
+
+
+def documented_secrets(readme):
+    """Secret name -> keys, from the `kubectl create secret generic` commands in ``readme``."""
+    with open(readme) as f:
+        text = f.read().replace("\\\n", " ")
+    secrets = {}
+    for command in re.findall(r"kubectl .*create secret generic .*", text):
+        name = re.search(r"create secret generic (\S+)", command).group(1)
+        secrets[name] = set(re.findall(r"--from-(?:file|literal)=([\w.]+)=", command))
+    return secrets
 
 
 def test_every_component_is_a_task_in_the_dag(compiled):

@@ -20,7 +20,7 @@ from pipeline.runners import kfp_launcher
 from pipeline.runners import kubeflow as run_kubeflow
 from pipeline import pipeline as tinyml_pipeline
 from pipeline.tasks.common.training import HISTORY_FILE, OPTIMIZER_STEPS
-from tests.helpers import AUDIO_EXAMPLE_GEN, reference_registry_or_skip, tiny_config
+from tests.helpers import AUDIO_EXAMPLE_GEN, reference_registry, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 USER, PASSWORD = "kfp-pusher", "kfp-pass"
@@ -28,7 +28,7 @@ USER, PASSWORD = "kfp-pusher", "kfp-pass"
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    with reference_registry_or_skip(str(tmp_path_factory.mktemp("kfp-registry")), USER, PASSWORD) as url:
+    with reference_registry(str(tmp_path_factory.mktemp("kfp-registry")), USER, PASSWORD) as url:
         yield url
 
 
@@ -48,8 +48,9 @@ def compiled_run(tiny_dataset, registry, tmp_path_factory):
     package = str(work / "pipeline.yaml")
     run_kubeflow.compile_pipeline(config, package)
 
-    private, public = signing.generate_key_pair()
-    secrets = {run_kubeflow.SIGNING_KEY_SECRET: {run_kubeflow.SIGNING_KEY_SECRET_KEY: private.decode()},
+    private, public = signing.generate_key_pair(b"kfp passphrase")  # encrypted, as `tinyml-tfx keys generate` makes it
+    secrets = {run_kubeflow.SIGNING_KEY_SECRET: {run_kubeflow.SIGNING_KEY_SECRET_KEY: private.decode(),
+                                                 run_kubeflow.SIGNING_KEY_PASSWORD_KEY: "kfp passphrase"},
                run_kubeflow.REGISTRY_CREDENTIALS_SECRET: {"username": USER, "password": PASSWORD}}
     env = {k: v for k, v in os.environ.items() if not k.startswith("TINYML_TFX_")}
     # The per-run knobs as a user gives them to `tinyml-tfx submit --param`.

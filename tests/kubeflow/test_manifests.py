@@ -2,7 +2,6 @@
 
 import glob
 import os
-import shutil
 import subprocess
 
 import kubernetes_validate
@@ -10,6 +9,7 @@ import pytest
 import yaml
 
 from pipeline import config as config_lib
+from tests.support import tools
 
 BASE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "kubernetes", "base")
 NOT_RESOURCES = {"kustomization.yaml", "pipeline-config.yaml"}
@@ -32,17 +32,21 @@ def test_manifest_is_valid_kubernetes(path):
 
 @pytest.fixture(scope="module")
 def rendered():
-    kustomize = shutil.which("kustomize")
-    if kustomize is None:
-        pytest.skip("kustomize is not installed here (scripts/devenv.sh installs it in the Debian 13 root)")
+    kustomize = tools.require_tool("kustomize", tools.KUSTOMIZE)
     out = subprocess.run([kustomize, "build", BASE], check=True, capture_output=True, text=True).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
 def test_kustomization_renders_valid_resources_in_one_namespace(rendered):
     kinds = {r["kind"] for r in rendered}
-    assert {"Namespace", "ServiceAccount", "Role", "RoleBinding", "Secret", "Deployment", "Service",
+    assert {"Namespace", "ServiceAccount", "Role", "RoleBinding", "Deployment", "Service",
             "PersistentVolumeClaim", "CronJob", "NetworkPolicy", "ConfigMap"} <= kinds
+    # Applying the base must never overwrite the real signing key and credentials with placeholders:
+    # the Secrets are created once by hand (kubernetes/README.md), and only referenced here.
+    assert "Secret" not in kinds
+    referenced = {v["secret"]["secretName"] for r in rendered if r["kind"] == "Deployment"
+                  for v in r["spec"]["template"]["spec"].get("volumes", []) if "secret" in v}
+    assert referenced == {"ota-registry-credentials"}
     for resource in rendered:
         kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
         assert resource["metadata"]["labels"]["app.kubernetes.io/part-of"] == "tinyml-tfx"

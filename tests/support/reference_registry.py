@@ -33,12 +33,16 @@ TOKEN_ISSUER = "tinyml-tfx-token-issuer"
 
 
 class RegistryUnavailable(RuntimeError):
-    """docker-registry or htpasswd is not installed, or the server did not start."""
+    """The server did not start."""
 
 
-def _free_port() -> int:
+class RegistryNotInstalled(RegistryUnavailable):
+    """docker-registry or htpasswd is not installed."""
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -121,23 +125,30 @@ def _token_service(issuer: _TokenIssuer, user: str, password: str) -> Iterator[s
 
 @contextlib.contextmanager
 def serve(workdir: str, user: str, password: str, start_timeout: float = 20.0,
-          auth: str = "htpasswd") -> Iterator[str]:
+          auth: str = "htpasswd", readonly: bool = False, host: str = "127.0.0.1",
+          realm_host: str = "127.0.0.1") -> Iterator[str]:
     """Runs ``docker-registry serve`` on a free loopback port; yields its base URL.
 
     Args:
         auth: ``htpasswd`` (basic auth) or ``token`` (bearer tokens from a token service
             that accepts ``user``/``password``).
+        readonly: start it in the distribution server's read-only maintenance mode (pulls
+            work, every write is refused), over the storage ``workdir`` already holds.
+        host: the address it listens on (loopback unless a test needs another interface).
+        realm_host: the host name the token realm is announced with (``token`` auth); the
+            issuer itself always listens on 127.0.0.1.
     """
     binary, htpasswd = shutil.which("docker-registry"), shutil.which("htpasswd")
     if binary is None or htpasswd is None:
-        raise RegistryUnavailable("docker-registry/htpasswd are not installed (scripts/devenv.sh installs them).")
+        missing = [name for name, path in (("docker-registry", binary), ("htpasswd", htpasswd)) if path is None]
+        raise RegistryNotInstalled(f"{' and '.join(missing)} not installed")
     if auth not in ("htpasswd", "token"):
         raise ValueError(f"auth must be 'htpasswd' or 'token', not {auth!r}")
     os.makedirs(workdir, exist_ok=True)
     with contextlib.ExitStack() as stack:
         if auth == "token":
             issuer = _TokenIssuer(workdir)
-            realm = stack.enter_context(_token_service(issuer, user, password))
+            realm = stack.enter_context(_token_service(issuer, user, password)).replace("127.0.0.1", realm_host, 1)
             auth_config = (f"  token:\n    realm: {realm}\n    service: {TOKEN_SERVICE_NAME}\n"
                            f"    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {issuer.certificate_path}\n")
         else:
@@ -146,13 +157,14 @@ def serve(workdir: str, user: str, password: str, start_timeout: float = 20.0,
             with open(os.path.join(workdir, "htpasswd"), "w") as f:
                 f.write(entry)
             auth_config = f"  htpasswd:\n    realm: tinyml-tfx\n    path: {workdir}/htpasswd\n"
-        port = _free_port()
+        port = _free_port(host)
         config = os.path.join(workdir, "config.yml")
         with open(config, "w") as f:
+            maintenance = "  maintenance:\n    readonly:\n      enabled: true\n" if readonly else ""
             f.write(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {workdir}/data\n"
-                    f"http:\n  addr: 127.0.0.1:{port}\nauth:\n{auth_config}")
+                    f"{maintenance}http:\n  addr: {host}:{port}\nauth:\n{auth_config}")
         server = subprocess.Popen([binary, "serve", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://{host}:{port}"
         try:
             deadline = time.time() + start_timeout
             while True:

@@ -75,3 +75,36 @@ def test_budgets_add_the_reserve_and_respect_the_largest_ram_bank():
     assert too_big.ram_used < l4r5.ram_bytes and not too_big.arena_fits_region and not too_big.fits
     (too_much_ram,) = devices.budgets(50_000, 200 * 1024, [nano])  # 200 + 96 reserve > 256
     assert not too_much_ram.fits
+
+
+MEASURED = """measured_op_cycles:
+  engine: TFLite Micro + CMSIS-NN
+  source: MicroProfiler log of model.tflite
+  cycles_per_unit: {conv_2d: 6.5, depthwise_conv_2d: 7.25}
+  spread: 0.04
+"""
+
+
+def test_a_profile_may_carry_cycles_measured_on_the_board(tmp_path):
+    profile = devices.get_profile("myboard", devices.load_catalogue([_user_dir(tmp_path, GOOD + MEASURED)]))
+    assert profile.measured_op_cycles.cycles_per_unit == {"conv_2d": 6.5, "depthwise_conv_2d": 7.25}
+    assert profile.measured_op_cycles.spread == 0.04
+
+
+@pytest.mark.parametrize("old,new,field", [
+    ("conv_2d: 6.5", "conv_3d: 6.5", "measured_op_cycles.cycles_per_unit"),
+    ("conv_2d: 6.5", "conv_2d: -1", "measured_op_cycles.cycles_per_unit.conv_2d"),
+    ("  spread: 0.04\n", "", "measured_op_cycles"),
+])
+def test_malformed_measured_cycles_name_the_field(tmp_path, old, new, field):
+    folder = _user_dir(tmp_path, GOOD + MEASURED.replace(old, new))
+    with pytest.raises(devices.DeviceProfileError, match=f"myboard.yaml: field '{field}'"):
+        devices.load_catalogue([folder])
+
+
+def test_each_board_may_need_its_own_arena():
+    catalogue = devices.load_catalogue()
+    l4r5, alif = catalogue["nucleo_l4r5zi"], catalogue["alif_e7_hp"]
+    plain, helium = devices.budgets(50_000, 100_000, [l4r5, alif], arena_by_board={"alif_e7_hp": 104_512})
+    assert plain.arena_bytes == 100_000 and plain.ram_used == 100_000 + l4r5.reserved_ram_bytes
+    assert helium.arena_bytes == 104_512 and helium.ram_used == 104_512 + alif.reserved_ram_bytes

@@ -59,3 +59,54 @@ def test_wrong_key_and_tampered_model_are_refused(store, keys):
         f.write(b"tampered")
     with pytest.raises(releases.ReleaseError, match="corrupt"):
         releases.pull_release(store, release.version, REPO, keys[1])
+
+
+@pytest.mark.parametrize("name", ["../../escaped.txt", "/etc/passwd", "sub/model.h", "..", ".hidden", "a\\b",
+                                  "model.tflite\n", "", None, 7, "x" * 200])
+def test_only_plain_base_names_are_release_files(name):
+    assert not releases.safe_file_name(name)
+
+
+def test_release_file_names_are_checked_on_push_and_on_pull(store, keys):
+    private, public = keys
+    with pytest.raises(releases.ReleaseError, match="plain base names.*'../escape.h'"):
+        releases.push_release(store, {**FILES, "../escape.h": b"x"}, {}, REPO, private_key_pem=private)
+    assert store.tags() == {}  # refused before anything was stored under a tag
+    manifest = {"layers": [{"digest": "sha256:" + "0" * 64, "annotations": {oci_layout.TITLE: "/abs/model.tflite"}}],
+                "annotations": {}}
+    with pytest.raises(releases.ReleaseError, match="'/abs/model.tflite', which is not a plain file name"):
+        releases.release_files_of(manifest, "Release 9.9.9")
+    twice = {"layers": [{"digest": "sha256:" + "0" * 64, "annotations": {oci_layout.TITLE: "model.tflite"}}] * 2}
+    with pytest.raises(releases.ReleaseError, match="twice"):
+        releases.release_files_of(twice, "Release 9.9.9")
+
+
+def test_versions_order_numerically_and_malformed_ones_are_refused():
+    assert sorted(["0.10.0", "0.9.1", "1.0.0"], key=releases.version_key) == ["0.9.1", "0.10.0", "1.0.0"]
+    for bad in ("1.0", "v1.0.0", "1.0.0\n", None):
+        with pytest.raises(releases.ReleaseError, match="not MAJOR.MINOR.PATCH"):
+            releases.version_key(bad)
+
+
+def test_a_full_registry_disk_is_one_paragraph_and_tags_nothing(tmp_path):
+    """A real write failure: the push runs with a 4 kB file-size limit (RLIMIT_FSIZE), as a full disk refuses."""
+    import subprocess
+    import sys
+
+    script = f"""
+import os, resource, signal
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+from components.ota import oci_layout, releases, signing
+store = oci_layout.OciLayout({str(tmp_path / 'registry')!r})
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+try:
+    releases.push_release(store, {{"model.tflite": os.urandom(20000)}}, {{}}, "local/kws",
+                          private_key_pem=signing.generate_key_pair()[0])
+except oci_layout.LayoutError as err:
+    print(err)
+"""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert "cannot be written (File too large)" in out.stdout and "Nothing was tagged" in out.stdout, out
+    assert "Traceback" not in out.stderr and len(out.stdout.strip().splitlines()) == 1
+    assert oci_layout.OciLayout(str(tmp_path / "registry"), create=False).tags() == {}

@@ -53,3 +53,50 @@ def test_only_p256_pem_keys_sign():
         signing.sign(b"not a key", REPO, DIGEST)
     with pytest.raises(signing.SignatureError, match="not a sha256 digest"):
         signing.signature_tag("md5:abc")
+
+
+def test_an_encrypted_key_signs_with_the_right_passphrase_only(keys):
+    private, public = signing.generate_key_pair(b"correct horse")
+    assert private.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    key = signing.load_private_key(private, b"correct horse")
+    payload, signature = signing.sign(key, REPO, DIGEST)
+    signing.verify(public, payload, signature, DIGEST, REPO)
+    with pytest.raises(signing.SignatureError, match="passphrase .* is wrong"):
+        signing.load_private_key(private, b"battery staple")
+    with pytest.raises(signing.SignatureError, match="encrypted and no passphrase was given.*COSIGN_PASSWORD"):
+        signing.load_private_key(private, None)
+    with pytest.raises(signing.SignatureError, match="encrypted"):
+        signing.sign(private, REPO, DIGEST)  # PEM bytes are only taken unencrypted
+    # An unencrypted key loads whatever COSIGN_PASSWORD says.
+    assert signing.public_pem(signing.load_private_key(keys[0], b"ignored")) == keys[1]
+
+
+def test_the_encrypted_key_is_standard_pkcs8_with_a_slow_kdf():
+    """OpenSSL reads it (PBES2, PBKDF2-HMAC-SHA256 with 600,000 rounds, AES-256-CBC)."""
+    import subprocess
+
+    from tests.support import tools
+
+    private, public = signing.generate_key_pair(b"pw")
+    openssl = tools.require_tool("openssl", tools.OPENSSL)
+    parsed = subprocess.run([openssl, "asn1parse"], input=private, capture_output=True, check=True).stdout.decode()
+    assert "PBES2" in parsed and "PBKDF2" in parsed and "aes-256-cbc" in parsed and ":0927C0" in parsed
+    out = subprocess.run([openssl, "pkey", "-passin", "pass:pw", "-pubout"], input=private, capture_output=True,
+                         check=True).stdout
+    assert out == public
+
+
+def test_dsse_envelopes_verify_and_detect_changes(keys):
+    private, public = keys
+    envelope = signing.dsse_envelope(private, "application/x-test", b'{"entries": [1]}')
+    assert signing.dsse_payload(envelope, "application/x-test", public) == b'{"entries": [1]}'
+    changed = dict(envelope, payload=base64.b64encode(b'{"entries": [2]}').decode())
+    with pytest.raises(signing.SignatureError, match="changed after signing"):
+        signing.dsse_payload(changed, "application/x-test", public)
+    with pytest.raises(signing.SignatureError, match="not a 'application/x-other'"):
+        signing.dsse_payload(envelope, "application/x-other", public)
+    with pytest.raises(signing.SignatureError, match="another key"):
+        signing.dsse_payload(envelope, "application/x-test", signing.generate_key_pair()[1])
+    with pytest.raises(signing.SignatureError, match="not signed"):
+        signing.dsse_payload(signing.dsse_envelope(None, "application/x-test", b"x"), "application/x-test", public)
+    assert signing.pae("t", b"ab") == b"DSSEv1 1 t 2 ab"  # the DSSE spec's encoding

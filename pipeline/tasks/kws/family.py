@@ -95,9 +95,15 @@ class KeywordSpotting(TaskFamily):
     # ------------------------------------------------------------------ device contract and words
 
     def input_processing_hash(self, config) -> str:
+        """The audio front end's hash: firmware computing other features gets meaningless output."""
         from pipeline.tasks.kws import features
 
         return features.frontend_hash(self.frontend_params(config))
+
+    def input_processing(self, config):
+        from components.ota import publish, releases
+
+        return publish.InputProcessing(releases.FRONTEND_ANNOTATION, sha256=self.input_processing_hash(config))
 
     def provenance(self, config) -> Dict[str, str]:
         return {"audio front-end hash": self.input_processing_hash(config)}

@@ -100,6 +100,13 @@ class Motion(TaskFamily):
         rows = config.motion.spectral_bins if config.motion.features == "spectrum" else config.window_samples
         return rows, len(config.motion.channels)
 
+    def input_processing(self, config):
+        """The sha256 of the normalization constants the Trainer writes (normalization.json, shipped)."""
+        from components.ota import publish, releases
+        from pipeline.tasks.motion import normalization
+
+        return publish.InputProcessing(releases.NORMALIZATION_ANNOTATION, file=normalization.JSON_FILE)
+
     # ------------------------------------------------------------------ words
 
     def card_text(self, config, synthetic: bool) -> CardText:
