@@ -109,6 +109,10 @@ class DeviceAwareHyperbandOracle(kt.oracles.HyperbandOracle):
                         "board.", self._max_draws)
         return None
 
+    def get_best_trials(self, num_trials=1):
+        # TFX's Tuner executor asks for ``oracle.max_trials`` trials, which Hyperband leaves None: all of them.
+        return super().get_best_trials(len(self.trials) if num_trials is None else num_trials)
+
     def total_trials(self) -> int:
         """How many trials the full Hyperband schedule runs."""
         brackets = self._get_num_brackets()

@@ -199,7 +199,7 @@ def _search_plot(results: Dict[str, Any], max_latency_ms: Optional[float]) -> st
     plt = _plt()
     candidates = results["candidates"]
     trained = [r for r in candidates if r["status"] == "trained"]
-    rejected = [r for r in candidates if r["status"] == "rejected"]
+    rejected = [r for r in candidates if r["status"] == "rejected" and r["cost_latency_ms"] is not None]
     fig, ax = plt.subplots(figsize=(9, 4.2))
     if trained:
         points = ax.scatter([r["cost_latency_ms"] for r in trained], [r["val_accuracy"] for r in trained],
@@ -217,7 +217,7 @@ def _search_plot(results: Dict[str, Any], max_latency_ms: Optional[float]) -> st
     if winner:
         ax.scatter([winner["cost_latency_ms"]], [winner["val_accuracy"]], marker="*", s=260, color="#f4a261",
                    edgecolor="black", label="winner", zorder=5)
-    if reference:
+    if reference and reference["cost_latency_ms"] is not None:
         ax.axvline(reference["cost_latency_ms"], color="grey", ls=":", label="pre-search default (latency)")
     if max_latency_ms:
         ax.axvline(max_latency_ms, color="#e63946", ls="--", label=f"latency budget {max_latency_ms:g} ms")
