@@ -20,6 +20,7 @@ import schemas
 CONFIG_SCHEMA_FILE = "pipeline_config.schema.json"
 DEFAULT_SCHEMA = str(schemas.SCHEMA_DIR / "kws" / "schema.pbtxt")
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "kws.yaml")
+PROJECT_DIR = pathlib.Path(__file__).resolve().parent.parent  # the checkout, or the image's project_dir
 
 
 class ConfigError(ValueError):
@@ -126,6 +127,22 @@ class TrainingConfig:
     batch_size: int = 64
     learning_rate: float = 0.001
     seed: int = 1
+    # A folder holding best_hyperparameters.txt (KerasTuner's config, as the ModelSearch writes it):
+    # the Trainer builds that model instead of ``model``/``width`` (when the search is off).
+    hyperparameters: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """The hardware-aware model search (ModelSearch, between Transform and Trainer)."""
+
+    enabled: bool = False
+    max_epochs: int = 9               # Hyperband: the most epochs a candidate trains in the search
+    factor: int = 3                   # Hyperband: how many candidates per one promoted to the next round
+    iterations: int = 1               # Hyperband sweeps
+    time_budget_minutes: float = 20.0  # no new trial starts after this
+    steps_per_epoch: Optional[int] = None  # null: a full pass over the train split per epoch
+    seed: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +192,7 @@ class PipelineConfig:
     training: TrainingConfig
     motion: MotionConfig = MotionConfig()
     quantization: QuantizationConfig = QuantizationConfig()
+    search: SearchConfig = SearchConfig()
     kubeflow: KubeflowConfig = KubeflowConfig()
     release: ReleaseConfig = ReleaseConfig()
     extra_targets: Tuple[str, ...] = ()
@@ -221,23 +239,23 @@ class PipelineConfig:
                 f"Config file {self.source}: field 'kubeflow.pipeline_root' is not set. Set it to where "
                 "the run's artifacts go (an object-store URI or a path on a volume every pod mounts).")
         release = dataclasses.replace(self.release, registry=self.release.registry or IN_CLUSTER_REGISTRY)
-        data = dataclasses.replace(self.data, schema=self._schema_in_image())
-        return dataclasses.replace(self, release=release, data=data, pipeline_root=self.kubeflow.pipeline_root.rstrip("/") + "/" +
+        data = dataclasses.replace(self.data, schema=self._in_image(self.data.schema, "data.schema"))
+        training = dataclasses.replace(self.training, hyperparameters=self._in_image(
+            self.training.hyperparameters, "training.hyperparameters"))
+        return dataclasses.replace(self, release=release, data=data, training=training, pipeline_root=self.kubeflow.pipeline_root.rstrip("/") + "/" +
                                    self.pipeline_name, metadata_path="", data_root=self.data.root)
 
-    def _schema_in_image(self) -> str:
-        """The data schema's path as the pods see it: the project's schemas/ are in the image."""
-        schema = self.data.schema
-        if not schema or "://" in schema:  # none: SchemaGen infers it
-            return schema
+    def _in_image(self, path: Optional[str], field: str) -> Optional[str]:
+        """A project file's path as the pods see it: the image carries the project at kubeflow.project_dir."""
+        if not path or "://" in path:  # none, or already an object-store URI
+            return path
         try:
-            relative = pathlib.Path(schema).resolve().relative_to(schemas.SCHEMA_DIR.resolve())
+            relative = pathlib.Path(path).resolve().relative_to(PROJECT_DIR)
         except ValueError:
             raise ConfigError(
-                f"Config file {self.source}: field 'data.schema' is {schema}, a file on this machine that the "
-                "pods cannot read. Put it in the project's schemas/ folder (the image carries it) or give an "
-                "object-store URI.") from None
-        return f"{self.kubeflow.project_dir.rstrip('/')}/schemas/{relative.as_posix()}"
+                f"Config file {self.source}: field '{field}' is {path}, a file on this machine that the pods "
+                "cannot read. Put it in the project (the image carries it) or give an object-store URI.") from None
+        return f"{self.kubeflow.project_dir.rstrip('/')}/{relative.as_posix()}"
 
     @property
     def repository(self) -> str:
@@ -371,6 +389,7 @@ def parse_config(raw: Any, source: str) -> PipelineConfig:
                                  for k, v in data.pop("synthetic", {}).items()})
     root = _relative_to(source, data.pop("root", None))
     training = dict(raw.get("training", {}))
+    training["hyperparameters"] = _relative_to(source, training.get("hyperparameters"))
     for (section, field), value in family.config_defaults.items():
         {"data": data, "training": training}[section].setdefault(field, value)
     schema_path = _relative_to(source, data.pop("schema", None)) or (
@@ -388,6 +407,7 @@ def parse_config(raw: Any, source: str) -> PipelineConfig:
         training=TrainingConfig(**training),
         motion=MotionConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in motion_raw.items()}),
         quantization=QuantizationConfig(**raw.get("quantization", {})),
+        search=SearchConfig(**raw.get("search", {})),
         kubeflow=KubeflowConfig(**raw.get("kubeflow", {})),
         release=ReleaseConfig(**raw.get("release", {})),
         extra_targets=tuple(raw.get("extra_targets", ())),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import pathlib
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
 from google.protobuf import json_format
@@ -23,10 +23,12 @@ from tfx.dsl.placeholder import placeholder_base
 from components.audio_example_gen.layout import EVAL, TEST, TRAIN
 from components.data_validation_gate.component import DataValidationGate
 from components.mcu_size_gate.component import McuSizeGate
+from components.model_search.component import ModelSearch
 from components.ota import model_card
 from components.ota_pusher.component import OtaPusher
 from components.tflite_quantizer.component import TFLiteQuantizer
 from pipeline.config import PipelineConfig
+from pipeline.tasks.common import search as search_lib
 from pipeline.tasks.common.datasets import read_manifest
 from pipeline.tasks.common.training import FEATURE_SIGNATURE
 
@@ -37,6 +39,8 @@ SCHEMA_GEN = "ImportSchemaGen"
 INFERRED_SCHEMA_GEN = "SchemaGen"   # when the config names no curated schema
 VALIDATOR = "DataValidationGate"
 TRANSFORM = "Transform"
+MODEL_SEARCH = "ModelSearch"
+HYPERPARAMETERS_IMPORTER = "hyperparameters_importer"
 TRAINER = "Trainer"
 BASELINE_RESOLVER = "latest_blessed_model_resolver"
 EVALUATOR = "Evaluator"
@@ -44,6 +48,8 @@ QUANTIZER = "TFLiteQuantizer"
 SIZE_GATE = "McuSizeGate"
 PUSHER = "OtaPusher"
 
+
+SEARCH_TUNER_FN = "pipeline.tasks.common.search.tuner_fn"
 
 # Knobs a user may change per run without recompiling (Kubeflow run parameters); the
 # local runner takes their defaults, which come from the config.
@@ -107,17 +113,21 @@ RUN_PARAMETER_SHORTHANDS = {
 }
 
 
-def task_code_fingerprint(package: str) -> str:
-    """A hash of a task family's source code (the ``.py`` files of its package).
+COMMON_TASK_PACKAGE = "pipeline.tasks.common"   # what every family's modules build on
 
-    Transform and Trainer name their functions by module path, which TFX's cache
-    cannot see into; this hash in their custom_config makes a code change re-run them.
+
+def task_code_fingerprint(*packages: str) -> str:
+    """A hash of task code: the ``.py`` files of ``packages`` (a family's, and the shared ones).
+
+    Transform, ModelSearch and Trainer name their functions by module path, which TFX's
+    cache cannot see into; this hash in their custom_config makes a code change re-run them.
     """
     digest = hashlib.sha256()
-    task_dir = pathlib.Path(importlib.import_module(package).__file__).parent
-    for path in sorted(task_dir.glob("*.py")):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
+    for package in packages:
+        task_dir = pathlib.Path(importlib.import_module(package).__file__).parent
+        for path in sorted(task_dir.glob("*.py")):
+            digest.update(f"{package}/{path.name}".encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -145,7 +155,30 @@ def card_text(config: PipelineConfig) -> model_card.CardText:
 def transform_config(config: PipelineConfig) -> Dict[str, Any]:
     """What ``preprocessing_fn`` receives as ``custom_config``: the family's settings and its code's hash."""
     family = config.family
-    return {**family.transform_config(config), "code_fingerprint": task_code_fingerprint(family.code_package)}
+    return {**family.transform_config(config),
+            "code_fingerprint": task_code_fingerprint(family.code_package, COMMON_TASK_PACKAGE)}
+
+
+def model_settings(config: PipelineConfig) -> Dict[str, Any]:
+    """What the family's ``build_model(hp, settings)`` needs (the ModelSearch and the Trainer pass it)."""
+    family = config.family
+    return {"input_shape": list(family.model_input_shape(config)), "classes": len(config.data.labels),
+            "training": _training_config(config), "label_key": family.label_key}
+
+
+def search_config(config: PipelineConfig) -> Dict[str, Any]:
+    """The ModelSearch's ``custom_config``: the family's space, the board and budgets, the schedule."""
+    s = config.search
+    return {
+        **transform_config(config),
+        search_lib.SEARCH_MODULE_KEY: config.family.search_module,
+        search_lib.SETTINGS_KEY: model_settings(config),
+        search_lib.DEVICE_KEY: {"target": config.target_device, "boards_dirs": list(config.boards_dirs),
+                                "max_latency_ms": config.requirements.max_latency_ms},
+        search_lib.SEARCH_KEY: {"max_epochs": s.max_epochs, "factor": s.factor, "iterations": s.iterations,
+                                "time_budget_seconds": 60.0 * s.time_budget_minutes, "seed": s.seed,
+                                "steps_per_epoch": s.steps_per_epoch},
+    }
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
@@ -170,12 +203,13 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
         ])])
 
 
-def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
+def create_pipeline(config: PipelineConfig, until: Optional[str] = None) -> tfx.dsl.Pipeline:
     """Builds the pipeline for ``config``.
 
     Args:
         config: a validated config whose run directories are set (``with_workdir``).
             ``metadata_path`` empty means the runner provides ML Metadata (Kubeflow).
+        until: a node id: the pipeline ends there (``tinyml-tfx search`` stops after the ModelSearch).
 
     Returns:
         the family's ExampleGen -> StatisticsGen -> ImportSchemaGen (or SchemaGen) -> DataValidationGate ->
@@ -213,14 +247,36 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     # Nothing is transformed, let alone trained, from data that failed validation.
     transform.add_upstream_node(validator)
 
+    # The model's hyperparameters: the search's winner, or the repository's file (the TFX template's
+    # pattern: an Importer of a HyperParameters artifact), or none (training.model).
+    search_nodes: List[Any] = []
+    hyperparameters = None
+    if config.search.enabled:
+        search = ModelSearch(
+            examples=transform.outputs["transformed_examples"], transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"], tuner_fn=SEARCH_TUNER_FN,
+            train_args=tfx.proto.TrainArgs(splits=[TRAIN]), eval_args=tfx.proto.EvalArgs(splits=[EVAL]),
+            custom_config=search_config(config)).with_id(MODEL_SEARCH)
+        search_nodes.append(search)
+        hyperparameters = search.outputs["best_hyperparameters"]
+    elif config.training.hyperparameters:
+        importer = tfx.dsl.Importer(source_uri=config.training.hyperparameters,
+                                    artifact_type=tfx.types.standard_artifacts.HyperParameters).with_id(
+            HYPERPARAMETERS_IMPORTER)
+        search_nodes.append(importer)
+        hyperparameters = importer.outputs["result"]
+
     trainer = tfx.components.Trainer(
         run_fn=family.run_fn,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
+        hyperparameters=hyperparameters,
         train_args=knobs[TRAIN_ARGS_PARAMETER],
         eval_args=tfx.proto.EvalArgs(splits=[EVAL]),
-        custom_config={**transform_config(config), "training": _training_config(config)},
+        custom_config={**transform_config(config), "training": _training_config(config),
+                       search_lib.SEARCH_MODULE_KEY: family.search_module,
+                       search_lib.SETTINGS_KEY: model_settings(config)},
     ).with_id(TRAINER)
 
     baseline = tfx.dsl.Resolver(
@@ -273,8 +329,13 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
             card=card_text(config),
         ).with_id(PUSHER)
 
-    components: List[Any] = [example_gen, statistics_gen, schema_gen, validator, transform, trainer,
-                             baseline, evaluator, quantizer, size_gate, pusher]
+    components: List[Any] = [example_gen, statistics_gen, schema_gen, validator, transform, *search_nodes,
+                             trainer, baseline, evaluator, quantizer, size_gate, pusher]
+    if until:
+        ids = [c.id for c in components]
+        if until not in ids:
+            raise ValueError(f"create_pipeline(until={until!r}): no such node; the nodes are {', '.join(ids)}.")
+        components = components[:ids.index(until) + 1]
     metadata = (tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
                 if config.metadata_path else None)
     return tfx.dsl.Pipeline(

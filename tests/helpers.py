@@ -165,9 +165,10 @@ def non_loopback_address():
     return None if address.startswith("127.") else address
 
 
-def write_config_yaml(config: config_lib.PipelineConfig, path: str) -> str:
+def write_config_yaml(config: config_lib.PipelineConfig, path: str, **sections) -> str:
     """A YAML config file for the CLI that reproduces ``config``'s pipeline (same name, data,
-    schema, requirements and training), so CLI verbs work on a run made by ``tiny_config``."""
+    schema, requirements and training), so CLI verbs work on a run made by ``tiny_config``;
+    ``sections`` adds or updates top-level fields (a dict updates a section, anything else replaces)."""
     import yaml
 
     with open(config_lib.DEFAULT_CONFIG) as f:
@@ -177,6 +178,11 @@ def write_config_yaml(config: config_lib.PipelineConfig, path: str) -> str:
     raw["requirements"].update(dataclasses.asdict(config.requirements))
     raw["training"].update(epochs=config.training.epochs, batch_size=config.training.batch_size,
                            width=config.training.width)
+    for name, value in sections.items():
+        if isinstance(value, dict):
+            raw.setdefault(name, {}).update(value)
+        else:
+            raw[name] = value
     with open(path, "w") as f:
         yaml.safe_dump(raw, f)
     return path

@@ -60,10 +60,19 @@ def convert(saved_model_dir: str, signature: str, mode: Optional[str],
             ``dynamic_range``, or None for the float reference.
         representative: calibration inputs ``[n, *feature_shape]`` (int8 only).
     """
+    loaded, concrete = _batch_one_function(saved_model_dir, signature)
+    return convert_function(concrete, loaded, mode, representative)
+
+
+def convert_function(concrete, trackable, mode: Optional[str], representative: Optional[np.ndarray] = None) -> bytes:
+    """Converts a batch-one concrete function (of ``trackable``'s variables) as ``convert`` does.
+
+    The model search uses it on candidates that are not saved: the same converter settings,
+    so a candidate is judged as the quantizer would ship it.
+    """
     if mode is not None and mode not in MODES:
         raise QuantizationError(f"Unknown quantization mode '{mode}'; choose one of {', '.join(MODES)}.")
-    loaded, concrete = _batch_one_function(saved_model_dir, signature)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], loaded)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], trackable)
     if mode == "int8":
         if representative is None or len(representative) == 0:
             raise QuantizationError("Full-integer quantization needs calibration examples; none were given.")

@@ -57,6 +57,10 @@ def recorded_allocations(model: bytes, example: np.ndarray, arena_size: int) -> 
     return figures
 
 
+def _loads(model: bytes, arena_size: int) -> None:
+    runtime.interpreter(model, arena_size=arena_size)
+
+
 def measure_arena(model: bytes, upper_bound: Optional[int] = None) -> ArenaMeasurement:
     """Measures the tensor arena ``model`` needs: the smallest that allocates and invokes.
 
@@ -66,9 +70,13 @@ def measure_arena(model: bytes, upper_bound: Optional[int] = None) -> ArenaMeasu
     example = runtime.zero_input(model)
     high = upper_bound or max(len(model) * 10, 1 << 20)
     if not runtime.runs(model, high, example):
-        runtime.interpreter(model, arena_size=high)  # raises naming the failing op when loading is the problem
+        try:  # raises naming the failing op when loading is the problem
+            runtime.in_child(_loads, model, high)
+        except runtime.TflmAborted as err:
+            raise TflmError(f"The model does not run on TensorFlow Lite Micro even with a {high}-byte arena: {err} "
+                            "Check the model's ops and quantization parameters (tinyml-tfx devices check).") from err
         raise TflmError(f"The model does not run on TensorFlow Lite Micro even with a {high}-byte arena.")
-    recorded = recorded_allocations(model, example, high)
+    recorded = runtime.in_child(recorded_allocations, model, example, high)
     # No arena smaller than what the recording allocator saw in use can work, and probing far
     # below it only costs time (and makes TFLM abort more often; see runtime.runs).
     low = max(0, recorded["total"] // ARENA_GRANULARITY * ARENA_GRANULARITY - ARENA_GRANULARITY)

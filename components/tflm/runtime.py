@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import re
 import tempfile
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 import numpy as np
 
@@ -65,31 +66,74 @@ def interpreter(model: bytes, arena_size: Optional[int] = None):
         "no hybrid dynamic-range kernels); use mode int8, or replace the op.") from failure
 
 
-def runs(model: bytes, arena_size: int, example: np.ndarray) -> bool:
-    """Whether ``model`` allocates and invokes on ``example`` with an arena of ``arena_size`` bytes.
+class TflmAborted(TflmError):
+    """TFLite Micro aborted the process (an internal check failed) instead of raising an error."""
 
-    Each probe runs in a forked child: near its smallest arena, TFLM's Python interpreter can
-    abort the whole process on an internal check (e.g. "All temp buffers must be freed before
-    calling ResetTempAllocations()") instead of raising, and an aborted probe simply means
-    "does not run".
+
+def in_child(function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)`` run in a forked child; its result (or its exception) comes back by a pipe.
+
+    TFLite Micro's Python interpreter aborts the whole process on some internal checks instead
+    of raising (near a model's smallest arena: "All temp buffers must be freed before calling
+    ResetTempAllocations()"; on some untrained int8 models, with no message at all). In a child,
+    that ends the child only, and becomes ``TflmAborted`` here.
+
+    Raises:
+        TflmAborted: the child died by a signal.
+        TflmError: ``function`` raised one (re-raised with its message).
     """
     # Loaded before the fork: initialising TFLM's extension module in a forked child of a
     # multi-threaded (TensorFlow) process crashes it.
-    from tflite_micro.python.tflite_micro import runtime
+    from tflite_micro.python.tflite_micro import runtime  # noqa: F401
 
+    read_end, write_end = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: report by exit status only, never return into the caller's stack
+    if pid == 0:  # the child: report through the pipe only, never return into the caller's stack
         status = 1
         try:
-            with captured_c_stderr():
-                candidate = runtime.Interpreter.from_bytes(model, arena_size=arena_size)
-                candidate.set_input(example, 0)
-                candidate.invoke()
+            os.close(read_end)
+            try:
+                outcome = ("result", function(*args))
+            except Exception as err:  # noqa: BLE001 - carried to the parent, which raises it
+                outcome = ("error", f"{type(err).__name__}: {err}" if not isinstance(err, TflmError) else str(err))
+            with os.fdopen(write_end, "wb") as pipe:
+                pickle.dump(outcome, pipe)
             status = 0
         finally:
             os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
     _, wait_status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(wait_status) == 0
+    if not data:
+        code = os.waitstatus_to_exitcode(wait_status)
+        raise TflmAborted(f"TensorFlow Lite Micro aborted (exit status {code}) without saying why.")
+    kind, value = pickle.loads(data)
+    if kind == "error":
+        raise TflmError(value)
+    return value
+
+
+def _invokes(model: bytes, arena_size: int, example: np.ndarray) -> bool:
+    from tflite_micro.python.tflite_micro import runtime
+
+    try:
+        with captured_c_stderr():
+            candidate = runtime.Interpreter.from_bytes(model, arena_size=arena_size)
+            candidate.set_input(example, 0)
+            candidate.invoke()
+        return True
+    except RuntimeError:
+        return False
+
+
+def runs(model: bytes, arena_size: int, example: np.ndarray) -> bool:
+    """Whether ``model`` allocates and invokes on ``example`` with an arena of ``arena_size`` bytes
+    (probed in a child process: an abort means "does not run")."""
+    try:
+        return in_child(_invokes, model, arena_size, example)
+    except TflmAborted:
+        return False
 
 
 def zero_input(model: bytes) -> np.ndarray:

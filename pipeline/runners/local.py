@@ -62,6 +62,7 @@ class RunSummary:
     artifact_ids: Dict[str, Dict[str, int]] = dataclasses.field(default_factory=dict)  # ML Metadata ids
     release: Dict[str, object] = dataclasses.field(default_factory=dict)
     skipped: Dict[str, int] = dataclasses.field(default_factory=dict)  # skip reason -> files, from ingestion
+    search: Dict[str, object] = dataclasses.field(default_factory=dict)  # the ModelSearch's outcome, if it ran
 
     @property
     def unfinished(self) -> List[ComponentRun]:
@@ -72,6 +73,12 @@ class RunSummary:
         lines = [f"Pipeline '{self.pipeline_name}', run {self.run_id}: {self.wall_seconds:.1f} s"]
         for c in self.components:
             lines.append(f"  {c.node_id:<32} {c.state:<7} {c.seconds:7.1f} s")
+        if self.search:
+            lines.append(f"Model search:   {self.search['candidates']} candidates, {self.search['rejected_before_training']} "
+                         f"rejected before training (budgets), {self.search['trials']} trials; winner: eval accuracy "
+                         f"{self.search.get('winner_val_accuracy', float('nan')):.4f}, est. "
+                         f"{self.search.get('winner_latency_ms', float('nan')):.1f} ms, arena "
+                         f"{self.search.get('winner_arena_bytes', '?')} B ({self.search['uri']})")
         if self.eval_accuracy is not None:
             verdict = "blessed" if self.blessed else "NOT blessed"
             lines.append(f"Eval accuracy: {self.eval_accuracy:.4f} ({verdict})")
@@ -199,13 +206,14 @@ def ensure_dev_signing_key(config: PipelineConfig) -> None:
 
 
 def run(config: PipelineConfig, run_id: Optional[str] = None,
-        lock: Optional[workdir.WorkdirLock] = None) -> RunSummary:
+        lock: Optional[workdir.WorkdirLock] = None, until: Optional[str] = None) -> RunSummary:
     """Runs the pipeline with LocalDagRunner (SQLite ML Metadata) and returns this run's summary.
 
     Args:
         config: the config, with its work directory set.
         run_id: the run's id (default: a new one, as TFX makes them); the summary is this run's.
         lock: the work directory's lock when the caller already holds it; otherwise the run takes it.
+        until: a node id where the run stops (``tinyml-tfx search`` stops after the ModelSearch).
 
     Raises:
         workdir.WorkdirBusy: when another run holds the work directory.
@@ -222,16 +230,16 @@ def run(config: PipelineConfig, run_id: Optional[str] = None,
         ensure_dev_signing_key(config)
         os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
         start = time.time()
-        tfx.orchestration.LocalDagRunner().run_with_ir(compile_for_run(config, run_id))
+        tfx.orchestration.LocalDagRunner().run_with_ir(compile_for_run(config, run_id, until))
         return summarise(config, time.time() - start, run_id=run_id)
 
 
-def compile_for_run(config: PipelineConfig, run_id: str):
+def compile_for_run(config: PipelineConfig, run_id: str, until: Optional[str] = None):
     """The pipeline's IR with ``run_id`` as its run id, so that the caller knows which run is its own."""
     from tfx.dsl.compiler import compiler, constants
     from tfx.orchestration.portable import runtime_parameter_utils
 
-    pipeline_ir = compiler.Compiler().compile(tinyml_pipeline.create_pipeline(config))
+    pipeline_ir = compiler.Compiler().compile(tinyml_pipeline.create_pipeline(config, until=until))
     runtime_parameter_utils.substitute_runtime_parameter(
         pipeline_ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
     return pipeline_ir
@@ -346,7 +354,15 @@ def summarise(config: PipelineConfig, wall_seconds: float, run_id: Optional[str]
         artifact_ids={node: {key: a.id for key, a in arts.items()} for node, arts in outputs.items()},
         release=_release(outputs.get(tinyml_pipeline.PUSHER, {})),
         skipped=_skip_reasons(report),
+        search=_search(outputs.get(tinyml_pipeline.MODEL_SEARCH, {})),
     )
+
+
+def _search(artifacts: Dict[str, Any]) -> Dict[str, object]:
+    results = artifacts.get("tuner_results")
+    if results is None or "candidates" not in results.custom_properties:
+        return {}
+    return {key: _value(value) for key, value in results.custom_properties.items()} | {"uri": results.uri}
 
 
 def _skip_reasons(ingestion_report: Optional[str]) -> Dict[str, int]:

@@ -75,6 +75,9 @@ class TaskFamily(abc.ABC):
     #: Module paths of the Transform ``preprocessing_fn`` and the Trainer ``run_fn``.
     preprocessing_fn: str = ""
     run_fn: str = ""
+    #: The module with ``build_model(hp, settings)``: the family's search space and the builder the
+    #: ModelSearch and the Trainer share (pipeline/tasks/common/search.py); "" when it has none.
+    search_module: str = ""
     #: The package whose source is hashed into Transform's and Trainer's custom_config, so
     #: that a code change re-runs them (TFX's cache cannot see into module paths).
     code_package: str = ""

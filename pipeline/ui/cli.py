@@ -127,9 +127,15 @@ def data_generate(config_path: str, workdir: str, force: bool) -> None:
               "instead of stopping.")
 def run_command(config_path: str, workdir: str, wait: bool) -> None:
     """Run the whole pipeline locally (LocalDagRunner, SQLite ML Metadata) and print a summary."""
+
+    click.echo(_locked_run(load(config_path, workdir), wait))
+
+
+def _locked_run(config, wait: bool, until: Optional[str] = None):
+    """Runs the pipeline (up to ``until``) holding the work directory's lock; returns the summary text,
+    or ends the process with one paragraph."""
     from pipeline.runners import workdir as workdir_lib
 
-    config = load(config_path, workdir)
     run_id = workdir_lib.new_run_id()
     try:
         with workdir_lib.WorkdirLock(config.workdir, run_id, wait=wait) as lock:
@@ -137,15 +143,15 @@ def run_command(config_path: str, workdir: str, wait: bool) -> None:
             # From here on, what TensorFlow and other native code print goes to the run's log; the
             # person at the terminal sees the progress, the summary and, if it comes, one paragraph.
             with _native_output_to(log_path) as terminal:
-                outcome = _run_holding(config, run_id, lock, log_path, terminal)
+                outcome = _run_holding(config, run_id, lock, log_path, terminal, until)
     except workdir_lib.WorkdirBusy as err:
         fail(str(err), EXIT_USAGE)
     if isinstance(outcome, tuple):
         fail(*outcome)
-    click.echo(outcome)
+    return outcome
 
 
-def _run_holding(config, run_id: str, lock, log_path: str, terminal: TextIO):
+def _run_holding(config, run_id: str, lock, log_path: str, terminal: TextIO, until: Optional[str] = None):
     """The run, while this process holds the work directory's lock and native output goes to the log.
 
     Returns:
@@ -175,10 +181,12 @@ def _run_holding(config, run_id: str, lock, log_path: str, terminal: TextIO):
     _log_to_file(log_path, progress.handler())
     try:
         with progress:
-            summary = run_local.run(config, run_id=run_id, lock=lock)
+            summary = run_local.run(config, run_id=run_id, lock=lock, until=until)
     except Exception as err:  # noqa: BLE001 - any component failure ends here, with its log
         logging.getLogger(__name__).error("Pipeline failed:\n%s", traceback.format_exc())
         return run_local.failure_message(config, run_id, err, log_path), EXIT_FAILED
+    if until:
+        return summary
     return summary.to_text() + "\n" + _write_report(summary, config)
 
 
@@ -193,6 +201,37 @@ def _write_report(summary, config) -> str:
         return (f"Warning: the report could not be written ({type(err).__name__}: {err}); the run itself is "
                 "unaffected.")
     return f"Report:         {path}"
+
+
+@main.command("search")
+@config_option
+@workdir_option
+@click.option("--output", default=None, type=click.Path(file_okay=False),
+              help="Folder for the winner's best_hyperparameters.txt (default: the config's training.hyperparameters).")
+@click.option("--wait", is_flag=True, help="Wait for another run holding the work directory.")
+def search_command(config_path: str, workdir: str, output: Optional[str], wait: bool) -> None:
+    """Run only the hardware-aware model search and write the winner's hyperparameters for the repository."""
+    import dataclasses
+    import shutil
+
+    from pipeline import pipeline as tinyml_pipeline
+
+    config = load(config_path, workdir)
+    output = output or config.training.hyperparameters
+    if not output:
+        fail(f"The config {config.source} names no training.hyperparameters folder to write the winner to; give "
+             "--output DIR (and point training.hyperparameters at it to train that model).", EXIT_USAGE)
+    if not config.family.search_module:
+        fail(f"The task family '{config.task}' has no search space (TaskFamily.search_module).", EXIT_USAGE)
+    searching = dataclasses.replace(config, search=dataclasses.replace(config.search, enabled=True))
+    summary = _locked_run(searching, wait, until=tinyml_pipeline.MODEL_SEARCH)
+    best = os.path.join(summary.artifact_uris[tinyml_pipeline.MODEL_SEARCH]["best_hyperparameters"],
+                        "best_hyperparameters.txt")
+    os.makedirs(output, exist_ok=True)
+    shutil.copyfile(best, os.path.join(output, "best_hyperparameters.txt"))
+    click.echo(summary.to_text().splitlines()[0])
+    click.echo(next(line for line in summary.to_text().splitlines() if line.startswith("Model search:")))
+    click.echo(f"Winner's hyperparameters: {os.path.join(output, 'best_hyperparameters.txt')}")
 
 
 @main.command("report")

@@ -183,6 +183,80 @@ def _budget_plot(rows: List[Dict[str, Any]]) -> str:
     return _png(fig)
 
 
+def pareto_front(trained: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The trained candidates no other beats on both eval accuracy and estimated latency, fastest first."""
+    def latency(r):
+        return r["cost_latency_ms"] if r["cost_latency_ms"] is not None else float("inf")
+
+    front = [r for r in trained if not any(
+        o is not r and o["val_accuracy"] >= r["val_accuracy"] and latency(o) <= latency(r)
+        and (o["val_accuracy"] > r["val_accuracy"] or latency(o) < latency(r)) for o in trained)]
+    return sorted(front, key=latency)
+
+
+def _search_plot(results: Dict[str, Any], max_latency_ms: Optional[float]) -> str:
+    """Eval accuracy against estimated latency per candidate (colour: tensor arena), budgets and winner marked."""
+    plt = _plt()
+    candidates = results["candidates"]
+    trained = [r for r in candidates if r["status"] == "trained"]
+    rejected = [r for r in candidates if r["status"] == "rejected" and r["cost_latency_ms"] is not None]
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    if trained:
+        points = ax.scatter([r["cost_latency_ms"] for r in trained], [r["val_accuracy"] for r in trained],
+                            c=[r["cost_arena_bytes"] / 1024 for r in trained], cmap="viridis", s=36,
+                            label="trained candidate")
+        fig.colorbar(points, ax=ax, label="tensor arena (KiB)")
+        front = pareto_front(trained)
+        ax.plot([r["cost_latency_ms"] for r in front], [r["val_accuracy"] for r in front], "-", color="#2a9d8f",
+                lw=1, label="Pareto front")
+    floor = min([r["val_accuracy"] for r in trained] or [0.0])
+    if rejected:
+        ax.scatter([r["cost_latency_ms"] for r in rejected], [floor] * len(rejected), marker="x", color="#e63946",
+                   s=24, label="rejected before training (breaks a budget)")
+    winner, reference = results["summary"].get("winner"), results["summary"].get("reference")
+    if winner:
+        ax.scatter([winner["cost_latency_ms"]], [winner["val_accuracy"]], marker="*", s=260, color="#f4a261",
+                   edgecolor="black", label="winner", zorder=5)
+    if reference and reference["cost_latency_ms"] is not None:
+        ax.axvline(reference["cost_latency_ms"], color="grey", ls=":", label="pre-search default (latency)")
+    if max_latency_ms:
+        ax.axvline(max_latency_ms, color="#e63946", ls="--", label=f"latency budget {max_latency_ms:g} ms")
+    ax.set_xscale("log")
+    ax.set_xlabel("estimated latency on the target board (ms, log scale)")
+    ax.set_ylabel("eval accuracy (search fidelity)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.18, 1.0))
+    return _png(fig)
+
+
+def _search_section(summary, config: PipelineConfig) -> Optional[Dict[str, Any]]:
+    if not summary.search:
+        return None
+    from components.model_search.executor import SEARCH_RESULTS_JSON
+
+    results = _read_json(os.path.join(str(summary.search["uri"]), SEARCH_RESULTS_JSON))
+    if not results:
+        return None
+    trained = [r for r in results["candidates"] if r["status"] == "trained"]
+    winner = results["summary"].get("winner") or {}
+
+    def row(r):
+        shape = ", ".join(f"{k} {v}" for k, v in sorted(r["hyperparameters"].items()) if not k.startswith("tuner/"))
+        return (r["candidate"], _fmt(r["val_accuracy"]), _fmt(r["cost_latency_ms"], 1),
+                f"{r['cost_arena_bytes']:,}", f"{r['cost_flash_used'] / 1024:.1f}", f"{r['cost_macs']:,}",
+                r["hyperparameters"].get("tuner/epochs", ""),
+                shape + ("  (winner)" if r["candidate"] == winner.get("candidate") else ""))
+
+    return {
+        "summary": results["summary"],
+        "plot": _search_plot(results, config.requirements.max_latency_ms),
+        "header": ("candidate", "eval accuracy", "est. latency ms", "arena B", "flash KiB", "MACs", "epochs",
+                   "hyperparameters"),
+        "front": [row(r) for r in pareto_front(trained)],
+        "rejected": sum(r["status"] == "rejected" for r in results["candidates"]),
+        "uri": summary.search["uri"],
+    }
+
+
 # ----------------------------------------------------------------------------- content
 
 def release_outcome(summary, config: PipelineConfig) -> Dict[str, Any]:
@@ -344,6 +418,7 @@ def build_report(summary, config: PipelineConfig) -> Dict[str, Any]:
         "gate": gate_report,
         "release": release_outcome(summary, config),
         "comparison": comparison,
+        "search": _search_section(summary, config),
     }
 
 

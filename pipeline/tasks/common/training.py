@@ -35,6 +35,25 @@ def dataset(file_pattern, data_accessor, tf_transform_output, batch_size: int, s
         tf_transform_output.transformed_metadata.schema)
 
 
+def model_inputs(features, label):
+    """Only the model input of a transformed example (other transformed features ride along)."""
+    return {FEATURES_KEY: features[FEATURES_KEY]}, label
+
+
+def searched_model(fn_args, search_module: str, settings: Dict[str, Any]) -> Optional[keras.Model]:
+    """The compiled model the hyperparameters given to the Trainer describe (the ModelSearch's winner,
+    or the repository's file through the Importer); None when the Trainer was given none."""
+    if not getattr(fn_args, "hyperparameters", None):
+        return None
+    import keras_tuner as kt
+
+    from pipeline.tasks.common.search import builder
+
+    hp = kt.HyperParameters.from_config(fn_args.hyperparameters)
+    logging.info("Trainer builds the model from hyperparameters %s", dict(hp.values))
+    return builder(search_module, settings)(hp)
+
+
 def train_and_eval_datasets(fn_args, tf_transform_output, training: Dict[str, Any], label_key: str,
                             select: Optional[Callable] = None) -> Tuple[tf.data.Dataset, tf.data.Dataset]:
     """The train split (shuffled) and the eval split, optionally mapped through ``select``."""

@@ -16,6 +16,7 @@ class KeywordSpotting(TaskFamily):
     data_unit = "clips"
     preprocessing_fn = "pipeline.tasks.kws.preprocessing.preprocessing_fn"
     run_fn = "pipeline.tasks.kws.trainer.run_fn"
+    search_module = "pipeline.tasks.kws.search"
     code_package = "pipeline.tasks.kws"
     config_sections = ("features",)
     config_fields = frozenset({("data", "words"), ("data", "unknown_fraction"), ("data", "silence_fraction"),

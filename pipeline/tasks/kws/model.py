@@ -15,7 +15,7 @@ import tf_keras as keras
 MODEL_BUILDERS = ("ds_cnn", "tiny_conv")
 
 
-def _conv_bn_relu(x, layer):
+def conv_bn_relu(x, layer):
     x = layer(x)
     x = keras.layers.BatchNormalization(momentum=0.9)(x)
     return keras.layers.ReLU()(x)
@@ -27,11 +27,11 @@ def build_ds_cnn(feature_shape: Tuple[int, int], num_classes: int, width: int = 
     frames, channels = feature_shape
     inputs = keras.Input(shape=(frames * channels,), name="features")
     x = keras.layers.Reshape((frames, channels, 1))(inputs)
-    x = _conv_bn_relu(x, keras.layers.Conv2D(width, (10, 4), strides=(2, 2), padding="same", use_bias=False))
+    x = conv_bn_relu(x, keras.layers.Conv2D(width, (10, 4), strides=(2, 2), padding="same", use_bias=False))
     x = keras.layers.Dropout(dropout)(x)
     for _ in range(blocks):
-        x = _conv_bn_relu(x, keras.layers.DepthwiseConv2D((3, 3), padding="same", use_bias=False))
-        x = _conv_bn_relu(x, keras.layers.Conv2D(width, (1, 1), use_bias=False))
+        x = conv_bn_relu(x, keras.layers.DepthwiseConv2D((3, 3), padding="same", use_bias=False))
+        x = conv_bn_relu(x, keras.layers.Conv2D(width, (1, 1), use_bias=False))
     x = keras.layers.Dropout(dropout)(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)

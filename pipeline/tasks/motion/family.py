@@ -20,6 +20,7 @@ class Motion(TaskFamily):
     data_unit = "recordings"
     preprocessing_fn = "pipeline.tasks.motion.preprocessing.preprocessing_fn"
     run_fn = "pipeline.tasks.motion.trainer.run_fn"
+    search_module = "pipeline.tasks.motion.search"
     code_package = "pipeline.tasks.motion"
     config_sections = ("motion",)
     config_schema_file = "tasks/motion.schema.json"

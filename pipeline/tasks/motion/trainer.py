@@ -17,12 +17,14 @@ from tfx import v1 as tfx
 
 from components.tflite_quantizer.executor import FIRMWARE_DIR
 from pipeline.tasks.common import training as training_lib
+from pipeline.tasks.common.search import SEARCH_MODULE_KEY, SETTINGS_KEY
 from pipeline.tasks.motion import model as model_lib
 from pipeline.tasks.motion import normalization, preprocessing
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """Trains the configured model and exports it with its signatures and the normalization header.
+    """Trains the model (the hyperparameters' when given, else ``training.model``) and exports it with
+    its signatures and the normalization header.
 
     ``fn_args.custom_config`` holds ``labels``, ``channels``, ``window_samples`` and the
     config's ``training`` section; ``fn_args.train_steps`` caps the optimizer steps when set.
@@ -35,15 +37,15 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     keras.utils.set_random_seed(training["seed"])
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
 
-    def model_input(features, label):  # the normalization constants ride along in every example
-        return {preprocessing.FEATURES_KEY: features[preprocessing.FEATURES_KEY]}, label
-
+    # The normalization constants ride along in every transformed example; the model takes the window.
     train, evaluation = training_lib.train_and_eval_datasets(fn_args, tf_transform_output, training,
-                                                             preprocessing.LABEL_KEY, select=model_input)
-    model = model_lib.build_model(training["model"], (rows, len(channels)),
-                                  len(config[preprocessing.LABELS_CONFIG_KEY]), training["width"])
-    model.compile(optimizer=keras.optimizers.Adam(training["learning_rate"]),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                                                             preprocessing.LABEL_KEY, select=training_lib.model_inputs)
+    model = training_lib.searched_model(fn_args, config[SEARCH_MODULE_KEY], config[SETTINGS_KEY])
+    if model is None:
+        model = model_lib.build_model(training["model"], (rows, len(channels)),
+                                      len(config[preprocessing.LABELS_CONFIG_KEY]), training["width"])
+        model.compile(optimizer=keras.optimizers.Adam(training["learning_rate"]),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     history = training_lib.fit(model, train, evaluation, training["epochs"], fn_args.train_steps)
     training_lib.write_history(fn_args.model_run_dir, history)
 
