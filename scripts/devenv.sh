@@ -65,6 +65,26 @@ ROOTFS="$CACHE/rootfs-$(env_key)"
 # ---------------------------------------------------------------- native mode
 NATIVE_VENV="$REPO/.venv"
 
+# The tests' tools (the Debian root gets them from ROOT_TOOLS, plus g++ and binutils), by the command each
+# provides; a native host needs the same. `make test` under CI fails, naming the tool, when one is missing.
+NATIVE_TOOL_COMMANDS="kustomize:kustomize chromium:chromium docker-registry:docker-registry apache2-utils:htpasswd cosign:cosign g++:g++ binutils:objdump"
+
+ensure_native_tools() {
+  local missing=() entry
+  for entry in $NATIVE_TOOL_COMMANDS; do
+    command -v "${entry#*:}" >/dev/null 2>&1 || missing+=("${entry%%:*}")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing the tests' tools with apt-get: ${missing[*]}"
+    if apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >"$REPO/.venv/apt-tools.log" 2>&1; then
+      return 0
+    fi
+  fi
+  printf '\n[env] NOTE: %s\n\n' "The tests use ${missing[*]} (the Debian 13 root that older hosts get installs them). They are not installed on this host, and could not be installed here (log: $REPO/.venv/apt-tools.log when apt-get was tried). 'make run' does not need them; 'make test' with CI set fails, naming each missing tool. Install them as root: apt-get install ${missing[*]} (Debian 13 package names), or use the Debian root: TINYML_TFX_ENV=rootfs." | fold -s -w 100 >&2
+}
+
 ensure_native() {
   local stamp="$NATIVE_VENV/.tinyml-env-$(env_key)"
   if [ ! -f "$stamp" ]; then
@@ -73,6 +93,7 @@ ensure_native() {
     python3 -m venv "$NATIVE_VENV"
     "$NATIVE_VENV/bin/pip" install --quiet pip==26.3
     "$NATIVE_VENV/bin/pip" install --progress-bar off -r "$LOCK"
+    ensure_native_tools
     touch "$stamp"
   fi
   local pstamp="$NATIVE_VENV/.tinyml-project-$(project_key)"

@@ -182,6 +182,34 @@ def check_config(config: PipelineConfig) -> None:
         except devices.DeviceProfileError as err:
             raise ConfigError(f"{err} ({field} in {config.source})") from err
     check_schema_labels(config)
+    check_hyperparameters(config)
+
+
+def check_hyperparameters(config: PipelineConfig) -> None:
+    """Refuses a training.hyperparameters folder the Importer and the Trainer could not use (the search,
+    when on, replaces it, so nothing is checked then)."""
+    folder = config.training.hyperparameters
+    if config.search.enabled or not folder or "://" in folder:
+        return
+    path = os.path.join(folder, "best_hyperparameters.txt")
+    problem = None
+    if not os.path.isdir(folder):
+        problem = "does not exist"
+    elif sorted(os.listdir(folder)) != ["best_hyperparameters.txt"]:
+        problem = f"must hold exactly best_hyperparameters.txt (it holds {', '.join(sorted(os.listdir(folder))) or 'nothing'})"
+    else:
+        try:
+            with open(path, encoding="utf-8") as f:
+                values = json.load(f).get("values")
+            if not isinstance(values, dict):
+                problem = f"{path} has no 'values' (KerasTuner's HyperParameters config)"
+        except (OSError, ValueError, AttributeError) as err:
+            problem = f"{path} is not a KerasTuner HyperParameters config ({err})"
+    if problem:
+        raise ConfigError(
+            f"Config file {config.source}: field 'training.hyperparameters' is {folder}, which {problem}. Fix: run "
+            "'tinyml-tfx search --config ... --output DIR' to write one, or set training.hyperparameters: null to "
+            "train training.model.")
 
 
 def preflight(config: PipelineConfig) -> None:

@@ -19,6 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 # What the Trainer logs after each epoch (pipeline/tasks/kws/trainer.py).
 EPOCH_PATTERN = re.compile(r"Training epoch (\d+)/(\d+)(.*)")
 COMPONENT_PATTERN = re.compile(r"Component (\S+) is (running|finished)")
+# What the ModelSearch logs at each trial's start (components/model_search/tuner.py).
+TRIAL_PATTERN = re.compile(r"ModelSearch trial (\d+)/(\d+) starts")
 # What the ExampleGens log while reading (components/*_example_gen/executor.py).
 INGEST_PATTERN = re.compile(r"(\w+ExampleGen) ingested (\d+)/(\d+) (\w+)")
 
@@ -91,6 +93,10 @@ class _ProgressHandler(logging.Handler):
         if ingested:
             self._progress.counted(f"{ingested.group(1)} {ingested.group(4)}", int(ingested.group(2)),
                                    int(ingested.group(3)))
+            return
+        trial = TRIAL_PATTERN.search(message)
+        if trial:
+            self._progress.counted("ModelSearch trials", int(trial.group(1)), int(trial.group(2)))
             return
         epoch = EPOCH_PATTERN.search(message)
         if epoch:

@@ -312,8 +312,20 @@ def device_table(model_file: str, gate_report: Optional[Dict[str, Any]] = None) 
     analysis = gate.analyse(model, list(devices.load_catalogue().values()), max_latency_ms=max_latency, arena=arena)
     rows = [{"board": v.board, "core": v.core, "ram_used": v.ram_used, "ram_total": v.ram_total,
              "flash_used": v.flash_used, "flash_total": v.flash_total, "latency_ms": v.latency_ms,
-             "inferences_per_second": v.inferences_per_second, "fits": v.fits} for v in analysis.verdicts]
-    return {"arena": analysis.arena, "macs": analysis.macs, "rows": rows}
+             "latency_low_ms": v.latency_low_ms, "latency_high_ms": v.latency_high_ms, "basis": v.latency_basis,
+             "arena_bytes": v.arena_bytes, "scratch_bytes": v.cmsis_nn_scratch_bytes,
+             "inferences_per_second": v.inferences_per_second, "fits": v.fits, "reasons": v.reasons}
+            for v in analysis.verdicts]
+    return {"arena": analysis.arena, "macs": analysis.macs, "rows": rows,
+            "engine": analysis.verdicts[0].engine if analysis.verdicts else ""}
+
+
+def _latency_cell(row: Dict[str, Any]) -> str:
+    if row["latency_ms"] is None:
+        return "not calibrated"
+    band = (f" ({row['latency_low_ms']:.1f}–{row['latency_high_ms']:.1f})"
+            if row["latency_low_ms"] is not None and row["latency_high_ms"] is not None else "")
+    return f"{row['latency_ms']:.1f}{band}"
 
 
 def _fmt(value: Optional[float], digits: int = 4) -> str:
@@ -377,11 +389,13 @@ def _device_section(device: Optional[Dict[str, Any]], quant: Optional[Dict[str, 
         "model_bytes": quant["model_bytes"], "macs": device["macs"], "arena": device["arena"],
         "ops": ", ".join(f"{o['name']} v{o['version']}" for o in quant["ops"]),
         "plot": _budget_plot(device["rows"]),
-        "header": ("board", "core", "RAM KiB (arena + reserve)", "flash KiB (model + TFLM runtime and kernels + reserve)",
-                   "latency ms (estimated)", "inferences/s", ""),
+        "engine": device["engine"],
+        "header": ("board", "core", "RAM KiB (arena with CMSIS-NN scratch + reserve)",
+                   "flash KiB (model + TFLM runtime, kernels and their read-only data + reserve)",
+                   "latency ms, estimated (band)", "estimate rests on", "verdict"),
         "rows": [(r["board"], r["core"], f"{r['ram_used'] / 1024:.1f} / {r['ram_total'] / 1024:.0f}",
-                  f"{r['flash_used'] / 1024:.1f} / {r['flash_total'] / 1024:.0f}", _fmt(r["latency_ms"], 1),
-                  _fmt(r["inferences_per_second"], 1), "fits" if r["fits"] else "does not fit")
+                  f"{r['flash_used'] / 1024:.1f} / {r['flash_total'] / 1024:.0f}", _latency_cell(r),
+                  r["basis"] or "–", "fits" if r["fits"] else "does not fit: " + "; ".join(r["reasons"]))
                  for r in device["rows"]],
     }
 

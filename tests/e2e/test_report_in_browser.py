@@ -5,17 +5,17 @@ import shutil
 import subprocess
 
 import numpy as np
-import pytest
 
 from pipeline.ui import report
+from tests.support.tools import CHROMIUM, require_tool
 
 
 def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
+    for name in ("chromium-browser", "google-chrome"):
         path = shutil.which(name)
         if path:
             return path
-    pytest.skip("no Chromium here (scripts/devenv.sh installs Debian's chromium in the Debian 13 root)")
+    return require_tool("chromium", CHROMIUM)
 
 
 def _render(page: str, out_dir) -> tuple:

@@ -234,3 +234,37 @@ def test_the_motion_task_compiles_with_its_own_example_gen_and_its_curated_schem
     args = executors[f"{MOTION_EXAMPLE_GEN}_executor"]["container"]["args"]
     cls = import_utils.import_class_by_path(args[args.index("--executor_class_path") + 1])
     assert issubclass(cls, base_executor.BaseExecutor)
+
+
+def _dependencies(tasks, name):
+    return set(tasks[name].get("dependentTasks", []))
+
+
+def test_the_model_search_compiles_between_transform_and_trainer(kubeflow_config, tmp_path):
+    config = dataclasses.replace(kubeflow_config, search=config_lib.SearchConfig(enabled=True, max_epochs=3))
+    package = run_kubeflow.compile_pipeline(config, str(tmp_path / "search.yaml"))
+    tasks = package["pipeline_spec"]["root"]["dag"]["tasks"]
+    assert tinyml_pipeline.TRANSFORM in _dependencies(tasks, tinyml_pipeline.MODEL_SEARCH)
+    assert tinyml_pipeline.MODEL_SEARCH in _dependencies(tasks, tinyml_pipeline.TRAINER)
+    hyperparameters = tasks[tinyml_pipeline.TRAINER]["inputs"]["artifacts"]["hyperparameters"]["taskOutputArtifact"]
+    assert hyperparameters == {"producerTask": tinyml_pipeline.MODEL_SEARCH, "outputArtifactKey": "best_hyperparameters"}
+    executors = package["pipeline_spec"]["deploymentSpec"]["executors"]
+    args = executors[f"{tinyml_pipeline.MODEL_SEARCH}_executor"]["container"]["args"]
+    cls = import_utils.import_class_by_path(args[args.index("--executor_class_path") + 1])
+    assert issubclass(cls, base_executor.BaseExecutor) and cls.__module__ == "components.model_search.executor"
+
+
+def test_search_off_imports_the_hyperparameters_file_from_the_image(tmp_path):
+    base = config_lib.load_config(config_lib.DEFAULT_CONFIG)  # its training.hyperparameters: the repository's file
+    assert base.training.hyperparameters == os.path.join(REPO, "pipeline", "tasks", "kws", "hyperparameters")
+    config = dataclasses.replace(
+        base, data=dataclasses.replace(base.data, root="gs://tinyml-data/speech_commands"),
+        kubeflow=config_lib.KubeflowConfig(image="registry.example/tinyml-tfx:1.0", pipeline_root="gs://runs"),
+    ).for_kubeflow()
+    package = run_kubeflow.compile_pipeline(config, str(tmp_path / "imported.yaml"))
+    tasks = package["pipeline_spec"]["root"]["dag"]["tasks"]
+    assert tinyml_pipeline.MODEL_SEARCH not in tasks
+    importer = package["pipeline_spec"]["deploymentSpec"]["executors"][
+        f"{tinyml_pipeline.HYPERPARAMETERS_IMPORTER}_executor"]["importer"]
+    assert importer["artifactUri"]["constant"] == "/opt/tinyml-tfx/pipeline/tasks/kws/hyperparameters"
+    assert tinyml_pipeline.HYPERPARAMETERS_IMPORTER in _dependencies(tasks, tinyml_pipeline.TRAINER)

@@ -1,29 +1,24 @@
 """The TFLM runtime/kernel flash table: reproducible from the installed wheel, complete, summed right."""
 
 import dataclasses
-import os
-import shutil
 
 import pytest
 
 from components.mcu_size_gate import kernel_flash
 from components.tflm import ops as tflm_ops
+from tests.support.tools import require_tool
 
 BINUTILS = ("objdump", "nm", "readelf")
 
 
+BINUTILS_HOW = ("scripts/devenv.sh's Debian 13 root has them (binutils comes with its g++); a native .venv host gets "
+                "them from apt (package binutils)")
+
+
 def _binutils_or_skip():
-    """binutils measure the compiled TFLM. Where the suite must not pass by skipping (CI set, or
-    TINYML_TFX_REQUIRE_TOOLS=1) a missing tool fails, naming it and how the project installs it."""
-    missing = [tool for tool in BINUTILS if shutil.which(tool) is None]
-    if not missing:
-        return
-    message = (f"{', '.join(missing)} not found on PATH: the kernel flash table is measured with GNU binutils. "
-               "The Debian 13 root of scripts/devenv.sh has them (binutils comes with its g++); on a native .venv "
-               "install binutils with your system's package manager (e.g. apt-get install binutils).")
-    if os.environ.get("CI") or os.environ.get("TINYML_TFX_REQUIRE_TOOLS") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
+    """binutils measure the compiled TFLM; a missing one skips here, or fails under CI (tests/support/tools.py)."""
+    for tool in BINUTILS:
+        require_tool(tool, BINUTILS_HOW)
 
 
 def test_shipped_table_is_what_the_installed_tflite_micro_measures():

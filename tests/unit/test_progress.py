@@ -22,8 +22,13 @@ def test_plain_output_without_a_terminal():
         for epoch in range(1, 4):
             handler.emit(_record(f"Training epoch {epoch}/3: accuracy 0.9"))
         handler.emit(_record("Component Trainer is finished."))
+        from components.model_search.tuner import TRIAL_MESSAGE
+
+        for trial in (1, 2):  # what the ModelSearch logs, formatted as it formats it
+            handler.emit(_record(TRIAL_MESSAGE % (trial, 2) + " starts: {'width': 16}"))
         handler.emit(_record("unrelated message"))
     text = out.getvalue()
+    assert "ModelSearch trials: 2/2 (100%)" in text
     assert "▶ Trainer ..." in text and "✔ Trainer (" in text
     assert "Trainer epochs: 3/3 (100%)" in text and "unrelated" not in text
     assert "AudioExampleGen clips: 50/50 (100%)" in text

@@ -19,7 +19,8 @@ import tf_keras as keras
 
 from pipeline.tasks.kws.model import conv_bn_relu
 
-FIRST_KERNELS = {"10x4": (10, 4), "5x5": (5, 5), "3x3": (3, 3)}
+# (time x frequency); the wider kernels cover what the wider strides step over.
+FIRST_KERNELS = {"10x4": (10, 4), "10x8": (10, 8), "5x8": (5, 8), "5x5": (5, 5), "3x3": (3, 3)}
 FIRST_STRIDES = {"2x2": (2, 2), "2x4": (2, 4), "2x8": (2, 8), "4x4": (4, 4)}
 
 

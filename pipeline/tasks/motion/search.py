@@ -2,7 +2,7 @@
 
 ``build_model(hp, settings)`` defines the hyperparameters and builds the model; the
 search and the Trainer call it alike. Defaults reproduce the pre-search default (conv1d,
-width 16: three strided convolutions of 16, 32, 32 filters, kernel 5).
+width 16: three strided convolutions of 16, 32, 32 filters, kernel 5; learning rate 0.003).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def build_model(hp, settings: Mapping[str, Any]) -> keras.Model:
     depth = hp.Int("depth", 2, 4, default=3)
     kernel = hp.Choice("kernel", [3, 5, 7], default=5)
     dropout = hp.Choice("dropout", [0.0, 0.1, 0.2], default=0.1)
-    learning_rate = hp.Choice("learning_rate", [0.001, 0.002, 0.005], default=0.002)
+    learning_rate = hp.Choice("learning_rate", [0.001, 0.003, 0.01], default=0.003)
 
     inputs = keras.Input(shape=(samples * channels,), name="features")
     if architecture == "conv1d":
