@@ -34,3 +34,10 @@ class DeviceReport(artifact.Artifact):
 
 # Blessings reuse TFX's type, so TFX's Pusher checks read them unchanged.
 ModelBlessing = standard_artifacts.ModelBlessing
+
+
+class TestEvaluation(artifact.Artifact):
+    """The blessed model on the held-out test split, measured once after the gates: ``test_report.json``
+    (float and int8-on-TFLite-Micro accuracy, per class, confusion matrices). No decision reads it."""
+
+    TYPE_NAME = "components.TestEvaluation"

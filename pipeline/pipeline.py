@@ -26,6 +26,7 @@ from components.mcu_size_gate.component import McuSizeGate
 from components.model_search.component import ModelSearch
 from components.ota import model_card
 from components.ota_pusher.component import OtaPusher
+from components.test_set_evaluator.component import TestSetEvaluator
 from components.tflite_quantizer.component import TFLiteQuantizer
 from pipeline.config import PipelineConfig
 from pipeline.tasks.common import search as search_lib
@@ -46,6 +47,7 @@ BASELINE_RESOLVER = "latest_blessed_model_resolver"
 EVALUATOR = "Evaluator"
 QUANTIZER = "TFLiteQuantizer"
 SIZE_GATE = "McuSizeGate"
+TEST_EVALUATOR = "TestSetEvaluator"
 PUSHER = "OtaPusher"
 
 
@@ -216,7 +218,8 @@ def create_pipeline(config: PipelineConfig, until: Optional[str] = None) -> tfx.
         Transform -> Trainer -> Evaluator (against the latest blessed model) and
         TFLiteQuantizer (int8 for TFLite Micro, with its own fidelity blessing) -> McuSizeGate
         (measured arena, flash and latency against the target board, with its own blessing)
-        -> OtaPusher, inside ``tfx.dsl.Cond`` on all three blessings (and checking them again).
+        -> TestSetEvaluator (the held-out test split, once) and OtaPusher, inside ``tfx.dsl.Cond`` on all
+        three blessings (the pusher checks them again).
     """
     data, family = config.data, config.family
     knobs = runtime_parameters(config)
@@ -318,6 +321,11 @@ def create_pipeline(config: PipelineConfig, until: Optional[str] = None) -> tfx.
     for blessing in blessings[1:]:
         all_blessed = placeholder_base.logical_and(all_blessed, _blessed(blessing))
     with tfx.dsl.Cond(all_blessed):
+        # Once every gate has passed, and never before a decision: the held-out test split.
+        test_evaluator = TestSetEvaluator(
+            model=trainer.outputs["model"], quantized_model=quantizer.outputs["quantized_model"],
+            examples=transform.outputs["transformed_examples"], transform_graph=transform.outputs["transform_graph"],
+            labels=data.labels, signature=FEATURE_SIGNATURE).with_id(TEST_EVALUATOR)
         pusher = OtaPusher(
             quantized_model=quantizer.outputs["quantized_model"], model_blessing=blessings[0],
             quantization_blessing=blessings[1], device_blessing=blessings[2],
@@ -326,11 +334,11 @@ def create_pipeline(config: PipelineConfig, until: Optional[str] = None) -> tfx.
             pipeline_name=config.pipeline_name, signing_key_file=config.release.signing_key_file,
             allow_unsigned=config.release.allow_unsigned, channel_name=config.release.channel,
             insecure=config.release.insecure,
-            card=card_text(config),
+            card=card_text(config), test_evaluation=test_evaluator.outputs["evaluation"],
         ).with_id(PUSHER)
 
     components: List[Any] = [example_gen, statistics_gen, schema_gen, validator, transform, *search_nodes,
-                             trainer, baseline, evaluator, quantizer, size_gate, pusher]
+                             trainer, baseline, evaluator, quantizer, size_gate, test_evaluator, pusher]
     if until:
         ids = [c.id for c in components]
         if until not in ids:

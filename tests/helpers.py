@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 
 import numpy as np
 import pytest
@@ -16,6 +17,15 @@ TINY_WORDS = ("yes", "no", "up")
 TINY_UNKNOWN_WORDS = ("cat", "dog")
 # The end-to-end runs name one class as real datasets may: a capital, a hyphen, a non-ASCII letter.
 E2E_WORDS = ("yes", "no", "Up-Ñ")
+
+
+def default_config_text() -> str:
+    """The default config's text, its relative paths made absolute (so a copy elsewhere still finds them)."""
+    with open(config_lib.DEFAULT_CONFIG, encoding="utf-8") as f:
+        text = f.read()
+    configs = os.path.dirname(config_lib.DEFAULT_CONFIG)
+    return re.sub(r"(hyperparameters|schema): (\.\./\S+)",
+                  lambda m: f"{m.group(1)}: {os.path.normpath(os.path.join(configs, m.group(2)))}", text)
 
 
 def tiny_spec(seed: int = 7) -> generate.GenerationSpec:
@@ -62,7 +72,9 @@ def tiny_config(workdir: str, data_root: str, words=TINY_WORDS) -> config_lib.Pi
         # clips in all, so one clip that int8 classifies otherwise is 9 points (the quantizer allows that).
         requirements=config_lib.Requirements(min_accuracy=0.3, max_regression=0.5, max_quantization_drop=0.1,
                                              min_train_examples_per_class=5, min_eval_examples_per_class=1),
-        training=dataclasses.replace(base.training, epochs=20, batch_size=16, width=32),
+        # training.model at width 32, not the repository's searched model: a tiny, fast DS-CNN for the tiny data
+        # (tests/e2e/test_model_search.py covers the hyperparameters file and the search).
+        training=dataclasses.replace(base.training, epochs=20, batch_size=16, width=32, hyperparameters=None),
     ).with_workdir(workdir)
 
 
@@ -177,7 +189,7 @@ def write_config_yaml(config: config_lib.PipelineConfig, path: str, **sections) 
     raw["data"].update(words=list(config.data.words), root=config.data.root, schema=config.data.schema)
     raw["requirements"].update(dataclasses.asdict(config.requirements))
     raw["training"].update(epochs=config.training.epochs, batch_size=config.training.batch_size,
-                           width=config.training.width)
+                           width=config.training.width, hyperparameters=config.training.hyperparameters)
     for name, value in sections.items():
         if isinstance(value, dict):
             raw.setdefault(name, {}).update(value)

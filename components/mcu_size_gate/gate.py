@@ -204,6 +204,20 @@ def _kernels(core: str, arenas: Dict[str, scratch.ScratchArena]) -> str:
     return text + (f" (scratch of {', '.join(unmodelled)} not modelled)" if unmodelled else "")
 
 
+def estimate_latency(model: bytes, target: devices.DeviceProfile, max_latency_ms: Optional[float] = None,
+                     cost_model: Optional[calibration.CostModel] = None):
+    """The latency estimate alone, from the flatbuffer's shapes, and the reason it breaks ``max_latency_ms``
+    (None when it does not): no arena measurement, so a search can turn a slow candidate away cheaply.
+
+    Returns:
+        (``latency.LatencyEstimate``, reason or None)
+    """
+    work = measure.work_by_class(measure.op_work(tflm_model.operators(model)))
+    estimate = latency.estimate(work, target, cost_model or calibration.build())
+    reason = _latency_reason(target, estimate, max_latency_ms) if max_latency_ms is not None else None
+    return estimate, reason
+
+
 def analyse(model: bytes, targets: Sequence[devices.DeviceProfile], max_latency_ms: Optional[float] = None,
             arena: Optional[tflm_arena.ArenaMeasurement] = None,
             flash_table: Optional[kernel_flash.FlashTable] = None,

@@ -49,7 +49,8 @@ def _fmt(value: Optional[float], digits: int = 4) -> str:
 
 
 def render(text: CardText, quantization: Mapping[str, Any], gate: Mapping[str, Any],
-           provenance: Mapping[str, str], evaluation: Optional[Mapping[str, Any]] = None) -> str:
+           provenance: Mapping[str, str], evaluation: Optional[Mapping[str, Any]] = None,
+           test: Optional[Mapping[str, Any]] = None) -> str:
     """The card.
 
     Args:
@@ -58,6 +59,8 @@ def render(text: CardText, quantization: Mapping[str, Any], gate: Mapping[str, A
         gate: the size gate's ``device_report.json``.
         provenance: name -> value lines (pipeline, run, versions, front-end hash).
         evaluation: optional Evaluator metrics: ``accuracy`` and ``per_class`` (label -> accuracy).
+        test: optional: the TestSetEvaluator's ``test_report.json`` (the held-out split, measured once
+            after the gates: the figure to quote).
     """
     fidelity = quantization.get("fidelity", {})
     mode = quantization.get("mode", "int8")
@@ -75,6 +78,15 @@ def render(text: CardText, quantization: Mapping[str, Any], gate: Mapping[str, A
         lines += ["", f"| class | precision ({mode}) | recall ({mode}) | eval examples |", "|---|---|---|---|"]
         lines += [f"| {r['label']} | {_fmt(r['precision'], 3)} | {_fmt(r['recall'], 3)} | {r['support']} |"
                   for r in precision_recall(fidelity["confusion_quantized"], text.labels)]
+    if test:
+        lines += ["", "## Metrics (test split: held out, measured once after every gate)",
+                  f"- {test['examples']} examples never used for any decision: float accuracy "
+                  f"{_fmt(test['float_accuracy'])}; {mode} accuracy on TFLite Micro {_fmt(test['quantized_accuracy'])}"]
+        if test.get("confusion_quantized") and len(text.labels) == len(test["confusion_quantized"]):
+            lines += ["", f"| class | precision ({mode}, test) | recall ({mode}, test) | test examples |",
+                      "|---|---|---|---|"]
+            lines += [f"| {r['label']} | {_fmt(r['precision'], 3)} | {_fmt(r['recall'], 3)} | {r['support']} |"
+                      for r in precision_recall(test["confusion_quantized"], text.labels)]
     arena = gate.get("arena", {}).get("smallest_bytes")
     lines += ["", "## Device constraints",
               f"- model: {quantization.get('model_bytes', '?'):,} bytes, {mode} input and output; ops: "

@@ -21,6 +21,7 @@ from components.ota import channels, http_registry, model_card, oci_layout, rele
 RELEASE_FILES = ("model.tflite", "model_data.cc", "model_data.h", "micro_op_resolver.h",
                  "quantization_report.json")
 GATE_FILES = ("device_report.json", "device_report.html")
+TEST_REPORT_FILE = "test_report.json"  # the TestSetEvaluator's figures, when the run has them
 USERNAME_ENV, PASSWORD_ENV, TOKEN_ENV = ("TINYML_TFX_REGISTRY_USERNAME", "TINYML_TFX_REGISTRY_PASSWORD",
                                          "TINYML_TFX_REGISTRY_TOKEN")
 SIGNING_KEY_ENV = "TINYML_TFX_SIGNING_KEY"
@@ -75,6 +76,7 @@ class RunArtifacts:
     run_id: str
     lineage: Mapping[str, int]    # see ``lineage``
     card: Optional[model_card.CardText] = None
+    test_evaluation_dir: Optional[str] = None  # the TestSetEvaluator's folder: test_report.json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +127,11 @@ def release_annotations(files: Mapping[str, bytes], input_processing: InputProce
     fidelity = quantization.get("fidelity", {})
     primary = gate["targets"][0]
     recorded_input = {input_processing.annotation: input_processing.value(files)} if input_processing.annotation else {}
+    test = json.loads(files[TEST_REPORT_FILE]) if TEST_REPORT_FILE in files else None
+    if test:  # the held-out figures, measured once after the gates
+        recorded_input.update({releases.TEST_FLOAT_ACCURACY_ANNOTATION: f"{test['float_accuracy']:.4f}",
+                               releases.TEST_INT8_ACCURACY_ANNOTATION: f"{test['quantized_accuracy']:.4f}",
+                               releases.TEST_EXAMPLES_ANNOTATION: str(test["examples"])})
     return {
         releases.TARGETS_ANNOTATION: ",".join(t["board"] for t in gate["targets"] if t["fits"]),
         releases.ARENA_ANNOTATION: str(gate["arena"]["smallest_bytes"]),
@@ -159,7 +166,7 @@ def add_model_card(files: Dict[str, bytes], text: model_card.CardText, annotatio
     }
     files[model_card.MODEL_CARD_FILE] = model_card.render(
         text, json.loads(files["quantization_report.json"]), json.loads(files["device_report.json"]),
-        provenance).encode()
+        provenance, test=json.loads(files[TEST_REPORT_FILE]) if TEST_REPORT_FILE in files else None).encode()
 
 
 def build_release(run: RunArtifacts) -> Tuple[Dict[str, bytes], Dict[str, str]]:
@@ -167,6 +174,8 @@ def build_release(run: RunArtifacts) -> Tuple[Dict[str, bytes], Dict[str, str]]:
     model card (when the run has its text) and the fleet annotations, including the run's
     input processing and ML Metadata lineage."""
     files = release_files(run.quantized_dir, run.device_report_dir)
+    if run.test_evaluation_dir:
+        files[TEST_REPORT_FILE] = _read(run.test_evaluation_dir, TEST_REPORT_FILE)
     annotations = release_annotations(files, run.input_processing, run.pipeline_name, run.run_id, run.lineage)
     if run.card is not None:
         add_model_card(files, run.card, annotations)

@@ -30,6 +30,10 @@ FRONTEND_ANNOTATION = "dev.tinyml-tfx.frontend.sha256"    # a device with anothe
 NORMALIZATION_ANNOTATION = "dev.tinyml-tfx.normalization.sha256"  # sha256 of normalization.json (motion tasks)
 FLOAT_ACCURACY_ANNOTATION = "dev.tinyml-tfx.accuracy.float"
 INT8_ACCURACY_ANNOTATION = "dev.tinyml-tfx.accuracy.int8"
+# The held-out test split, measured once after the gates (eval figures above decided the blessings).
+TEST_FLOAT_ACCURACY_ANNOTATION = "dev.tinyml-tfx.test.accuracy.float"
+TEST_INT8_ACCURACY_ANNOTATION = "dev.tinyml-tfx.test.accuracy.int8"
+TEST_EXAMPLES_ANNOTATION = "dev.tinyml-tfx.test.examples"
 PIPELINE_ANNOTATION = "dev.tinyml-tfx.pipeline"
 RUN_ANNOTATION = "dev.tinyml-tfx.run-id"
 LINEAGE_ANNOTATION = "dev.tinyml-tfx.mlmd"                # JSON: ML Metadata ids of the model and blessings

@@ -11,7 +11,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 
 from components.ota import model_card, publish
 from components.ota_pusher import executor
-from components.types import DeviceReport, ModelBlessing, TFLiteModel
+from components.types import DeviceReport, ModelBlessing, TestEvaluation, TFLiteModel
 
 
 class OtaPusherSpec(ComponentSpec):
@@ -32,6 +32,7 @@ class OtaPusherSpec(ComponentSpec):
         executor.QUANTIZATION_BLESSING_KEY: ChannelParameter(type=ModelBlessing),
         executor.DEVICE_BLESSING_KEY: ChannelParameter(type=ModelBlessing),
         executor.DEVICE_REPORT_KEY: ChannelParameter(type=DeviceReport),
+        executor.TEST_EVALUATION_KEY: ChannelParameter(type=TestEvaluation, optional=True),
     }
     OUTPUTS = {executor.PUSHED_MODEL_KEY: ChannelParameter(type=standard_artifacts.PushedModel)}
 
@@ -53,7 +54,8 @@ class OtaPusher(base_component.BaseComponent):
                  device_report: types.BaseChannel, registry: str, repository: str,
                  input_processing: publish.InputProcessing, pipeline_name: str,
                  signing_key_file: Optional[str] = None, allow_unsigned: bool = False,
-                 channel_name: str = "canary", card: Optional[model_card.CardText] = None, insecure: bool = False):
+                 channel_name: str = "canary", card: Optional[model_card.CardText] = None, insecure: bool = False,
+                 test_evaluation: Optional[types.BaseChannel] = None):
         """Constructs an OtaPusher.
 
         Args:
@@ -72,6 +74,8 @@ class OtaPusher(base_component.BaseComponent):
             channel_name: the channel the release goes on for each gated device class.
             card: the task's words for the model card the release carries (none without it).
             insecure: allow registry credentials over plain ``http://`` off loopback.
+            test_evaluation: the TestSetEvaluator's ``evaluation``: the test split's figures travel in the
+                release (``test_report.json``, annotations, the model card).
         """
         super().__init__(spec=OtaPusherSpec(
             quantized_model=quantized_model, model_blessing=model_blessing,
@@ -79,5 +83,5 @@ class OtaPusher(base_component.BaseComponent):
             device_report=device_report, registry=registry, repository=repository,
             signing_key_file=signing_key_file, allow_unsigned=int(allow_unsigned), channel=channel_name,
             input_processing=input_processing.to_json(), insecure=int(insecure), pipeline_name=pipeline_name,
-            model_card=card.to_json() if card else None,
+            model_card=card.to_json() if card else None, test_evaluation=test_evaluation,
             pushed_model=channel.Channel(type=standard_artifacts.PushedModel)))

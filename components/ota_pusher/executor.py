@@ -23,6 +23,7 @@ MODEL_BLESSING_KEY = standard_component_specs.MODEL_BLESSING_KEY   # the Evaluat
 QUANTIZATION_BLESSING_KEY = "quantization_blessing"
 DEVICE_BLESSING_KEY = "device_blessing"
 DEVICE_REPORT_KEY = "device_report"
+TEST_EVALUATION_KEY = "test_evaluation"
 PUSHED_MODEL_KEY = standard_component_specs.PUSHED_MODEL_KEY
 REGISTRY_KEY = "registry"
 REPOSITORY_KEY = "repository"
@@ -65,7 +66,9 @@ class Executor(tfx_pusher_executor.Executor):
             lineage=publish.lineage(quantized.id, report.id, blessing_ids[MODEL_BLESSING_KEY],
                                     blessing_ids[QUANTIZATION_BLESSING_KEY], blessing_ids[DEVICE_BLESSING_KEY]),
             card=(model_card.CardText.from_json(exec_properties[MODEL_CARD_KEY])
-                  if exec_properties.get(MODEL_CARD_KEY) else None))
+                  if exec_properties.get(MODEL_CARD_KEY) else None),
+            test_evaluation_dir=(artifact_utils.get_single_instance(input_dict[TEST_EVALUATION_KEY]).uri
+                                 if input_dict.get(TEST_EVALUATION_KEY) else None))
         destination = publish.Destination(
             registry=exec_properties[REGISTRY_KEY], repository=exec_properties[REPOSITORY_KEY],
             signing_key_file=exec_properties.get(SIGNING_KEY_FILE_KEY) or None,

@@ -15,6 +15,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
+from components import model_evaluation
 from components.blessing import write_blessing
 from components.tflite_quantizer import codegen, quantize
 from components.tflite_quantizer import labels as labels_lib
@@ -34,8 +35,8 @@ SIGNATURE_KEY = "signature"
 SEED_KEY = "seed"
 
 # The transformed features the Trainer's feature signature takes, and the label.
-FEATURES_FEATURE = "features"
-LABEL_FEATURE = "label_id"
+FEATURES_FEATURE = model_evaluation.FEATURES_FEATURE
+LABEL_FEATURE = model_evaluation.LABEL_FEATURE
 CALIBRATION_SPLIT = "train"
 FIDELITY_SPLIT = "eval"
 
@@ -91,24 +92,13 @@ class Executor(base_executor.BaseExecutor):
 
     def _load_split(self, examples, split: str, feature_spec, shape) -> Tuple[np.ndarray, np.ndarray]:
         """Transformed features reshaped to the signature's input, and labels, of one split."""
-        pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*")
-        files = tf.io.gfile.glob(pattern)
-        if not files:
-            raise ValueError(f"No transformed examples of split '{split}' in {pattern}.")
-        spec = {FEATURES_FEATURE: feature_spec[FEATURES_FEATURE], LABEL_FEATURE: feature_spec[LABEL_FEATURE]}
-        dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1024).map(
-            lambda s: tf.io.parse_example(s, spec))
-        xs, ys = [], []
-        for batch in dataset:
-            xs.append(batch[FEATURES_FEATURE].numpy())
-            ys.append(batch[LABEL_FEATURE].numpy().reshape(-1))
-        return np.concatenate(xs).reshape([-1] + list(shape)).astype(np.float32), np.concatenate(ys)
+        return model_evaluation.load_split(artifact_utils.get_split_uri([examples], split), feature_spec, shape)
 
-    def _fidelity(self, saved_model_dir, signature, quantized, eval_x, eval_y, labels) -> quantize.Fidelity:
-        float_probs = quantize.predict_saved_model(saved_model_dir, signature, eval_x)
+    def _fidelity(self, saved_model_dir, signature, quantized, eval_x, eval_y, labels) -> model_evaluation.Fidelity:
+        float_probs = model_evaluation.predict_saved_model(saved_model_dir, signature, eval_x)
         tflm_probs = tflm_runtime.predict(quantized, eval_x)
-        tflite_probs = quantize.predict_tflite(quantized, eval_x)
-        result = quantize.fidelity(eval_y, float_probs, tflm_probs, tflite_probs, labels)
+        tflite_probs = model_evaluation.predict_tflite(quantized, eval_x)
+        result = model_evaluation.fidelity(eval_y, float_probs, tflm_probs, tflite_probs, labels)
         if result.tflm_tflite_disagreements:
             logging.warning("TFLite Micro and the desktop TFLite interpreter disagree on %d of %d eval "
                             "examples (largest output difference %.4f).", result.tflm_tflite_disagreements,
@@ -152,7 +142,7 @@ class Executor(base_executor.BaseExecutor):
             with tf.io.gfile.GFile(os.path.join(uri, name), "wb") as f:
                 f.write(content)
 
-    def _set_properties(self, output, mode: str, report: Dict[str, Any], fidelity: quantize.Fidelity) -> None:
+    def _set_properties(self, output, mode: str, report: Dict[str, Any], fidelity: model_evaluation.Fidelity) -> None:
         output.set_string_custom_property("mode", mode)
         output.set_int_custom_property("model_bytes", report["model_bytes"])
         output.set_float_custom_property("float_accuracy", fidelity.float_accuracy)
@@ -162,7 +152,7 @@ class Executor(base_executor.BaseExecutor):
         output.set_string_custom_property("ops", ",".join(f"{o['name']}:{o['version']}" for o in report["ops"]))
         output.set_int_custom_property("tflm_tflite_disagreements", fidelity.tflm_tflite_disagreements)
 
-    def _refusals(self, fidelity: quantize.Fidelity, max_drop: float) -> List[str]:
+    def _refusals(self, fidelity: model_evaluation.Fidelity, max_drop: float) -> List[str]:
         """Why the quantized model must not ship; empty when it may."""
         reasons = []
         if fidelity.collapsed:

@@ -63,6 +63,7 @@ class RunSummary:
     release: Dict[str, object] = dataclasses.field(default_factory=dict)
     skipped: Dict[str, int] = dataclasses.field(default_factory=dict)  # skip reason -> files, from ingestion
     search: Dict[str, object] = dataclasses.field(default_factory=dict)  # the ModelSearch's outcome, if it ran
+    test: Dict[str, object] = dataclasses.field(default_factory=dict)  # the TestSetEvaluator's figures, if it ran
 
     @property
     def unfinished(self) -> List[ComponentRun]:
@@ -85,6 +86,10 @@ class RunSummary:
         if self.per_class_accuracy:
             lines.append("  per class: " + ", ".join(
                 f"{label} {value:.2f}" for label, value in sorted(self.per_class_accuracy.items())))
+        if self.test:
+            lines.append(f"Test accuracy:  {self.test['quantized_accuracy']:.4f} int8 on TFLite Micro, float "
+                         f"{self.test['float_accuracy']:.4f} ({self.test['examples']} held-out examples, measured "
+                         "once after the gates)")
         lines.append(f"Artifacts:      {self.pipeline_root}")
         lines.append(f"ML Metadata:    {self.metadata_path}")
         q = self.quantization
@@ -383,7 +388,15 @@ def summarise(config: PipelineConfig, wall_seconds: float, run_id: Optional[str]
         release=_release(outputs.get(tinyml_pipeline.PUSHER, {})),
         skipped=_skip_reasons(report),
         search=_search(outputs.get(tinyml_pipeline.MODEL_SEARCH, {})),
+        test=_test(outputs.get(tinyml_pipeline.TEST_EVALUATOR, {})),
     )
+
+
+def _test(artifacts: Dict[str, Any]) -> Dict[str, object]:
+    evaluation = artifacts.get("evaluation")
+    if evaluation is None or "examples" not in evaluation.custom_properties:
+        return {}
+    return {key: _value(value) for key, value in evaluation.custom_properties.items()} | {"uri": evaluation.uri}
 
 
 def _search(artifacts: Dict[str, Any]) -> Dict[str, object]:

@@ -83,7 +83,8 @@ def _run_artifacts(config, summary):
         lineage=publish.lineage(ids[tinyml_pipeline.QUANTIZER]["quantized_model"], ids[tinyml_pipeline.SIZE_GATE]["report"],
                                 ids[tinyml_pipeline.EVALUATOR]["blessing"], ids[tinyml_pipeline.QUANTIZER]["blessing"],
                                 ids[tinyml_pipeline.SIZE_GATE]["blessing"]),
-        card=tinyml_pipeline.card_text(config))
+        card=tinyml_pipeline.card_text(config),
+        test_evaluation_dir=summary.artifact_uris.get(tinyml_pipeline.TEST_EVALUATOR, {}).get("evaluation"))
 
 
 @click.command("push")

@@ -356,10 +356,25 @@ def _data_section(summary, config: PipelineConfig, ingestion: Dict[str, Any]) ->
     }
 
 
+def _test_section(summary, labels: List[str]) -> Optional[Dict[str, Any]]:
+    """The held-out test split's figures (TestSetEvaluator), per class; None when it did not run."""
+    if not summary.test:
+        return None
+    report = _read_json(os.path.join(str(summary.test["uri"]), "test_report.json"))
+    if not report:
+        return None
+    per_class = model_card.precision_recall(report["confusion_quantized"], labels)
+    return {"examples": report["examples"], "float_accuracy": _fmt(report["float_accuracy"]),
+            "quantized_accuracy": _fmt(report["quantized_accuracy"]), "report": report,
+            "header": ("class", "test examples", "precision int8", "recall int8"),
+            "per_class": [(r["label"], r["support"], _fmt(r["precision"], 3), _fmt(r["recall"], 3))
+                          for r in per_class]}
+
+
 def _model_section(summary, labels: List[str], history, quant: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     section: Dict[str, Any] = {"eval_accuracy": _fmt(summary.eval_accuracy),
                                "history_plot": _history_plot(history) if history else None,
-                               "fidelity": None, "confusion": None}
+                               "fidelity": None, "confusion": None, "test": _test_section(summary, labels)}
     if not quant:
         return section
     fidelity, mode = quant["fidelity"], quant["mode"]
@@ -456,8 +471,10 @@ def model_card_markdown(summary, config: PipelineConfig, content: Dict[str, Any]
     provenance = {"pipeline": config.pipeline_name, "run": summary.run_id,
                   "TensorFlow": quant.get("tensorflow_version", "?"),
                   "TFLite Micro": quant.get("tflite_micro_version", "?"), **config.family.provenance(config)}
+    test = content["model"]["test"]
     return model_card.render(text, content["quantization"] or {}, content["gate"] or {}, provenance,
-                             evaluation={"accuracy": summary.eval_accuracy, "per_class": summary.per_class_accuracy})
+                             evaluation={"accuracy": summary.eval_accuracy, "per_class": summary.per_class_accuracy},
+                             test=test["report"] if test else None)
 
 
 def write_report(summary, config: PipelineConfig, out_dir: Optional[str] = None) -> str:

@@ -198,3 +198,33 @@ def test_a_blessed_model_is_pushed_signed_with_fleet_annotations_and_lineage(run
         tinyml_pipeline.EVALUATOR]["blessing"]
     history = channels.history(store, "nano33ble_sense", "canary")
     assert history[0].action == "push" and history[0].version == "0.1.0" and history[0].previous is None
+
+
+def _execution(store, summary, node):
+    run = store.get_context_by_type_and_name("pipeline_run", summary.run_id)
+    return next(e for e in store.get_executions_by_context(run.id) if run_local.node_id_of(store, e) == node)
+
+
+def test_the_test_split_is_measured_once_after_the_gates_and_decides_nothing(runs):
+    from components.ota import releases
+    from components.tflite_quantizer import executor as quantizer_executor
+
+    config, (first, _, _) = runs
+    assert first.test["examples"] > 0 and 0.0 <= first.test["quantized_accuracy"] <= 1.0
+    store = _store(config)
+    # The decisions read eval only: the Evaluator's split, and the quantizer's calibration and fidelity splits.
+    evaluator = _execution(store, first, tinyml_pipeline.EVALUATOR)
+    assert json.loads(evaluator.custom_properties["example_splits"].string_value) == ["eval"]
+    assert (quantizer_executor.CALIBRATION_SPLIT, quantizer_executor.FIDELITY_SPLIT) == ("train", "eval")
+    trainer = _execution(store, first, tinyml_pipeline.TRAINER)
+    assert json.loads(trainer.custom_properties["eval_args"].string_value)["splits"] == ["eval"]
+    # It ran after every gate (inside the pusher's condition), and its figure travels in the release.
+    order = [c.node_id for c in first.components]
+    assert order.index(tinyml_pipeline.TEST_EVALUATOR) > order.index(tinyml_pipeline.SIZE_GATE)
+    annotations = _registry(config).get_manifest(_registry(config).resolve("0.1.0")["digest"])["annotations"]
+    assert annotations[releases.TEST_INT8_ACCURACY_ANNOTATION] == f"{first.test['quantized_accuracy']:.4f}"
+    assert int(annotations[releases.TEST_EXAMPLES_ANNOTATION]) == first.test["examples"]
+    with open(os.path.join(first.test["uri"], "test_report.json")) as f:
+        report = json.load(f)
+    with open(first.ingestion_report) as f:  # every test example of the ExampleGen, and no other
+        assert report["examples"] == sum(json.load(f)["examples"]["test"].values())

@@ -30,6 +30,7 @@ def test_every_section_is_there_with_this_runs_numbers(written):
     assert f"tensor arena {summary.size_gate['arena_bytes']:,} bytes" in page  # the gate's measurement, reused
     assert "yes/deadbeef_nohash_0.wav" in page  # the planted bad WAV, with its reason
     assert "Synthetic data." in page
+    assert "<b>Test split</b> (held out" in page and f"{summary.test['quantized_accuracy']:.4f}" in page
     for alt in ("examples per split and class", "feature maps", "training curves", "confusion matrix float",
                 "confusion matrix int8", "budgets per board"):
         assert f"alt='{alt}'" in page, alt
@@ -47,6 +48,7 @@ def test_model_card_states_use_data_metrics_and_limits(written):
     for heading in ("## Intended use", "## Data", "## Metrics", "## Device constraints", "## Limitations"):
         assert heading in card
     assert "synthetic" in card.lower() and f"{summary.eval_accuracy:.4f}" in card
+    assert "## Metrics (test split: held out" in card and f"{summary.test['float_accuracy']:.4f}" in card
     assert "| nano33ble_sense | yes |" in card and f"{summary.size_gate['arena_bytes']:,} bytes" in card
 
 

@@ -6,6 +6,7 @@ from click.testing import CliRunner
 
 from pipeline import config as config_lib
 from pipeline.ui import cli
+from tests.helpers import default_config_text
 
 
 def invoke(*args):
@@ -20,7 +21,7 @@ def test_help_lists_the_verbs():
 
 def test_malformed_config_is_a_usage_error_without_traceback(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text(open(config_lib.DEFAULT_CONFIG).read().replace("epochs: 15", "epochs: many"))
+    path.write_text(default_config_text().replace("epochs: 15", "epochs: many"))
     result = invoke("run", "--config", str(path), "--workdir", str(tmp_path / "w"))
     assert result.exit_code == cli.EXIT_USAGE
     assert "training.epochs" in result.output and str(path) in result.output
@@ -28,7 +29,7 @@ def test_malformed_config_is_a_usage_error_without_traceback(tmp_path):
 
 
 def test_missing_dataset_folder_names_the_folder_and_the_field(tmp_path):
-    text = open(config_lib.DEFAULT_CONFIG).read().replace("root: null", "root: /nonexistent/speech")
+    text = default_config_text().replace("root: null", "root: /nonexistent/speech")
     path = tmp_path / "cfg.yaml"
     path.write_text(text)
     result = invoke("run", "--config", str(path), "--workdir", str(tmp_path / "w"))
@@ -38,7 +39,7 @@ def test_missing_dataset_folder_names_the_folder_and_the_field(tmp_path):
 
 
 def test_schema_that_disagrees_with_the_words_is_refused_before_running(tmp_path, tiny_dataset):
-    text = open(config_lib.DEFAULT_CONFIG).read().replace("root: null", f"root: {tiny_dataset}")
+    text = default_config_text().replace("root: null", f"root: {tiny_dataset}")
     text = text.replace('["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]', '["yes", "no", "up"]')
     path = tmp_path / "cfg.yaml"
     path.write_text(text)
@@ -49,7 +50,7 @@ def test_schema_that_disagrees_with_the_words_is_refused_before_running(tmp_path
 
 
 def test_data_generate_refuses_a_config_with_real_data(tmp_path, tiny_dataset):
-    text = open(config_lib.DEFAULT_CONFIG).read().replace("root: null", f"root: {tiny_dataset}")
+    text = default_config_text().replace("root: null", f"root: {tiny_dataset}")
     path = tmp_path / "cfg.yaml"
     path.write_text(text)
     result = invoke("data", "generate", "--config", str(path), "--workdir", str(tmp_path / "w"))
@@ -57,7 +58,7 @@ def test_data_generate_refuses_a_config_with_real_data(tmp_path, tiny_dataset):
 
 
 def test_unknown_target_board_is_refused_with_the_known_boards(tmp_path):
-    text = open(config_lib.DEFAULT_CONFIG).read().replace("target_device: nano33ble_sense", "target_device: arduino_uno")
+    text = default_config_text().replace("target_device: nano33ble_sense", "target_device: arduino_uno")
     path = tmp_path / "cfg.yaml"
     path.write_text(text)
     result = invoke("run", "--config", str(path), "--workdir", str(tmp_path / "w"))

@@ -3,6 +3,7 @@ import os
 import pytest
 
 from pipeline import config as config_lib
+from tests.helpers import default_config_text
 
 
 def write(tmp_path, text: str) -> str:
@@ -12,8 +13,7 @@ def write(tmp_path, text: str) -> str:
 
 
 def default_text() -> str:
-    with open(config_lib.DEFAULT_CONFIG) as f:
-        return f.read()
+    return default_config_text()
 
 
 def test_default_config_loads_with_micro_speech_classes():

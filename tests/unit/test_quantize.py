@@ -7,6 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from components import model_evaluation
 from components.tflite_quantizer import codegen, quantize
 from components.tflm import TflmError, model as tflm_model, ops as tflm_ops, runtime as tflm_runtime
 from tests.helpers import CLASSES, SHAPE, tiny_model_data as _data
@@ -45,11 +46,11 @@ def test_op_list_is_the_models_layers_and_nothing_for_dynamic_shapes(int8_model)
 
 def test_tflm_inference_matches_float_within_quantization_error(saved_model, int8_model):
     x, labels = _data(200, 3)
-    float_probs = quantize.predict_saved_model(saved_model, "serving_features", x)
+    float_probs = model_evaluation.predict_saved_model(saved_model, "serving_features", x)
     tflm_probs = tflm_runtime.predict(int8_model, x)
-    tflite_probs = quantize.predict_tflite(int8_model, x)
+    tflite_probs = model_evaluation.predict_tflite(int8_model, x)
     assert np.abs(tflm_probs - float_probs).max() < 0.1
-    result = quantize.fidelity(labels, float_probs, tflm_probs, tflite_probs, CLASSES)
+    result = model_evaluation.fidelity(labels, float_probs, tflm_probs, tflite_probs, CLASSES)
     assert result.float_accuracy > 0.9 and result.accuracy_drop < 0.03 and result.agreement > 0.95
     assert result.tflm_tflite_disagreements <= 2 and not result.collapsed
     assert set(result.per_class) == set(CLASSES)
@@ -73,7 +74,7 @@ def test_forgetting_to_quantize_the_input_gives_nonsense(int8_model, saved_model
 def test_a_collapsed_model_is_flagged():
     labels = np.array([0, 1, 2] * 10)
     one_class = np.tile([1.0, 0.0, 0.0], (30, 1))
-    result = quantize.fidelity(labels, one_class, one_class, one_class, CLASSES)
+    result = model_evaluation.fidelity(labels, one_class, one_class, one_class, CLASSES)
     assert result.collapsed and result.majority_share == 1.0
 
 

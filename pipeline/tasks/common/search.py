@@ -42,7 +42,10 @@ def device_judge(input_shape, target: str, boards_dirs=(), max_latency_ms=None, 
     from components.tflite_quantizer import quantize
     from components.tflm import TflmError
 
+    from components.mcu_size_gate import calibration as latency_calibration
+
     profile = devices.get_profile(target, devices.load_catalogue(boards_dirs))
+    cost_model = latency_calibration.build()  # fitted once for the whole search
     rows, columns = input_shape
     representative = (np.asarray(calibration, np.float32).reshape(-1, rows, columns) if calibration is not None else
                       np.random.default_rng(calibration_seed).normal(size=(16, rows, columns)).astype(np.float32))
@@ -52,7 +55,12 @@ def device_judge(input_shape, target: str, boards_dirs=(), max_latency_ms=None, 
                                input_signature=[tf.TensorSpec([1, rows, columns], tf.float32)])
         try:
             flatbuffer = quantize.convert_function(function.get_concrete_function(), model, "int8", representative)
-            analysis = gate.analyse(flatbuffer, [profile], max_latency_ms=max_latency_ms)
+            estimate, too_slow = gate.estimate_latency(flatbuffer, profile, max_latency_ms, cost_model)
+            if too_slow:  # turned away by its shape alone: no arena measurement needed
+                return CandidateCost(fits=False, reasons=[too_slow], model_bytes=len(flatbuffer), macs=0,
+                                     arena_bytes=0, ram_used=0, flash_used=0, latency_ms=estimate.ms,
+                                     latency_high_ms=estimate.high_ms)
+            analysis = gate.analyse(flatbuffer, [profile], max_latency_ms=max_latency_ms, cost_model=cost_model)
         except (quantize.QuantizationError, TflmError) as err:
             return CandidateCost(fits=False, reasons=[f"does not run on TFLite Micro: {err}"], model_bytes=0, macs=0,
                                  arena_bytes=0, ram_used=0, flash_used=0, latency_ms=None, latency_high_ms=None)
