@@ -14,11 +14,70 @@ ExampleGen instead, with the counts and the most common reasons.
 from __future__ import annotations
 
 import collections
-from typing import Any, Dict, List, Mapping, Sequence
+import dataclasses
+import posixpath
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence
 
 from components.errors import PipelineInputError
 
 DEFAULT_MAX_SKIPPED_FRACTION = 0.1
+INGESTION_REPORT_FILE = "ingestion_report.json"  # next to the Split-* folders of the Examples artifact
+TRAIN, EVAL, TEST = "train", "eval", "test"
+SPLITS = (TRAIN, EVAL, TEST)
+# Relative paths of the eval and test files, one a line (Speech Commands' convention); the rest is train.
+SPLIT_LISTS = {EVAL: "validation_list.txt", TEST: "testing_list.txt"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Filesystem:
+    """The few file operations planning needs; local paths and gs:// alike."""
+
+    listdir: Callable[[str], Iterable[str]]
+    isdir: Callable[[str], bool]
+    exists: Callable[[str], bool]
+    read_text: Callable[[str], str]
+
+
+def gfile_filesystem() -> Filesystem:
+    """File operations through tf.io.gfile, so gs://, s3:// and local paths all work."""
+    import tensorflow as tf
+
+    def read_text(path: str) -> str:
+        with tf.io.gfile.GFile(path, "r") as f:
+            return f.read()
+
+    return Filesystem(listdir=tf.io.gfile.listdir, isdir=tf.io.gfile.isdir, exists=tf.io.gfile.exists,
+                      read_text=read_text)
+
+
+def speaker_of(file_name: str) -> str:
+    """Returns the speaker id of a clip: the part of its name before ``_nohash_``."""
+    stem = posixpath.splitext(posixpath.basename(file_name))[0]
+    return stem.split("_nohash_")[0]
+
+
+def read_split_lists(root: str, fs: Filesystem) -> Dict[str, str]:
+    """The eval and test lists' entries (relative paths), each with its split; absent lists are empty."""
+    listed: Dict[str, str] = {}
+    for split, list_name in SPLIT_LISTS.items():
+        path = posixpath.join(root, list_name)
+        if not fs.exists(path):
+            continue
+        for line in fs.read_text(path).splitlines():
+            entry = line.strip().lstrip("\ufeff")
+            if entry:
+                listed[entry] = split
+    return listed
+
+
+def missing_from_lists(root: str, fs: Filesystem) -> List[str]:
+    """Split-list entries that name no file of the dataset (sorted); such entries would silently do nothing."""
+    listed = read_split_lists(root, fs)
+    present = set()
+    for folder in {entry.split("/", 1)[0] for entry in listed if "/" in entry}:
+        if fs.isdir(posixpath.join(root, folder)):
+            present.update(f"{folder}/{name}" for name in fs.listdir(posixpath.join(root, folder)))
+    return sorted(entry for entry in listed if entry not in present)
 
 
 class TooManySkippedError(PipelineInputError):

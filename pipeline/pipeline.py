@@ -20,7 +20,7 @@ from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 from tfx import v1 as tfx
 from tfx.dsl.placeholder import placeholder_base
 
-from components.audio_example_gen.layout import EVAL, TEST, TRAIN
+from components.ingestion import EVAL, TEST, TRAIN
 from components.data_validation_gate.component import DataValidationGate
 from components.mcu_size_gate.component import McuSizeGate
 from components.model_search.component import ModelSearch

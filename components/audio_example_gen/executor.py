@@ -16,6 +16,7 @@ from tfx.components.example_gen import base_example_gen_executor
 from tfx.types import artifact_utils, standard_component_specs
 
 from components import ingestion
+from components.ingestion import INGESTION_REPORT_FILE, gfile_filesystem  # noqa: F401 (this ExampleGen's)
 from components.audio_example_gen import layout, wav
 
 WORDS_KEY = "words"
@@ -27,22 +28,8 @@ SEED_KEY = "seed"
 MAX_TRIM_SAMPLES_KEY = "max_trim_samples"
 MAX_SKIPPED_FRACTION_KEY = "max_skipped_fraction"
 
-# Written next to the Split-* folders of the Examples artifact.
-INGESTION_REPORT_FILE = "ingestion_report.json"
 SKIPPED_FILES_PROPERTY = "num_skipped_files"
 _SKIPPED_TAG, _ADJUSTED_TAG = "skipped", "adjusted"
-
-
-def gfile_filesystem() -> layout.Filesystem:
-    """File operations through tf.io.gfile, so gs://, s3:// and local paths all work."""
-
-    def read_text(path: str) -> str:
-        with tf.io.gfile.GFile(path, "r") as f:
-            return f.read()
-
-    return layout.Filesystem(
-        listdir=tf.io.gfile.listdir, isdir=tf.io.gfile.isdir,
-        exists=tf.io.gfile.exists, read_text=read_text)
 
 
 def _read_bytes(path: str) -> bytes:

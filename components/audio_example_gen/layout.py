@@ -19,16 +19,17 @@ from __future__ import annotations
 import dataclasses
 import posixpath
 import random
-from typing import Callable, Dict, Iterable, List, Sequence
+from typing import Dict, List, Sequence
+
+# The split vocabulary every ExampleGen of the project shares (components/ingestion.py).
+from components.ingestion import (EVAL, SPLIT_LISTS, SPLITS, TEST, TRAIN, Filesystem,  # noqa: F401
+                                  missing_from_lists, read_split_lists, speaker_of)
 
 SILENCE_LABEL = "_silence_"
 UNKNOWN_LABEL = "_unknown_"
 NOISE_DIR = "_background_noise_"
 # Stands for silence examples when a dataset has no noise recordings.
 DIGITAL_SILENCE = f"{NOISE_DIR}/digital_silence"
-TRAIN, EVAL, TEST = "train", "eval", "test"
-SPLITS = (TRAIN, EVAL, TEST)
-SPLIT_LISTS = {EVAL: "validation_list.txt", TEST: "testing_list.txt"}
 # Each noise recording is cut into disjoint stretches, one per split.
 NOISE_REGIONS = {TRAIN: (0.0, 0.8), EVAL: (0.8, 0.9), TEST: (0.9, 1.0)}
 
@@ -65,22 +66,6 @@ class ClipRef:
 
 class LayoutError(ValueError):
     """The dataset folder does not have the Speech Commands layout."""
-
-
-def speaker_of(file_name: str) -> str:
-    """Returns the speaker id of a clip: the part of its name before ``_nohash_``."""
-    stem = posixpath.splitext(posixpath.basename(file_name))[0]
-    return stem.split("_nohash_")[0]
-
-
-@dataclasses.dataclass(frozen=True)
-class Filesystem:
-    """The few file operations planning needs; local paths and gs:// alike."""
-
-    listdir: Callable[[str], Iterable[str]]
-    isdir: Callable[[str], bool]
-    exists: Callable[[str], bool]
-    read_text: Callable[[str], str]
 
 
 def check_layout(root: str, words: Sequence[str], fs: Filesystem) -> None:
@@ -192,27 +177,3 @@ def noise_files(root: str, fs: Filesystem) -> List[str]:
     if not fs.isdir(noise_dir):
         return []
     return sorted(f"{NOISE_DIR}/{n}" for n in fs.listdir(noise_dir) if n.lower().endswith(".wav"))
-
-
-def read_split_lists(root: str, fs: Filesystem) -> Dict[str, str]:
-    """The eval and test lists' entries (relative paths), each with its split; absent lists are empty."""
-    listed: Dict[str, str] = {}
-    for split, list_name in SPLIT_LISTS.items():
-        path = posixpath.join(root, list_name)
-        if not fs.exists(path):
-            continue
-        for line in fs.read_text(path).splitlines():
-            entry = line.strip().lstrip("\ufeff")
-            if entry:
-                listed[entry] = split
-    return listed
-
-
-def missing_from_lists(root: str, fs: Filesystem) -> List[str]:
-    """Split-list entries that name no file of the dataset (sorted); such entries would silently do nothing."""
-    listed = read_split_lists(root, fs)
-    present = set()
-    for folder in {entry.split("/", 1)[0] for entry in listed if "/" in entry}:
-        if fs.isdir(posixpath.join(root, folder)):
-            present.update(f"{folder}/{name}" for name in fs.listdir(posixpath.join(root, folder)))
-    return sorted(entry for entry in listed if entry not in present)

@@ -15,8 +15,7 @@ from tfx.components.example_gen import base_example_gen_executor
 from tfx.types import artifact_utils, standard_component_specs
 
 from components import ingestion
-from components.audio_example_gen import layout
-from components.audio_example_gen.executor import INGESTION_REPORT_FILE, gfile_filesystem
+from components.ingestion import INGESTION_REPORT_FILE, gfile_filesystem
 from components.motion_example_gen import recordings
 
 LABELS_KEY = "labels"
@@ -124,17 +123,17 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         _ = (read[_TALLY_TAG]
              | "CollectTally" >> beam.combiners.ToList()
              | "WriteReport" >> beam.Map(_write_report, self._report_path,
-                                         beam.pvalue.AsList(read[_SKIPPED_TAG]), layout.missing_from_lists(root, fs)))
+                                         beam.pvalue.AsList(read[_SKIPPED_TAG]), ingestion.missing_from_lists(root, fs)))
         return {split: (read.examples
                         | f"Select[{split}]" >> beam.Filter(lambda kv, s=split: kv[0] == s)
                         | f"Drop[{split}]" >> beam.Values())
-                for split in layout.SPLITS}
+                for split in ingestion.SPLITS}
 
 
 def _write_report(tally: List[Any], path: str, skipped: List[Dict[str, str]], missing_listed: List[str]) -> None:
     """The same ingestion report as AudioExampleGen's (components/ingestion.py): windows per split and
     label, recordings read per label, skipped files, split-list entries that name no file."""
-    counts: Dict[str, Dict[str, int]] = {split: collections.Counter() for split in layout.SPLITS}
+    counts: Dict[str, Dict[str, int]] = {split: collections.Counter() for split in ingestion.SPLITS}
     files_read: Dict[str, int] = collections.Counter()
     for split, label, n in tally:
         counts[split][label] += n

@@ -26,8 +26,7 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from components.audio_example_gen.layout import (EVAL, SPLIT_LISTS, TEST, TRAIN, Filesystem, read_split_lists,
-                                                speaker_of)
+from components.ingestion import EVAL, SPLIT_LISTS, TEST, TRAIN, Filesystem, read_split_lists, speaker_of
 
 RECORDING_EXTENSION = ".csv"
 _HASH_BUCKETS = {EVAL: (80, 90), TEST: (90, 100)}  # of 100; the rest is train

@@ -301,7 +301,7 @@ def device_table(model_file: str, gate_report: Optional[Dict[str, Any]] = None) 
     The arena comes from the size gate's report of the same run when there is one
     (it measured this very model); otherwise it is measured here.
     """
-    from components.mcu_size_gate import devices, gate, measure
+    from components.mcu_size_gate import calibration, devices, gate, measure
 
     with open(model_file, "rb") as f:
         model = f.read()
@@ -317,7 +317,7 @@ def device_table(model_file: str, gate_report: Optional[Dict[str, Any]] = None) 
              "inferences_per_second": v.inferences_per_second, "fits": v.fits, "reasons": v.reasons}
             for v in analysis.verdicts]
     return {"arena": analysis.arena, "macs": analysis.macs, "rows": rows,
-            "engine": analysis.verdicts[0].engine if analysis.verdicts else ""}
+            "engine": calibration.ENGINE}
 
 
 def _latency_cell(row: Dict[str, Any]) -> str:

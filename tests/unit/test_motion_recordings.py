@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from components.audio_example_gen.executor import gfile_filesystem
+from components.ingestion import gfile_filesystem
 from components.motion_example_gen import recordings
 from pipeline.tasks.motion import generate
 

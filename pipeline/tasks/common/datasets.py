@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
-from components.audio_example_gen import layout
+from components.ingestion import EVAL, SPLIT_LISTS, TEST, TRAIN
 
 MANIFEST_FILE = "DATASET.json"
 
@@ -29,7 +29,7 @@ def assign_speaker_splits(speaker_ids: Sequence[str], eval_fraction: float = 0.1
     n_test = max(1, round(n * test_fraction)) if n >= 3 else 0
     splits = {}
     for i, speaker in enumerate(ordered):
-        splits[speaker] = layout.EVAL if i < n_eval else layout.TEST if i < n_eval + n_test else layout.TRAIN
+        splits[speaker] = EVAL if i < n_eval else TEST if i < n_eval + n_test else TRAIN
     return splits
 
 
@@ -48,7 +48,7 @@ def staging_dir(out_dir: str) -> Iterator[str]:
 
 def write_split_lists(folder: str, lists: Dict[str, List[str]]) -> None:
     """validation_list.txt and testing_list.txt: the eval and test splits' relative paths, sorted."""
-    for split, list_name in layout.SPLIT_LISTS.items():
+    for split, list_name in SPLIT_LISTS.items():
         with open(os.path.join(folder, list_name), "w") as f:
             f.write("".join(line + "\n" for line in sorted(lists[split])))
 

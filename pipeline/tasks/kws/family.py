@@ -55,7 +55,7 @@ class KeywordSpotting(TaskFamily):
 
     def check_layout(self, config) -> None:
         from components.audio_example_gen import layout
-        from components.audio_example_gen.executor import gfile_filesystem
+        from components.ingestion import gfile_filesystem
 
         try:
             layout.check_layout(config.data_root, config.data.words, gfile_filesystem())

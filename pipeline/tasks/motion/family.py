@@ -62,7 +62,7 @@ class Motion(TaskFamily):
             max_skipped_fraction=config.requirements.max_skipped_fraction).with_id(self.example_gen_id)
 
     def check_layout(self, config) -> None:
-        from components.audio_example_gen.executor import gfile_filesystem
+        from components.ingestion import gfile_filesystem
         from components.motion_example_gen import recordings
 
         try:

@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from components.audio_example_gen.layout import SPLIT_LISTS
+from components.ingestion import SPLIT_LISTS
 from pipeline.tasks.common import datasets
 from pipeline.tasks.common.datasets import (assign_speaker_splits, publish_dataset, staging_dir,
                                             write_split_lists)
