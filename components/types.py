@@ -34,3 +34,12 @@ class DeviceReport(artifact.Artifact):
 
 # Blessings reuse TFX's type, so TFX's Pusher checks read them unchanged.
 ModelBlessing = standard_artifacts.ModelBlessing
+
+
+class StreamingEvaluation(artifact.Artifact):
+    """The StreamingEvaluator's findings on continuous audio: ``streaming_report.json`` (settings,
+    DET curve, operating point, per-keyword figures, timeline), ``postprocessing.h`` (the chosen
+    RecognizeCommands settings for the firmware), ``scores.npz`` (every inference's int8 scores)
+    and ``streams/<name>.labels.txt`` (each stream's ground truth)."""
+
+    TYPE_NAME = "components.StreamingEvaluation"

@@ -42,6 +42,7 @@ BASELINE_RESOLVER = "latest_blessed_model_resolver"
 EVALUATOR = "Evaluator"
 QUANTIZER = "TFLiteQuantizer"
 SIZE_GATE = "McuSizeGate"
+STREAMING_EVALUATOR = "StreamingEvaluator"   # when the task family has one (keyword spotting)
 PUSHER = "OtaPusher"
 
 
@@ -69,6 +70,7 @@ def runtime_parameters(config: PipelineConfig) -> Dict[str, Any]:
             name=TRAIN_ARGS_PARAMETER, ptype=str, default=json_format.MessageToJson(train_args(config))),
         EVAL_CONFIG_PARAMETER: tfx.dsl.experimental.RuntimeParameter(
             name=EVAL_CONFIG_PARAMETER, ptype=str, default=json_format.MessageToJson(eval_config(config))),
+        **config.family.runtime_parameters(config),
     }
 
 
@@ -182,7 +184,9 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         Transform -> Trainer -> Evaluator (against the latest blessed model) and
         TFLiteQuantizer (int8 for TFLite Micro, with its own fidelity blessing) -> McuSizeGate
         (measured arena, flash and latency against the target board, with its own blessing)
-        -> OtaPusher, inside ``tfx.dsl.Cond`` on all three blessings (and checking them again).
+        -> the family's streaming evaluator if it has one (keyword spotting: false accepts per hour and
+        false rejects on continuous audio on TFLite Micro, with its own blessing) -> OtaPusher, inside
+        ``tfx.dsl.Cond`` on all the blessings (and checking them again).
     """
     data, family = config.data, config.family
     knobs = runtime_parameters(config)
@@ -258,6 +262,11 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     ).with_id(SIZE_GATE)
 
     blessings = [evaluator.outputs["blessing"], quantizer.outputs["blessing"], size_gate.outputs["blessing"]]
+    streaming = family.streaming_evaluator(config, quantizer.outputs["quantized_model"], size_gate.outputs["report"],
+                                           knobs)
+    if streaming is not None:
+        streaming = streaming.with_id(STREAMING_EVALUATOR)
+        blessings.append(streaming.outputs["blessing"])
     all_blessed = _blessed(blessings[0])
     for blessing in blessings[1:]:
         all_blessed = placeholder_base.logical_and(all_blessed, _blessed(blessing))
@@ -270,10 +279,12 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
             pipeline_name=config.pipeline_name, signing_key_file=config.release.signing_key_file,
             allow_unsigned=config.release.allow_unsigned, channel_name=config.release.channel,
             card=card_text(config),
+            streaming_evaluation=streaming.outputs["evaluation"] if streaming else None,
+            streaming_blessing=streaming.outputs["blessing"] if streaming else None,
         ).with_id(PUSHER)
 
     components: List[Any] = [example_gen, statistics_gen, schema_gen, validator, transform, trainer,
-                             baseline, evaluator, quantizer, size_gate, pusher]
+                             baseline, evaluator, quantizer, size_gate] + ([streaming] if streaming else []) + [pusher]
     metadata = (tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
                 if config.metadata_path else None)
     return tfx.dsl.Pipeline(

@@ -11,7 +11,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 
 from components.ota import model_card
 from components.ota_pusher import executor
-from components.types import DeviceReport, ModelBlessing, TFLiteModel
+from components.types import DeviceReport, ModelBlessing, StreamingEvaluation, TFLiteModel
 
 
 class OtaPusherSpec(ComponentSpec):
@@ -31,6 +31,8 @@ class OtaPusherSpec(ComponentSpec):
         executor.QUANTIZATION_BLESSING_KEY: ChannelParameter(type=ModelBlessing),
         executor.DEVICE_BLESSING_KEY: ChannelParameter(type=ModelBlessing),
         executor.DEVICE_REPORT_KEY: ChannelParameter(type=DeviceReport),
+        executor.STREAMING_EVALUATION_KEY: ChannelParameter(type=StreamingEvaluation, optional=True),
+        executor.STREAMING_BLESSING_KEY: ChannelParameter(type=ModelBlessing, optional=True),
     }
     OUTPUTS = {executor.PUSHED_MODEL_KEY: ChannelParameter(type=standard_artifacts.PushedModel)}
 
@@ -51,7 +53,9 @@ class OtaPusher(base_component.BaseComponent):
                  quantization_blessing: types.BaseChannel, device_blessing: types.BaseChannel,
                  device_report: types.BaseChannel, registry: str, repository: str, frontend_hash: str,
                  pipeline_name: str, signing_key_file: Optional[str] = None, allow_unsigned: bool = False,
-                 channel_name: str = "canary", card: Optional[model_card.CardText] = None):
+                 channel_name: str = "canary", card: Optional[model_card.CardText] = None,
+                 streaming_evaluation: Optional[types.BaseChannel] = None,
+                 streaming_blessing: Optional[types.BaseChannel] = None):
         """Constructs an OtaPusher.
 
         Args:
@@ -67,6 +71,9 @@ class OtaPusher(base_component.BaseComponent):
             allow_unsigned: push without a signature when no key is given.
             channel_name: the channel the release goes on for each gated device class.
             card: the task's words for the model card the release carries (none without it).
+            streaming_evaluation, streaming_blessing: the StreamingEvaluator's outputs, when the task
+                has one: its blessing is checked too, and its postprocessing.h, report, settings and
+                figures go into the release.
         """
         super().__init__(spec=OtaPusherSpec(
             quantized_model=quantized_model, model_blessing=model_blessing,
@@ -75,4 +82,5 @@ class OtaPusher(base_component.BaseComponent):
             signing_key_file=signing_key_file, allow_unsigned=int(allow_unsigned), channel=channel_name,
             frontend_hash=frontend_hash, pipeline_name=pipeline_name,
             model_card=card.to_json() if card else None,
+            streaming_evaluation=streaming_evaluation, streaming_blessing=streaming_blessing,
             pushed_model=channel.Channel(type=standard_artifacts.PushedModel)))

@@ -32,6 +32,8 @@ CHANNEL_KEY = "channel"
 FRONTEND_HASH_KEY = "frontend_hash"
 PIPELINE_NAME_KEY = "pipeline_name"
 BLESSING_KEYS = (MODEL_BLESSING_KEY, QUANTIZATION_BLESSING_KEY, DEVICE_BLESSING_KEY)
+STREAMING_EVALUATION_KEY = "streaming_evaluation"  # optional: the StreamingEvaluator's outputs
+STREAMING_BLESSING_KEY = "streaming_blessing"
 
 
 class Executor(tfx_pusher_executor.Executor):
@@ -39,7 +41,7 @@ class Executor(tfx_pusher_executor.Executor):
 
     def CheckBlessing(self, input_dict: Dict[str, List[Any]]) -> bool:
         """TFX's check, applied to each blessing: the Evaluator's, the quantizer's and the size gate's."""
-        for key in BLESSING_KEYS:
+        for key in BLESSING_KEYS + ((STREAMING_BLESSING_KEY,) if input_dict.get(STREAMING_BLESSING_KEY) else ()):
             if not super().CheckBlessing({MODEL_BLESSING_KEY: input_dict[key]}):
                 logging.info("OtaPusher: %s is not blessed; nothing is pushed.", key)
                 return False
@@ -63,6 +65,7 @@ class Executor(tfx_pusher_executor.Executor):
             files, exec_properties[FRONTEND_HASH_KEY], exec_properties[PIPELINE_NAME_KEY], run_id, lineage)
         if exec_properties.get(MODEL_CARD_KEY):
             publish.add_model_card(files, model_card.CardText.from_json(exec_properties[MODEL_CARD_KEY]), annotations)
+        add_streaming_evaluation(files, annotations, input_dict)
         registry, repository = exec_properties[REGISTRY_KEY], exec_properties[REPOSITORY_KEY]
         store = publish.open_store(registry, repository)
         allow_unsigned = bool(exec_properties.get(ALLOW_UNSIGNED_KEY))
@@ -79,3 +82,18 @@ class Executor(tfx_pusher_executor.Executor):
         self._MarkPushed(model_push, pushed_destination=destination, pushed_version=release.version)
         logging.info("OtaPusher: pushed %s (%s), signed: %s, on %s for %s.", destination, release.digest,
                      key is not None, exec_properties[CHANNEL_KEY], ", ".join(publish.targets_of(release.annotations)))
+
+
+def add_streaming_evaluation(files: Dict[str, bytes], annotations: Dict[str, str],
+                             input_dict: Dict[str, List[Any]]) -> None:
+    """The StreamingEvaluator's part of the release, when the pipeline has one: ``postprocessing.h``
+    and ``streaming_report.json`` beside the firmware sources, the detection settings and their
+    measured figures as annotations, and the streaming section of the model card."""
+    if not input_dict.get(STREAMING_EVALUATION_KEY):
+        return
+    from components.streaming_evaluator import release as streaming_release
+
+    evaluation = artifact_utils.get_single_instance(input_dict[STREAMING_EVALUATION_KEY])
+    blessing = artifact_utils.get_single_instance(input_dict[STREAMING_BLESSING_KEY])
+    streaming_release.add_to_release(files, annotations, evaluation.uri,
+                                     {"streaming_evaluation": evaluation.id, "streaming_blessing": blessing.id})

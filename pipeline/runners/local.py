@@ -62,6 +62,7 @@ class RunSummary:
     artifact_ids: Dict[str, Dict[str, int]] = dataclasses.field(default_factory=dict)  # ML Metadata ids
     release: Dict[str, object] = dataclasses.field(default_factory=dict)
     skipped: Dict[str, int] = dataclasses.field(default_factory=dict)  # skip reason -> files, from ingestion
+    streaming: Dict[str, object] = dataclasses.field(default_factory=dict)  # the StreamingEvaluator's, if any
 
     @property
     def unfinished(self) -> List[ComponentRun]:
@@ -90,6 +91,13 @@ class RunSummary:
             g = self.size_gate
             lines.append(f"MCU size gate:  {'fits ' + g['target'] if g['blessed'] else 'NOT blessed: ' + g['reason']}"
                          f" (arena {g['arena_bytes']} bytes; report {g['report']})")
+        if self.streaming:
+            st = self.streaming
+            lines.append(f"Streaming:      {st['audio_seconds'] / 60:.1f} min of audio on TFLite Micro in "
+                         f"{st['wall_seconds']:.1f} s, inference every {st['inference_stride_ms']} ms: threshold "
+                         f"{st['detection_threshold']}, {st['false_accepts_per_hour']:.2f} false accepts/hour, "
+                         f"false-reject rate {st['false_reject_rate']:.3f} "
+                         f"({'blessed' if st['blessed'] else 'NOT blessed: ' + str(st['reason'])})")
         if self.release.get("pushed"):
             lines.append(f"OTA release:    {self.release['destination']} ({self.release['digest']})")
         else:
@@ -346,6 +354,7 @@ def summarise(config: PipelineConfig, wall_seconds: float, run_id: Optional[str]
         artifact_ids={node: {key: a.id for key, a in arts.items()} for node, arts in outputs.items()},
         release=_release(outputs.get(tinyml_pipeline.PUSHER, {})),
         skipped=_skip_reasons(report),
+        streaming=_streaming(outputs.get(tinyml_pipeline.STREAMING_EVALUATOR, {})),
     )
 
 
@@ -406,6 +415,15 @@ def _size_gate(artifacts: Dict[str, Any], target: str) -> Dict[str, object]:
             "reason": _value(blessing.custom_properties["reason"]),
             "arena_bytes": _value(report.custom_properties["arena_bytes"]),
             "report": os.path.join(report.uri, "device_report.html")}
+
+
+def _streaming(artifacts: Dict[str, Any]) -> Dict[str, object]:
+    evaluation, blessing = artifacts.get("evaluation"), artifacts.get("blessing")
+    if evaluation is None or blessing is None:
+        return {}
+    return {**{k: _value(v) for k, v in evaluation.custom_properties.items()}, "uri": evaluation.uri,
+            "blessed": bool(_value(blessing.custom_properties["blessed"])),
+            "reason": _value(blessing.custom_properties["reason"])}
 
 
 def _release(artifacts: Dict[str, Any]) -> Dict[str, object]:

@@ -21,6 +21,9 @@ What a family provides:
   normalization constants travel as a header the Trainer writes, hashed at push time).
 - **Words**: the model card's intended use, data and limitations, and the report's
   description of the data and of the model inputs.
+- **Streaming** (optional): a component that evaluates the quantized model on continuous
+  input as the device runs it, with its own blessing (keyword spotting's StreamingEvaluator),
+  and the run parameters only the family has.
 
 Everything else (validation, evaluation, quantization, the size gate, the release) is
 the same for every family.
@@ -91,7 +94,7 @@ class TaskFamily(abc.ABC):
     #: Names in the transformed examples and the raw examples.
     label_key: str = LABEL_KEY
     raw_label_key: str = RAW_LABEL_KEY
-    #: Whether the family evaluates streaming behaviour (not yet any).
+    #: Whether the family evaluates streaming behaviour (``streaming_evaluator`` returns a component).
     has_streaming_evaluator: bool = False
 
     # ------------------------------------------------------------------ config
@@ -136,6 +139,24 @@ class TaskFamily(abc.ABC):
         """The hash of the firmware's input processing a release records when it is known from the
         config alone (the audio front end's); "" when the model ships its own (e.g. a header)."""
         return ""
+
+    def runtime_parameters(self, config: "PipelineConfig") -> Dict[str, Any]:
+        """Run parameters (Kubeflow) only this family has, as TFX RuntimeParameters defaulting to the config."""
+        return {}
+
+    def streaming_evaluator(self, config: "PipelineConfig", quantized_model: Any, device_report: Any,
+                            knobs: Mapping[str, Any]) -> Optional[Any]:
+        """The component that evaluates the quantized model on continuous input as the device runs it,
+        with ``evaluation`` and ``blessing`` outputs (the blessing joins the release's condition);
+        None when the family has none.
+
+        Args:
+            config: the config.
+            quantized_model: TFLiteQuantizer's ``quantized_model`` channel.
+            device_report: McuSizeGate's ``report`` channel (the target's latency estimate).
+            knobs: the run parameters, the family's included, by name.
+        """
+        return None
 
     def provenance(self, config: "PipelineConfig") -> Dict[str, str]:
         """Extra provenance lines for the model card (e.g. the front-end hash)."""
