@@ -110,9 +110,23 @@ def _timeline(stream: source_lib.LoadedStream, times: np.ndarray, scores: np.nda
     }
 
 
+def detections_at(scored: Sequence[metrics.ScoredStream], labels: Sequence[str], keywords: Sequence[str],
+                  threshold: int, settings: StreamingSettings) -> Dict[str, Any]:
+    """Every detection at ``threshold``, in time order, with what it found or fell on (JSON-able)."""
+    rows = []
+    for stream in scored:
+        m = metrics.match(stream.events, metrics.detections(stream, labels, keywords, threshold, settings.suppression_ms),
+                          keywords, settings.tolerance_ms)
+        rows += [{"stream": stream.name, "time_ms": d.time_ms, "label": d.label, "score": d.score,
+                  "found": {"start_ms": e.start_ms, "end_ms": e.end_ms}} for e, d in m.found]
+        rows += [{"stream": stream.name, "time_ms": d.time_ms, "label": d.label, "score": d.score, "false_accept": what}
+                 for d, what in m.false_accepts]
+    return {"threshold": threshold, "detections": sorted(rows, key=lambda r: (r["stream"], r["time_ms"]))}
+
+
 def evaluate(model: bytes, labels: Sequence[str], keywords: Sequence[str], source_module: str,
              source_settings: Dict[str, Any], settings: StreamingSettings, requirements: StreamingRequirements,
-             workers: int = 1, target_latency_ms: Optional[float] = None,
+             workers: int = 1, target_latency_ms: Optional[float] = None, list_threshold: Optional[int] = None,
              log: Callable[[str], None] = lambda message: None) -> Dict[str, Any]:
     """Evaluates ``model`` on the streams of ``source_module`` (see ``source.py``).
 
@@ -126,11 +140,13 @@ def evaluate(model: bytes, labels: Sequence[str], keywords: Sequence[str], sourc
         requirements: the false-accept budget and the false-reject limit.
         workers: processes that load streams and run TFLite Micro.
         target_latency_ms: the target board's estimated time per inference.
+        list_threshold: list every detection at this threshold in ``detections`` (default: the chosen one).
         log: progress messages.
 
     Returns:
         The report (JSON-able): settings, composition, DET curve, operating point, verdict,
-        per-keyword and per-SNR figures, the timeline stretch, timings; plus ``_scores`` (per
+        per-keyword and per-SNR figures, the detections at ``list_threshold``, the timeline stretch,
+        timings; plus ``_scores`` (per
         stream times and int8 scores) and ``_events`` (per stream ground truth), which are not JSON.
     """
     started = time.time()
@@ -208,6 +224,7 @@ def evaluate(model: bytes, labels: Sequence[str], keywords: Sequence[str], sourc
                      "frame_stride_ms": frame_stride, "window_frames": per_window},
         "requirements": dataclasses.asdict(requirements),
         "labels": list(labels), "keywords": list(keywords),
+        "source": {"module": source_module, "settings": source_settings},
         "composition": {**source.composition(source_settings), "streams": len(scored),
                         "audio_seconds": round(audio_seconds, 3),
                         "keyword_occurrences": metrics.keyword_count(scored, keywords),
@@ -221,6 +238,8 @@ def evaluate(model: bytes, labels: Sequence[str], keywords: Sequence[str], sourc
         "blessed": not refusals, "refusals": refusals,
         "breakdown": metrics.breakdown(matching, keywords),
         "det_curve": [dataclasses.asdict(p) for p in curve],
+        "detections": detections_at(scored, labels, keywords,
+                                    point.threshold if list_threshold is None else list_threshold, settings),
         "streams": [{"name": s.name, "seconds": round(s.duration_s, 3), "background": s.background,
                      "keyword_occurrences": sum(e.label in keywords for e in s.events),
                      "inferences": int(len(sc.averaged.times_ms)), "dropped_results": sc.averaged.dropped_results}

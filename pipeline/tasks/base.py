@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple
 
 if TYPE_CHECKING:  # imported for annotations only: families are imported by config loading
     from components.ota.model_card import CardText
@@ -157,6 +157,17 @@ class TaskFamily(abc.ABC):
             knobs: the run parameters, the family's included, by name.
         """
         return None
+
+    def recording_source(self, config: "PipelineConfig", files: Sequence[Tuple[str, Optional[str]]],
+                         shipped_settings: Optional[Mapping[str, Any]] = None) -> Tuple[str, Dict[str, Any]]:
+        """The stream source (module path, settings) that evaluates recordings you bring: ``files`` are
+        (recording, label file or None) pairs; ``shipped_settings`` the source settings a release was
+        evaluated with (its input processing wins over the config's)."""
+        raise NotImplementedError(f"Task family '{self.name}' has no streaming evaluation.")
+
+    def write_streams(self, config: "PipelineConfig", out_dir: str) -> Sequence[str]:
+        """Writes the synthetic test streams (recordings with label files) to ``out_dir``; returns their paths."""
+        raise NotImplementedError(f"Task family '{self.name}' has no streaming evaluation.")
 
     def provenance(self, config: "PipelineConfig") -> Dict[str, str]:
         """Extra provenance lines for the model card (e.g. the front-end hash)."""

@@ -113,9 +113,13 @@ class KeywordSpotting(TaskFamily):
         import dataclasses
 
         from components.audio_example_gen.layout import TEST
+        from pipeline.tasks.common.datasets import read_manifest
         from pipeline.tasks.kws import generate, streams
 
-        spec = self.generation_spec(config)
+        # The voices of the dataset's test split: a generated dataset's own (its manifest), else the config's.
+        generated = read_manifest(config.data_root).get("spec") if config.data_root else None
+        spec = generate.GenerationSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in generated.items()}) \
+            if generated else self.generation_spec(config)
         s = config.streaming
         return streams.StreamRecipe(
             keywords=tuple(config.data.words),
@@ -123,7 +127,7 @@ class KeywordSpotting(TaskFamily):
             speakers=tuple(dataclasses.asdict(p) for p in generate.split_speakers(spec, TEST)),
             minutes=float(s.minutes), snr_db=tuple(float(v) for v in s.snr_db), seed=s.seed,
             sample_rate=config.data.sample_rate,
-            speakers_source=("the synthetic dataset's test split" if config.uses_synthetic_data
+            speakers_source=("the synthetic dataset's test split" if generated or config.uses_synthetic_data
                              else "synthetic eSpeak NG voices, none of them the dataset's"))
 
     def stream_settings(self, config) -> Dict[str, Any]:
@@ -133,6 +137,19 @@ class KeywordSpotting(TaskFamily):
         recordings = config.streaming.recordings
         return streams.settings(None if recordings else self.stream_recipe(config), recordings,
                                 self.frontend_params(config), self.model_input_shape(config)[0])
+
+    def recording_source(self, config, files, shipped_settings=None):
+        from pipeline.tasks.kws import streams
+
+        if shipped_settings:
+            return STREAM_SOURCE, streams.for_files(shipped_settings, files)
+        return STREAM_SOURCE, streams.settings(None, None, self.frontend_params(config),
+                                               self.model_input_shape(config)[0], files=files)
+
+    def write_streams(self, config, out_dir: str):
+        from pipeline.tasks.kws import streams
+
+        return streams.write_streams(self.stream_recipe(config), out_dir)
 
     def streaming_evaluator(self, config, quantized_model, device_report, knobs):
         from components.streaming_evaluator.component import StreamingEvaluator

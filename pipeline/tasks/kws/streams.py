@@ -223,21 +223,33 @@ def _list_recordings(folder: str) -> List[str]:
 
 
 def settings(recipe: Optional[StreamRecipe], recordings: Optional[str], frontend: Dict[str, Any],
-             window_frames: int) -> Dict[str, Any]:
-    """The StreamingEvaluator's ``source_settings`` for keyword spotting."""
+             window_frames: int, files: Sequence[Tuple[str, Optional[str]]] = ()) -> Dict[str, Any]:
+    """The StreamingEvaluator's ``source_settings`` for keyword spotting: the synthetic ``recipe``, or
+    the ``recordings`` folder, or ``files`` (WAV path, label file path or None) given one by one."""
     from pipeline.tasks.kws import features
 
     window, step = features.frame_timing(frontend)
     return {"recipe": recipe.to_json() if recipe else None, "recordings": recordings or None,
-            "frontend": frontend, "sample_rate": frontend["sample_rate"],
+            "files": _file_list(files), "frontend": frontend, "sample_rate": frontend["sample_rate"],
             "frames": {"per_window": window_frames, "stride_ms": step * 1000 // frontend["sample_rate"],
                        "length_ms": window * 1000 // frontend["sample_rate"]}}
 
 
+def for_files(source_settings: Dict[str, Any], files: Sequence[Tuple[str, Optional[str]]]) -> Dict[str, Any]:
+    """``source_settings`` (e.g. those a release was evaluated with: its front end) for other recordings."""
+    return {**source_settings, "recipe": None, "recordings": None, "files": _file_list(files)}
+
+
+def _file_list(files: Sequence[Tuple[str, Optional[str]]]) -> List[Dict[str, Optional[str]]]:
+    return [{"wav": wav_path, "labels": labels_path} for wav_path, labels_path in files]
+
+
 def plan(source_settings: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """One job per stream: the recordings of the folder, or the recipe's synthetic streams."""
+    """One job per stream: the files given, the recordings of the folder, or the recipe's synthetic streams."""
     folder = source_settings.get("recordings")
     sample_rate = source_settings["sample_rate"]
+    if source_settings.get("files"):
+        return [{**f, "sample_rate": sample_rate} for f in source_settings["files"]]
     if folder:
         try:
             names = _list_recordings(folder)
@@ -285,6 +297,8 @@ def features(samples: np.ndarray, source_settings: Dict[str, Any]) -> np.ndarray
 
 def composition(source_settings: Dict[str, Any]) -> Dict[str, Any]:
     """What the streams are made of, for the report and the model card."""
+    if source_settings.get("files"):
+        return {"synthetic": False, "recordings": ", ".join(f["wav"] for f in source_settings["files"])}
     if source_settings.get("recordings"):
         return {"synthetic": False, "recordings": source_settings["recordings"]}
     recipe = StreamRecipe.from_json(source_settings["recipe"])
