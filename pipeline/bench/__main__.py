@@ -18,6 +18,7 @@ import shutil
 import time
 
 from pipeline import config as config_lib
+from pipeline.bench import streaming as bench_streaming
 from pipeline.runners import local as run_local
 
 
@@ -129,6 +130,8 @@ def main(argv=None) -> None:
                   f"{b['flash_total'] / 1024:.0f} | {b['ram_used'] / 1024:.1f} / {b['ram_total'] / 1024:.0f} | "
                   f"{b['latency_ms']:.1f} / {b['latency_reference_kernels_ms']:.1f} | "
                   f"{1000 / b['latency_ms']:.1f} | {b['calibration']} | {'yes' if b['fits'] else 'no'} |")
+    results["streaming"] = bench_streaming.figures(cold_summary)
+    print(bench_streaming.describe(results["streaming"]))
     results["ota_pusher_component_seconds"] = cold["components"].get("OtaPusher", {}).get("seconds")
     print(f"OtaPusher (embedded OCI layout registry, signed): {results['ota_pusher_component_seconds']} s in the "
           f"cold run; release: {cold_summary.release.get('destination')}")

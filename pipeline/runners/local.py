@@ -240,8 +240,12 @@ def compile_for_run(config: PipelineConfig, run_id: str):
     from tfx.orchestration.portable import runtime_parameter_utils
 
     pipeline_ir = compiler.Compiler().compile(tinyml_pipeline.create_pipeline(config))
+    # The run parameters' values are bound here, not left to their compiled defaults: TFX 1.21's compiler
+    # drops a default that is falsy (compiler_utils: `if default_value:`), so a requirement of 0 would
+    # leave its parameter unset and stop the run ("Parameter value not ready").
+    defaults = {name: p.default for name, p in tinyml_pipeline.runtime_parameters(config).items()}
     runtime_parameter_utils.substitute_runtime_parameter(
-        pipeline_ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
+        pipeline_ir, {**defaults, constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
     return pipeline_ir
 
 

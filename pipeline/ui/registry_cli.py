@@ -59,6 +59,8 @@ def push_command(config_path, workdir, registry, repository, version, allow_unsi
     summary = run_summary(config, run_id)
     gates = {"Evaluator": summary.blessed, "TFLiteQuantizer": summary.quantization.get("blessed"),
              "McuSizeGate": summary.size_gate.get("blessed")}
+    if summary.streaming:
+        gates[tinyml_pipeline.STREAMING_EVALUATOR] = summary.streaming.get("blessed")
     refused = [name for name, blessed in gates.items() if not blessed]
     if refused:
         fail(f"The model of run {summary.run_id} is not blessed by {', '.join(refused)}; it is not pushed. See "
@@ -73,6 +75,12 @@ def push_command(config_path, workdir, registry, repository, version, allow_unsi
         annotations = publish.release_annotations(
             files, config.family.input_processing_hash(config), config.pipeline_name, summary.run_id, lineage)
         publish.add_model_card(files, tinyml_pipeline.card_text(config), annotations)
+        if summary.streaming:
+            from components.streaming_evaluator import release as streaming_release
+
+            streaming_ids = ids[tinyml_pipeline.STREAMING_EVALUATOR]
+            streaming_release.add_to_release(files, annotations, summary.streaming["uri"], {
+                "streaming_evaluation": streaming_ids["evaluation"], "streaming_blessing": streaming_ids["blessing"]})
         unsigned = allow_unsigned or config.release.allow_unsigned
         key = None if unsigned else publish.load_signing_key(config.release.signing_key_file)
         release = publish.publish(store, files, annotations, repository, key, unsigned, config.release.channel,

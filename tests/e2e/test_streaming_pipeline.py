@@ -90,3 +90,32 @@ def test_the_run_report_has_the_streaming_section(tiny_pipeline_runs):
     html = report_lib.render_html(content)
     assert "<h2 id='streaming'>Streaming</h2>" in html and "postprocessing.h" in html
     assert "## Streaming (continuous audio, TFLite Micro)" in report_lib.model_card_markdown(first, config, content)
+
+
+def test_a_streaming_refusal_blocks_the_release_in_the_run_and_by_hand(tiny_pipeline_runs, tmp_path):
+    import dataclasses
+
+    from click.testing import CliRunner
+
+    from pipeline.runners import local as run_local
+    from pipeline.ui import cli, report as report_lib
+    from tests.helpers import write_config_yaml
+
+    config, _ = tiny_pipeline_runs
+    strict = dataclasses.replace(config, requirements=dataclasses.replace(config.requirements,
+                                                                          max_false_reject_rate=0.0))
+    summary = run_local.run(strict)
+    states = _states(summary)
+    assert states[tinyml_pipeline.STREAMING_EVALUATOR] == "done" and states[tinyml_pipeline.QUANTIZER] == "cached"
+    assert not summary.streaming["blessed"] and tinyml_pipeline.PUSHER not in states and not summary.release
+    point = _report(summary)["operating_point"]
+    assert summary.streaming["reason"].startswith(
+        f"no detection threshold meets both requirements: within 1 false accepts per hour the lowest false-reject "
+        f"rate is {point['false_reject_rate']:.3f} (threshold {point['threshold']}), "
+        f"{point['false_reject_rate']:.3f} above max_false_reject_rate 0")
+    assert report_lib.release_outcome(summary, strict)["reasons"] == [
+        f"The StreamingEvaluator refused it: {summary.streaming['reason']}"]
+    pushed = CliRunner().invoke(cli.main, [
+        "push", "--config", write_config_yaml(strict, str(tmp_path / "strict.yaml")), "--workdir",
+        os.path.dirname(config.release.registry), "--registry", str(tmp_path / "fresh"), "--run", summary.run_id])
+    assert pushed.exit_code == 1 and "not blessed by StreamingEvaluator" in pushed.output
