@@ -155,7 +155,8 @@ def write_config_yaml(config: config_lib.PipelineConfig, path: str) -> str:
     raw["pipeline_name"] = config.pipeline_name
     raw["data"].update(words=list(config.data.words), root=config.data.root, schema=config.data.schema)
     raw["requirements"].update(dataclasses.asdict(config.requirements))
-    raw["streaming"] = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config.streaming).items()}
+    raw["streaming"] = {k: list(v) if isinstance(v, tuple) else v
+                        for k, v in dataclasses.asdict(config.streaming).items()}
     raw["training"].update(epochs=config.training.epochs, batch_size=config.training.batch_size,
                            width=config.training.width)
     with open(path, "w") as f:

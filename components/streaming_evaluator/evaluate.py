@@ -115,8 +115,8 @@ def detections_at(scored: Sequence[metrics.ScoredStream], labels: Sequence[str],
     """Every detection at ``threshold``, in time order, with what it found or fell on (JSON-able)."""
     rows = []
     for stream in scored:
-        m = metrics.match(stream.events, metrics.detections(stream, labels, keywords, threshold, settings.suppression_ms),
-                          keywords, settings.tolerance_ms)
+        found = metrics.detections(stream, labels, keywords, threshold, settings.suppression_ms)
+        m = metrics.match(stream.events, found, keywords, settings.tolerance_ms)
         rows += [{"stream": stream.name, "time_ms": d.time_ms, "label": d.label, "score": d.score,
                   "found": {"start_ms": e.start_ms, "end_ms": e.end_ms}} for e, d in m.found]
         rows += [{"stream": stream.name, "time_ms": d.time_ms, "label": d.label, "score": d.score, "false_accept": what}
@@ -146,8 +146,8 @@ def evaluate(model: bytes, labels: Sequence[str], keywords: Sequence[str], sourc
     Returns:
         The report (JSON-able): settings, composition, DET curve, operating point, verdict,
         per-keyword and per-SNR figures, the detections at ``list_threshold``, the timeline stretch,
-        timings; plus ``_scores`` (per
-        stream times and int8 scores) and ``_events`` (per stream ground truth), which are not JSON.
+        timings; plus ``_scores`` (per stream times and int8 scores) and ``_events`` (per stream
+        ground truth), which are not JSON.
     """
     started = time.time()
     source = source_lib.import_source(source_module)
@@ -158,8 +158,7 @@ def evaluate(model: bytes, labels: Sequence[str], keywords: Sequence[str], sourc
         raise PipelineInputError(f"The model has {io.output_classes} outputs but {len(labels)} labels were given "
                                  f"({', '.join(labels)}); they must match, in output order.")
     per_window = int(frames_info["per_window"])
-    stride_source = "configured"
-    stride_ms = settings.inference_stride_ms
+    stride_ms, stride_source = settings.inference_stride_ms, "configured"
     if not stride_ms:
         stride_ms, stride_source = device_stride_ms(target_latency_ms, frame_stride), "target board's estimated latency"
     if stride_ms % frame_stride:
@@ -169,28 +168,8 @@ def evaluate(model: bytes, labels: Sequence[str], keywords: Sequence[str], sourc
     jobs = source.plan(source_settings)
     log(f"{len(jobs)} stream(s); inference every {stride_ms} ms ({stride_source}) on TFLite Micro, "
         f"{max(1, workers)} worker(s)")
-
-    timings = {"load": 0.0, "front_end": 0.0, "tflm": 0.0}
-    loaded: List[source_lib.LoadedStream] = []
-    pending = []
-    with _workers(min(max(1, workers), len(jobs))) as pool:
-        loads = (pool.imap(_load_job, [(source_module, job) for job in jobs]) if pool
-                 else (_load(source_module, job) for job in jobs))
-        mark = time.time()
-        for stream in loads:
-            timings["load"] += time.time() - mark
-            mark = time.time()
-            frames = source.features(stream.samples, source_settings)
-            timings["front_end"] += time.time() - mark
-            ends = window_ends(len(frames), per_window, stride_ms // frame_stride)
-            args = (model, tflm.quantize_frames(frames, io), ends, per_window, io.input_shape)
-            pending.append((ends, pool.apply_async(tflm.run_windows, args) if pool else tflm.run_windows(*args)))
-            loaded.append(stream)
-            log(f"  {stream.name}: {stream.duration_s:.0f} s, {len(stream.events)} labelled, {len(ends)} inferences")
-            mark = time.time()
-        mark = time.time()
-        outputs = [(ends, result.get() if pool else result) for ends, result in pending]
-        timings["tflm"] = time.time() - mark   # what the inference adds after the last stream is loaded
+    loaded, outputs, timings = _run_streams(source, source_module, source_settings, jobs, model, io, per_window,
+                                            stride_ms // frame_stride, workers, log)
     scored, raw = [], {}
     for stream, (ends, scores) in zip(loaded, outputs):
         times = end_time_ms(ends, frames_info)
@@ -257,3 +236,35 @@ def evaluate(model: bytes, labels: Sequence[str], keywords: Sequence[str], sourc
 
 def _load_job(args):
     return _load(*args)
+
+
+def _run_streams(source, source_module: str, source_settings: Dict[str, Any], jobs: Sequence[Dict[str, Any]],
+                 model: bytes, io: tflm.ModelIO, per_window: int, stride_frames: int, workers: int,
+                 log: Callable[[str], None]):
+    """Loads every stream (in the workers), runs the front end (here) and the model on TFLite Micro (in the
+    workers) as each stream comes in. Returns the streams, their (window ends, int8 scores), and the
+    seconds spent waiting for streams, in the front end, and waiting for (or, alone, running) TFLite Micro."""
+    timings = {"load": 0.0, "front_end": 0.0, "tflm": 0.0}
+    loaded: List[source_lib.LoadedStream] = []
+    pending = []
+    with _workers(min(max(1, workers), len(jobs))) as pool:
+        loads = (pool.imap(_load_job, [(source_module, job) for job in jobs]) if pool
+                 else (_load(source_module, job) for job in jobs))
+        mark = time.time()
+        for stream in loads:
+            timings["load"] += time.time() - mark
+            mark = time.time()
+            frames = source.features(stream.samples, source_settings)
+            timings["front_end"] += time.time() - mark
+            ends = window_ends(len(frames), per_window, stride_frames)
+            args = (model, tflm.quantize_frames(frames, io), ends, per_window, io.input_shape)
+            mark = time.time()
+            pending.append((ends, pool.apply_async(tflm.run_windows, args) if pool else tflm.run_windows(*args)))
+            timings["tflm"] += time.time() - mark
+            loaded.append(stream)
+            log(f"  {stream.name}: {stream.duration_s:.0f} s, {len(stream.events)} labelled, {len(ends)} inferences")
+            mark = time.time()
+        mark = time.time()
+        outputs = [(ends, result.get() if pool else result) for ends, result in pending]
+        timings["tflm"] += time.time() - mark
+    return loaded, outputs, timings

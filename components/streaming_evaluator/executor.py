@@ -84,7 +84,8 @@ class Executor(base_executor.BaseExecutor):
         report = evaluate.evaluate(
             model, json.loads(exec_properties[LABELS_KEY]), json.loads(exec_properties[KEYWORDS_KEY]),
             exec_properties[SOURCE_MODULE_KEY], json.loads(exec_properties[SOURCE_SETTINGS_KEY]), settings,
-            requirements, workers=workers, target_latency_ms=latency, log=lambda m: logging.info("StreamingEvaluator: %s", m))
+            requirements, workers=workers, target_latency_ms=latency,
+            log=lambda message: logging.info("StreamingEvaluator: %s", message))
         report = write_evaluation(evaluation.uri, report)
         point = report["operating_point"]
         evaluation.set_int_custom_property("detection_threshold", int(point["threshold"]))

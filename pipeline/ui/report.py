@@ -401,18 +401,18 @@ def _streaming_section(report: Optional[Dict[str, Any]]) -> Optional[Dict[str, A
             ("detection delay after the keyword's end (median / 90th percentile, ms)",
              f"{ms(br['delay']['median_ms'])} / {ms(br['delay']['p90_ms'])}"),
             ("inference stride", f"{s['inference_stride_ms']} ms ({s['inference_stride_source']})"),
-            ("RecognizeCommands", f"averaging window {s['average_window_ms']} ms, suppression {s['suppression_ms']} ms, "
-                                  f"minimum count {s['minimum_count']}"),
+            ("RecognizeCommands", f"averaging window {s['average_window_ms']} ms, suppression "
+                                  f"{s['suppression_ms']} ms, minimum count {s['minimum_count']}"),
             ("false accepts by what they fell on", ", ".join(f"{k} {v}" for k, v in
                                                             br["false_accepts_by_context"].items()) or "none"),
             ("time", f"{timing['wall_seconds']:.1f} s for {timing['audio_seconds'] / 60:.1f} min of audio, "
                      f"{timing['inferences']:,} inferences on TFLite Micro ({timing['realtime_factor']}x real time, "
                      f"{timing['workers']} processes)"),
         ],
-        "per_keyword": [(k, v["occurrences"], "–" if v["false_reject_rate"] is None else f"{v['false_reject_rate']:.3f}",
-                         v["false_accepts"], ms(v["median_ms"]), ms(v["p90_ms"]))
-                        for k, v in br["per_keyword"].items()],
-        "per_snr": [(f"{snr} dB", v["occurrences"], f"{v['false_reject_rate']:.3f}") for snr, v in br["per_snr_db"].items()],
+        "per_keyword": [(k, v["occurrences"], _fmt(v["false_reject_rate"], 3), v["false_accepts"], ms(v["median_ms"]),
+                         ms(v["p90_ms"])) for k, v in br["per_keyword"].items()],
+        "per_snr": [(f"{snr} dB", v["occurrences"], f"{v['false_reject_rate']:.3f}")
+                    for snr, v in br["per_snr_db"].items()],
     }
 
 

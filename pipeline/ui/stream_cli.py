@@ -34,11 +34,17 @@ def _stride_ms(model: bytes, config: config_lib.PipelineConfig, requested: Optio
         return int(shipped["settings"]["inference_stride_ms"]), "the release's postprocessing.h"
     if config.streaming.inference_stride_ms:
         return config.streaming.inference_stride_ms, f"streaming.inference_stride_ms in {config.source}"
+    from components.errors import PipelineInputError
     from components.mcu_size_gate import devices, gate
-
-    profile = devices.get_profile(config.target_device, devices.load_catalogue(config.boards_dirs))
-    latency = gate.analyse(model, [profile]).verdicts[0].latency_ms
     from components.streaming_evaluator import evaluate
+    from components.tflite_quantizer import codegen, quantize
+
+    try:
+        profile = devices.get_profile(config.target_device, devices.load_catalogue(config.boards_dirs))
+        latency = gate.analyse(model, [profile]).verdicts[0].latency_ms
+    except (devices.DeviceProfileError, quantize.QuantizationError, codegen.UnsupportedOpError) as err:
+        raise PipelineInputError(f"Could not estimate the time per inference on {config.target_device} to set the "
+                                 f"inference stride ({err}). Give --stride-ms.") from err
 
     return (evaluate.device_stride_ms(latency, config.features.stride_ms),
             f"{config.target_device}'s estimated {latency:.0f} ms per inference")
@@ -88,7 +94,9 @@ def stream_eval_command(model_path, audio_path, labels_path, config_path, thresh
             tolerance_ms=int(shipped_settings["tolerance_ms"]))
         requirements = evaluate.StreamingRequirements(config.requirements.max_false_accepts_per_hour,
                                                       config.requirements.max_false_reject_rate)
-        shown = threshold if threshold is not None else int(shipped["operating_point"]["threshold"]) if shipped else None
+        shown = threshold
+        if shown is None and shipped:
+            shown = int(shipped["operating_point"]["threshold"])
         report = evaluate.evaluate(files.model, labels, keywords, module, source_settings, settings, requirements,
                                    workers=workers, list_threshold=shown)
     except PipelineInputError as err:
@@ -107,8 +115,8 @@ def stream_eval_command(model_path, audio_path, labels_path, config_path, thresh
     source = "--threshold" if threshold is not None else "the release's" if shipped else "the chosen"
     click.echo(f"At {source} threshold {listed['threshold']}: {len(rows)} detection(s), {false_accepts} false "
                f"accept(s) = {false_accepts / (composition['audio_seconds'] / 3600):.2f} per hour; "
-               + (f"false-reject rate {(occurrences - found) / occurrences:.3f} ({occurrences - found} of {occurrences} "
-                  "missed)" if occurrences else "no keyword labelled, so no false-reject rate"))
+               + (f"false-reject rate {(occurrences - found) / occurrences:.3f} ({occurrences - found} of "
+                  f"{occurrences} missed)" if occurrences else "no keyword labelled, so no false-reject rate"))
     click.echo(paragraph(
         f"Chosen threshold for at most {requirements.max_false_accepts_per_hour:g} false accepts per hour: "
         f"{point['threshold']} ({point['false_accepts_per_hour']:.2f} per hour, false-reject rate "

@@ -155,8 +155,9 @@ def test_a_trained_model_finds_the_keywords_where_the_ground_truth_puts_them(tin
     with open(os.path.join(first.quantization["uri"], "model.tflite"), "rb") as f:
         model = f.read()
     labels = ("_silence_", "_unknown_", "yes", "no", "Up-Ñ")   # the end-to-end run's classes
+    requirements = evaluate.StreamingRequirements(max_false_accepts_per_hour=300, max_false_reject_rate=1.0)
     report = evaluate.evaluate(model, labels, labels[2:], SOURCE, source_settings(minutes=1.0, seed=9), SETTINGS,
-                               evaluate.StreamingRequirements(max_false_accepts_per_hour=300, max_false_reject_rate=1.0))
+                               requirements)
     raw, events = report["_scores"], report["_events"]
     point = report["operating_point"]
     assert point["keyword_occurrences"] >= 8 and point["false_reject_rate"] <= 0.3, point

@@ -53,7 +53,8 @@ def test_release_annotations_and_card_carry_the_settings_and_figures():
     header = postprocessing.header(REPORT).encode()
     annotations = release.annotations_of(header, REPORT)
     assert annotations[release.THRESHOLD_ANNOTATION] == "187" and annotations[release.STRIDE_ANNOTATION] == "760"
-    assert annotations[release.FALSE_REJECT_ANNOTATION] == "0.1000" and annotations[release.AUDIO_HOURS_ANNOTATION] == "0.5000"
+    assert annotations[release.FALSE_REJECT_ANNOTATION] == "0.1000"
+    assert annotations[release.AUDIO_HOURS_ANNOTATION] == "0.5000"
     text = card.insert_section("# Model card\n\n## Metrics\nx\n\n## Limitations\n- y\n", REPORT)
     assert text.index("## Streaming") < text.index("## Limitations")
     assert "false accepts per hour: 0.00 (0 in 30.0 min; 95% upper bound 5.99)" in text

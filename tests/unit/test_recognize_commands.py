@@ -16,7 +16,8 @@ def one_hot(index, high=127, low=-128):
 
 
 def feed(recognizer, rows, start=0, stride=100):
-    return [recognizer.process_latest_results(np.asarray(row, np.int8), start + i * stride) for i, row in enumerate(rows)]
+    return [recognizer.process_latest_results(np.asarray(row, np.int8), start + i * stride)
+            for i, row in enumerate(rows)]
 
 
 def test_too_few_results_or_too_short_a_span_gives_no_command():

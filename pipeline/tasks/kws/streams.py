@@ -160,8 +160,9 @@ def render_stream(recipe: StreamRecipe, index: int) -> LoadedStream:
             end = position + len(utterance)
             if end > n - recipe.sample_rate // 2 or len(utterance) == 0:
                 break
-            under = np.sqrt(np.mean(np.square(mix[position:end])))
-            mix[position:end] += utterance * (under * 10 ** (snr_db / 20) / (np.sqrt(np.mean(np.square(utterance))) + 1e-12))
+            under = np.sqrt(np.mean(np.square(mix[position:end])))   # the background's level under the utterance
+            gain = under * 10 ** (snr_db / 20) / (np.sqrt(np.mean(np.square(utterance))) + 1e-12)
+            mix[position:end] += utterance * gain
             events.append(Event(label=label, start_ms=position * 1000 // recipe.sample_rate,
                                 end_ms=-(-end * 1000 // recipe.sample_rate), snr_db=snr_db, speaker=profile.speaker_id))
             position = end + int(rng.uniform(*GAP_SECONDS) * recipe.sample_rate)
