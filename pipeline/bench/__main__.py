@@ -132,6 +132,8 @@ def main(argv=None) -> None:
                   f"{1000 / b['latency_ms']:.1f} | {b['calibration']} | {'yes' if b['fits'] else 'no'} |")
     results["streaming"] = bench_streaming.figures(cold_summary)
     print(bench_streaming.describe(results["streaming"]))
+    results["streaming_state_skew"] = bench_streaming.state_skew(config, cold_summary)
+    print(bench_streaming.describe_skew(results["streaming_state_skew"]))
     results["ota_pusher_component_seconds"] = cold["components"].get("OtaPusher", {}).get("seconds")
     print(f"OtaPusher (embedded OCI layout registry, signed): {results['ota_pusher_component_seconds']} s in the "
           f"cold run; release: {cold_summary.release.get('destination')}")
