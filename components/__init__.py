@@ -4,7 +4,7 @@ Artifact types resolve by their type name (``components.<Class>``), so they are
 exposed here, loaded on first use to keep the pure logic modules light.
 """
 
-_ARTIFACT_TYPES = {"TFLiteModel", "DeviceReport"}
+_ARTIFACT_TYPES = {"TFLiteModel", "DeviceReport", "StreamingEvaluation"}
 
 
 def __getattr__(name):

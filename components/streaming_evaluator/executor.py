@@ -80,7 +80,7 @@ class Executor(base_executor.BaseExecutor):
             tolerance_ms=int(exec_properties[TOLERANCE_MS_KEY]))
         requirements = evaluate.StreamingRequirements(
             float(exec_properties[MAX_FALSE_ACCEPTS_PER_HOUR_KEY]), float(exec_properties[MAX_FALSE_REJECT_RATE_KEY]))
-        workers = int(exec_properties.get(WORKERS_KEY) or 0) or os.cpu_count() or 1
+        workers = int(exec_properties.get(WORKERS_KEY) or 0) or len(os.sched_getaffinity(0))  # the cores this pod has
         report = evaluate.evaluate(
             model, json.loads(exec_properties[LABELS_KEY]), json.loads(exec_properties[KEYWORDS_KEY]),
             exec_properties[SOURCE_MODULE_KEY], json.loads(exec_properties[SOURCE_SETTINGS_KEY]), settings,

@@ -131,10 +131,12 @@ def test_custom_artifact_type_follows_kfp_naming_and_resolves(compiled):
         for artifact in component.output_definitions.artifacts.values():
             titles.add(artifact.artifact_type.schema_title or
                        re.search(r"title: (\S+)", artifact.artifact_type.instance_schema).group(1))
-    assert {"components.TFLiteModel", "components.DeviceReport"} <= titles
-    from components.types import TFLiteModel
-    assert import_utils.import_class_by_path("components.TFLiteModel") is TFLiteModel
-    assert re.fullmatch(r"^[a-z][a-z0-9-_]{2,20}[.][A-Z][a-zA-Z0-9-_]{2,49}$", TFLiteModel.TYPE_NAME)
+    assert {"components.TFLiteModel", "components.DeviceReport", "components.StreamingEvaluation"} <= titles
+    from components import types
+    # Every custom type resolves by its name, as TFX's container entrypoint looks it up, to its class.
+    for title in sorted(t for t in titles if t.startswith("components.")):
+        assert import_utils.import_class_by_path(title) is getattr(types, title.split(".")[1]), title
+        assert re.fullmatch(r"^[a-z][a-z0-9-_]{2,20}[.][A-Z][a-zA-Z0-9-_]{2,49}$", title)
 
 
 def test_pipeline_root_and_data_come_from_the_config(compiled, kubeflow_config):
