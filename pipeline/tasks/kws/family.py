@@ -117,9 +117,8 @@ class KeywordSpotting(TaskFamily):
         from pipeline.tasks.kws import generate, streams
 
         # The voices of the dataset's test split: a generated dataset's own (its manifest), else the config's.
-        generated = read_manifest(config.data_root).get("spec") if config.data_root else None
-        spec = generate.GenerationSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in generated.items()}) \
-            if generated else self.generation_spec(config)
+        generated = generate.spec_of(read_manifest(config.data_root)) if config.data_root else None
+        spec = generated or self.generation_spec(config)
         s = config.streaming
         return streams.StreamRecipe(
             keywords=tuple(config.data.words),
@@ -188,7 +187,7 @@ class KeywordSpotting(TaskFamily):
                  "and rooms beyond the synthetic ones are not represented." if synthetic
                  else "Accuracy holds for speech like the training data only."),
                 "Trained on one-second clips with one word; on a stream it needs the detection settings of the "
-                "release's postprocessing.h (measured on synthetic streams: see the streaming figures).",
+                "release's postprocessing.h, and performs as the streaming figures say.",
                 f"The device must compute features with TFLite Micro's audio front end: {f.window_ms} ms window, "
                 f"{f.stride_ms} ms stride, {f.channels} channels (the front-end hash below); other features make "
                 "the model's output meaningless.",

@@ -228,6 +228,18 @@ def ensure_dataset(spec, out_dir: str, **kwargs) -> bool:
     return datasets.ensure_dataset(spec, out_dir, generate_dataset, **kwargs)
 
 
+def spec_of(manifest: Dict[str, object]) -> Optional[GenerationSpec]:
+    """The spec a generated dataset's manifest (``DATASET.json``) records; None when it records none
+    that this version can read."""
+    recorded = manifest.get("spec")
+    if not isinstance(recorded, dict):
+        return None
+    try:
+        return GenerationSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
+    except TypeError:
+        return None
+
+
 def split_speakers(spec: GenerationSpec, split: str) -> List[SpeakerProfile]:
     """The speakers ``generate_dataset`` puts in ``split`` (train, eval or test)."""
     profiles = speaker_profiles(spec)
