@@ -1,6 +1,7 @@
 """Keyword spotting's test streams: synthetic ones from the test split's voices, and recordings you bring."""
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -73,3 +74,10 @@ def test_recordings_folder_problems_are_named_with_the_fix(tmp_path):
     os.remove(tmp_path / "kitchen.labels.txt")
     with pytest.raises(StreamSourceError, match="has no label file"):
         streams.plan(settings)
+
+
+def test_the_voices_come_from_the_datasets_manifest_when_it_records_a_spec_this_version_reads():
+    recorded = json.loads(json.dumps(dataclasses.asdict(tiny_spec())))   # as DATASET.json holds it
+    assert generate.spec_of({"spec": recorded}) == tiny_spec()
+    assert generate.spec_of({"spec": {**recorded, "from_a_newer_version": 1}}) is None
+    assert generate.spec_of({"spec": "garbled"}) is None and generate.spec_of({}) is None
