@@ -41,3 +41,12 @@ class TestEvaluation(artifact.Artifact):
     (float and int8-on-TFLite-Micro accuracy, per class, confusion matrices). No decision reads it."""
 
     TYPE_NAME = "components.TestEvaluation"
+
+
+class StreamingEvaluation(artifact.Artifact):
+    """The StreamingEvaluator's findings on continuous audio: ``streaming_report.json`` (settings,
+    DET curve, operating point, per-keyword figures, timeline), ``postprocessing.h`` (the chosen
+    RecognizeCommands settings for the firmware), ``scores.npz`` (every inference's int8 scores)
+    and ``streams/<name>.labels.txt`` (each stream's ground truth)."""
+
+    TYPE_NAME = "components.StreamingEvaluation"

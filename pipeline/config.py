@@ -43,6 +43,8 @@ class Requirements:
     max_skipped_fraction: float = 0.1
     min_train_examples_per_class: int = 10
     min_eval_examples_per_class: int = 3    # and test
+    max_false_accepts_per_hour: float = 1.0     # keyword spotting: the streaming evaluator's budget
+    max_false_reject_rate: float = 0.5          # and the false-reject rate it blesses at most
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +94,21 @@ class FeatureConfig:
     window_ms: int = 30
     stride_ms: int = 20
     channels: int = 40
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamingConfig:
+    """Keyword spotting's streaming evaluation: the test streams and the device's post-processing."""
+
+    minutes: float = 30.0
+    snr_db: Tuple[float, ...] = (5.0, 15.0, 25.0)
+    seed: int = 4242
+    recordings: Optional[str] = None        # a folder of long WAV recordings with label files, instead
+    inference_stride_ms: Optional[int] = None   # None: the target board's estimated time per inference
+    average_window_ms: int = 1000
+    suppression_ms: int = 1500
+    minimum_count: int = 2
+    tolerance_ms: int = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,6 +208,7 @@ class PipelineConfig:
     features: FeatureConfig
     training: TrainingConfig
     motion: MotionConfig = MotionConfig()
+    streaming: StreamingConfig = StreamingConfig()
     quantization: QuantizationConfig = QuantizationConfig()
     search: SearchConfig = SearchConfig()
     kubeflow: KubeflowConfig = KubeflowConfig()
@@ -406,6 +424,7 @@ def parse_config(raw: Any, source: str) -> PipelineConfig:
         features=FeatureConfig(**raw.get("features", {})),
         training=TrainingConfig(**training),
         motion=MotionConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in motion_raw.items()}),
+        streaming=_streaming(raw.get("streaming", {}), source),
         quantization=QuantizationConfig(**raw.get("quantization", {})),
         search=SearchConfig(**raw.get("search", {})),
         kubeflow=KubeflowConfig(**raw.get("kubeflow", {})),
@@ -417,6 +436,13 @@ def parse_config(raw: Any, source: str) -> PipelineConfig:
     )
     family.check_config(config)
     return config
+
+
+def _streaming(raw: Dict[str, Any], source: str) -> StreamingConfig:
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    if values.get("recordings"):
+        values["recordings"] = _relative_to(source, values["recordings"])
+    return StreamingConfig(**values)
 
 
 def load_config(path: str) -> PipelineConfig:

@@ -48,6 +48,7 @@ EVALUATOR = "Evaluator"
 QUANTIZER = "TFLiteQuantizer"
 SIZE_GATE = "McuSizeGate"
 TEST_EVALUATOR = "TestSetEvaluator"
+STREAMING_EVALUATOR = "StreamingEvaluator"   # when the task family has one (keyword spotting)
 PUSHER = "OtaPusher"
 
 
@@ -77,6 +78,7 @@ def runtime_parameters(config: PipelineConfig) -> Dict[str, Any]:
             name=TRAIN_ARGS_PARAMETER, ptype=str, default=json_format.MessageToJson(train_args(config))),
         EVAL_CONFIG_PARAMETER: tfx.dsl.experimental.RuntimeParameter(
             name=EVAL_CONFIG_PARAMETER, ptype=str, default=json_format.MessageToJson(eval_config(config))),
+        **config.family.runtime_parameters(config),
     }
 
 
@@ -218,8 +220,10 @@ def create_pipeline(config: PipelineConfig, until: Optional[str] = None) -> tfx.
         Transform -> Trainer -> Evaluator (against the latest blessed model) and
         TFLiteQuantizer (int8 for TFLite Micro, with its own fidelity blessing) -> McuSizeGate
         (measured arena, flash and latency against the target board, with its own blessing)
-        -> TestSetEvaluator (the held-out test split, once) and OtaPusher, inside ``tfx.dsl.Cond`` on all
-        three blessings (the pusher checks them again).
+        -> the family's streaming evaluator if it has one (keyword spotting: false accepts per hour and
+        false rejects on continuous audio on TFLite Micro, with its own blessing) -> TestSetEvaluator
+        (the held-out test split, once) and OtaPusher, inside ``tfx.dsl.Cond`` on all the blessings
+        (the pusher checks them again).
     """
     data, family = config.data, config.family
     knobs = runtime_parameters(config)
@@ -317,6 +321,11 @@ def create_pipeline(config: PipelineConfig, until: Optional[str] = None) -> tfx.
     ).with_id(SIZE_GATE)
 
     blessings = [evaluator.outputs["blessing"], quantizer.outputs["blessing"], size_gate.outputs["blessing"]]
+    streaming = family.streaming_evaluator(config, quantizer.outputs["quantized_model"], size_gate.outputs["report"],
+                                           knobs)
+    if streaming is not None:
+        streaming = streaming.with_id(STREAMING_EVALUATOR)
+        blessings.append(streaming.outputs["blessing"])
     all_blessed = _blessed(blessings[0])
     for blessing in blessings[1:]:
         all_blessed = placeholder_base.logical_and(all_blessed, _blessed(blessing))
@@ -335,10 +344,13 @@ def create_pipeline(config: PipelineConfig, until: Optional[str] = None) -> tfx.
             allow_unsigned=config.release.allow_unsigned, channel_name=config.release.channel,
             insecure=config.release.insecure,
             card=card_text(config), test_evaluation=test_evaluator.outputs["evaluation"],
+            streaming_evaluation=streaming.outputs["evaluation"] if streaming else None,
+            streaming_blessing=streaming.outputs["blessing"] if streaming else None,
         ).with_id(PUSHER)
 
     components: List[Any] = [example_gen, statistics_gen, schema_gen, validator, transform, *search_nodes,
-                             trainer, baseline, evaluator, quantizer, size_gate, test_evaluator, pusher]
+                             trainer, baseline, evaluator, quantizer, size_gate,
+                             *([streaming] if streaming else []), test_evaluator, pusher]
     if until:
         ids = [c.id for c in components]
         if until not in ids:

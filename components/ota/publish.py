@@ -12,7 +12,7 @@ import json
 import logging
 import os
 from importlib import metadata
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -65,6 +65,10 @@ class InputProcessing:
         return cls(**json.loads(text))
 
 
+# Adds an evaluation's files, annotations and model card section to a release being built.
+ReleaseAddition = Callable[[Dict[str, bytes], Dict[str, str]], None]
+
+
 @dataclasses.dataclass(frozen=True)
 class RunArtifacts:
     """What a pipeline run hands to its release (paths, names and ML Metadata ids)."""
@@ -77,6 +81,8 @@ class RunArtifacts:
     lineage: Mapping[str, int]    # see ``lineage``
     card: Optional[model_card.CardText] = None
     test_evaluation_dir: Optional[str] = None  # the TestSetEvaluator's folder: test_report.json
+    # what other evaluations add (files, annotations, model card sections), applied in order last
+    additions: Tuple["ReleaseAddition", ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,6 +185,8 @@ def build_release(run: RunArtifacts) -> Tuple[Dict[str, bytes], Dict[str, str]]:
     annotations = release_annotations(files, run.input_processing, run.pipeline_name, run.run_id, run.lineage)
     if run.card is not None:
         add_model_card(files, run.card, annotations)
+    for addition in run.additions:
+        addition(files, annotations)
     return files, annotations
 
 

@@ -11,7 +11,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 
 from components.ota import model_card, publish
 from components.ota_pusher import executor
-from components.types import DeviceReport, ModelBlessing, TestEvaluation, TFLiteModel
+from components.types import DeviceReport, ModelBlessing, StreamingEvaluation, TestEvaluation, TFLiteModel
 
 
 class OtaPusherSpec(ComponentSpec):
@@ -33,6 +33,8 @@ class OtaPusherSpec(ComponentSpec):
         executor.DEVICE_BLESSING_KEY: ChannelParameter(type=ModelBlessing),
         executor.DEVICE_REPORT_KEY: ChannelParameter(type=DeviceReport),
         executor.TEST_EVALUATION_KEY: ChannelParameter(type=TestEvaluation, optional=True),
+        executor.STREAMING_EVALUATION_KEY: ChannelParameter(type=StreamingEvaluation, optional=True),
+        executor.STREAMING_BLESSING_KEY: ChannelParameter(type=ModelBlessing, optional=True),
     }
     OUTPUTS = {executor.PUSHED_MODEL_KEY: ChannelParameter(type=standard_artifacts.PushedModel)}
 
@@ -55,7 +57,9 @@ class OtaPusher(base_component.BaseComponent):
                  input_processing: publish.InputProcessing, pipeline_name: str,
                  signing_key_file: Optional[str] = None, allow_unsigned: bool = False,
                  channel_name: str = "canary", card: Optional[model_card.CardText] = None, insecure: bool = False,
-                 test_evaluation: Optional[types.BaseChannel] = None):
+                 test_evaluation: Optional[types.BaseChannel] = None,
+                 streaming_evaluation: Optional[types.BaseChannel] = None,
+                 streaming_blessing: Optional[types.BaseChannel] = None):
         """Constructs an OtaPusher.
 
         Args:
@@ -76,6 +80,9 @@ class OtaPusher(base_component.BaseComponent):
             insecure: allow registry credentials over plain ``http://`` off loopback.
             test_evaluation: the TestSetEvaluator's ``evaluation``: the test split's figures travel in the
                 release (``test_report.json``, annotations, the model card).
+            streaming_evaluation, streaming_blessing: the StreamingEvaluator's outputs, when the task
+                has one: its blessing is checked too, and its postprocessing.h, report, settings and
+                figures go into the release.
         """
         super().__init__(spec=OtaPusherSpec(
             quantized_model=quantized_model, model_blessing=model_blessing,
@@ -84,4 +91,5 @@ class OtaPusher(base_component.BaseComponent):
             signing_key_file=signing_key_file, allow_unsigned=int(allow_unsigned), channel=channel_name,
             input_processing=input_processing.to_json(), insecure=int(insecure), pipeline_name=pipeline_name,
             model_card=card.to_json() if card else None, test_evaluation=test_evaluation,
+            streaming_evaluation=streaming_evaluation, streaming_blessing=streaming_blessing,
             pushed_model=channel.Channel(type=standard_artifacts.PushedModel)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import tensorflow as tf
 from absl import logging
@@ -35,6 +35,8 @@ CHANNEL_KEY = "channel"
 INPUT_PROCESSING_KEY = "input_processing"  # publish.InputProcessing as JSON
 PIPELINE_NAME_KEY = "pipeline_name"
 BLESSING_KEYS = (MODEL_BLESSING_KEY, QUANTIZATION_BLESSING_KEY, DEVICE_BLESSING_KEY)
+STREAMING_EVALUATION_KEY = "streaming_evaluation"  # optional: the StreamingEvaluator's outputs
+STREAMING_BLESSING_KEY = "streaming_blessing"
 
 
 class Executor(tfx_pusher_executor.Executor):
@@ -42,7 +44,7 @@ class Executor(tfx_pusher_executor.Executor):
 
     def CheckBlessing(self, input_dict: Dict[str, List[Any]]) -> bool:
         """TFX's check, applied to each blessing: the Evaluator's, the quantizer's and the size gate's."""
-        for key in BLESSING_KEYS:
+        for key in BLESSING_KEYS + ((STREAMING_BLESSING_KEY,) if input_dict.get(STREAMING_BLESSING_KEY) else ()):
             if not super().CheckBlessing({MODEL_BLESSING_KEY: input_dict[key]}):
                 logging.info("OtaPusher: %s is not blessed; nothing is pushed.", key)
                 return False
@@ -68,7 +70,8 @@ class Executor(tfx_pusher_executor.Executor):
             card=(model_card.CardText.from_json(exec_properties[MODEL_CARD_KEY])
                   if exec_properties.get(MODEL_CARD_KEY) else None),
             test_evaluation_dir=(artifact_utils.get_single_instance(input_dict[TEST_EVALUATION_KEY]).uri
-                                 if input_dict.get(TEST_EVALUATION_KEY) else None))
+                                 if input_dict.get(TEST_EVALUATION_KEY) else None),
+            additions=streaming_additions(input_dict))
         destination = publish.Destination(
             registry=exec_properties[REGISTRY_KEY], repository=exec_properties[REPOSITORY_KEY],
             signing_key_file=exec_properties.get(SIGNING_KEY_FILE_KEY) or None,
@@ -85,3 +88,17 @@ class Executor(tfx_pusher_executor.Executor):
         self._MarkPushed(model_push, pushed_destination=published.destination, pushed_version=release.version)
         logging.info("OtaPusher: pushed %s (%s), signed: %s, on %s for %s.", published.destination, release.digest,
                      published.signed, destination.channel, ", ".join(published.targets))
+
+
+def streaming_additions(input_dict: Dict[str, List[Any]]) -> Tuple[publish.ReleaseAddition, ...]:
+    """The StreamingEvaluator's part of the release, when the pipeline has one: ``postprocessing.h``
+    and ``streaming_report.json`` beside the firmware sources, the detection settings and their
+    measured figures as annotations, and the streaming section of the model card."""
+    if not input_dict.get(STREAMING_EVALUATION_KEY):
+        return ()
+    from components.streaming_evaluator import release as streaming_release
+
+    evaluation = artifact_utils.get_single_instance(input_dict[STREAMING_EVALUATION_KEY])
+    blessing = artifact_utils.get_single_instance(input_dict[STREAMING_BLESSING_KEY])
+    return (streaming_release.addition(evaluation.uri, {"streaming_evaluation": evaluation.id,
+                                                        "streaming_blessing": blessing.id}),)

@@ -19,6 +19,7 @@ import time
 
 from pipeline import config as config_lib
 from pipeline.bench import cost_model as bench_cost_model
+from pipeline.bench import streaming as bench_streaming
 from pipeline.runners import local as run_local
 
 
@@ -145,6 +146,10 @@ def main(argv=None) -> None:
         _print_device_table(devices_table, config.requirements.max_latency_ms)
     results["latency_model"] = bench_cost_model.evaluate()
     bench_cost_model.print_report(results["latency_model"])
+    results["streaming"] = bench_streaming.figures(cold_summary)
+    print(bench_streaming.describe(results["streaming"]))
+    results["streaming_state_skew"] = bench_streaming.state_skew(config, cold_summary)
+    print(bench_streaming.describe_skew(results["streaming_state_skew"]))
     results["ota_pusher_component_seconds"] = cold["components"].get("OtaPusher", {}).get("seconds")
     print(f"OtaPusher (embedded OCI layout registry, signed): {results['ota_pusher_component_seconds']} s in the "
           f"cold run; release: {cold_summary.release.get('destination')}")

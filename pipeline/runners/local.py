@@ -64,6 +64,7 @@ class RunSummary:
     skipped: Dict[str, int] = dataclasses.field(default_factory=dict)  # skip reason -> files, from ingestion
     search: Dict[str, object] = dataclasses.field(default_factory=dict)  # the ModelSearch's outcome, if it ran
     test: Dict[str, object] = dataclasses.field(default_factory=dict)  # the TestSetEvaluator's figures, if it ran
+    streaming: Dict[str, object] = dataclasses.field(default_factory=dict)  # the StreamingEvaluator's, if any
 
     @property
     def unfinished(self) -> List[ComponentRun]:
@@ -102,6 +103,13 @@ class RunSummary:
             g = self.size_gate
             lines.append(f"MCU size gate:  {'fits ' + g['target'] if g['blessed'] else 'NOT blessed: ' + g['reason']}"
                          f" (arena {g['arena_bytes']} bytes; report {g['report']})")
+        if self.streaming:
+            st = self.streaming
+            lines.append(f"Streaming:      {st['audio_seconds'] / 60:.1f} min of audio on TFLite Micro in "
+                         f"{st['wall_seconds']:.1f} s, inference every {st['inference_stride_ms']} ms: threshold "
+                         f"{st['detection_threshold']}, {st['false_accepts_per_hour']:.2f} false accepts/hour, "
+                         f"false-reject rate {st['false_reject_rate']:.3f} "
+                         f"({'blessed' if st['blessed'] else 'NOT blessed: ' + str(st['reason'])})")
         if self.release.get("pushed"):
             lines.append(f"OTA release:    {self.release['destination']} ({self.release['digest']})")
         else:
@@ -273,8 +281,12 @@ def compile_for_run(config: PipelineConfig, run_id: str, until: Optional[str] = 
     from tfx.orchestration.portable import runtime_parameter_utils
 
     pipeline_ir = compiler.Compiler().compile(tinyml_pipeline.create_pipeline(config, until=until))
+    # The run parameters' values are bound here, not left to their compiled defaults: TFX 1.21's compiler
+    # drops a default that is falsy (compiler_utils: `if default_value:`), so a requirement of 0 would
+    # leave its parameter unset and stop the run ("Parameter value not ready").
+    defaults = {name: p.default for name, p in tinyml_pipeline.runtime_parameters(config).items()}
     runtime_parameter_utils.substitute_runtime_parameter(
-        pipeline_ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
+        pipeline_ir, {**defaults, constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
     return pipeline_ir
 
 
@@ -389,6 +401,7 @@ def summarise(config: PipelineConfig, wall_seconds: float, run_id: Optional[str]
         skipped=_skip_reasons(report),
         search=_search(outputs.get(tinyml_pipeline.MODEL_SEARCH, {})),
         test=_test(outputs.get(tinyml_pipeline.TEST_EVALUATOR, {})),
+        streaming=_streaming(outputs.get(tinyml_pipeline.STREAMING_EVALUATOR, {})),
     )
 
 
@@ -463,6 +476,15 @@ def _size_gate(artifacts: Dict[str, Any], target: str) -> Dict[str, object]:
             "reason": _value(blessing.custom_properties["reason"]),
             "arena_bytes": _value(report.custom_properties["arena_bytes"]),
             "report": os.path.join(report.uri, "device_report.html")}
+
+
+def _streaming(artifacts: Dict[str, Any]) -> Dict[str, object]:
+    evaluation, blessing = artifacts.get("evaluation"), artifacts.get("blessing")
+    if evaluation is None or blessing is None:
+        return {}
+    return {**{k: _value(v) for k, v in evaluation.custom_properties.items()}, "uri": evaluation.uri,
+            "blessed": bool(_value(blessing.custom_properties["blessed"])),
+            "reason": _value(blessing.custom_properties["reason"])}
 
 
 def _release(artifacts: Dict[str, Any]) -> Dict[str, object]:

@@ -21,6 +21,9 @@ What a family provides:
   normalization constants travel as a header the Trainer writes, hashed at push time).
 - **Words**: the model card's intended use, data and limitations, and the report's
   description of the data and of the model inputs.
+- **Streaming** (optional): a component that evaluates the quantized model on continuous
+  input as the device runs it, with its own blessing (keyword spotting's StreamingEvaluator),
+  and the run parameters only the family has.
 
 Everything else (validation, evaluation, quantization, the size gate, the release) is
 the same for every family.
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple
 
 if TYPE_CHECKING:  # imported for annotations only: families are imported by config loading
     from components.ota.model_card import CardText
@@ -95,7 +98,7 @@ class TaskFamily(abc.ABC):
     #: Names in the transformed examples and the raw examples.
     label_key: str = LABEL_KEY
     raw_label_key: str = RAW_LABEL_KEY
-    #: Whether the family evaluates streaming behaviour (not yet any).
+    #: Whether the family evaluates streaming behaviour (``streaming_evaluator`` returns a component).
     has_streaming_evaluator: bool = False
 
     # ------------------------------------------------------------------ config
@@ -143,6 +146,35 @@ class TaskFamily(abc.ABC):
         from components.ota.publish import InputProcessing
 
         return InputProcessing(annotation="")
+
+    def runtime_parameters(self, config: "PipelineConfig") -> Dict[str, Any]:
+        """Run parameters (Kubeflow) only this family has, as TFX RuntimeParameters defaulting to the config."""
+        return {}
+
+    def streaming_evaluator(self, config: "PipelineConfig", quantized_model: Any, device_report: Any,
+                            knobs: Mapping[str, Any]) -> Optional[Any]:
+        """The component that evaluates the quantized model on continuous input as the device runs it,
+        with ``evaluation`` and ``blessing`` outputs (the blessing joins the release's condition);
+        None when the family has none.
+
+        Args:
+            config: the config.
+            quantized_model: TFLiteQuantizer's ``quantized_model`` channel.
+            device_report: McuSizeGate's ``report`` channel (the target's latency estimate).
+            knobs: the run parameters, the family's included, by name.
+        """
+        return None
+
+    def recording_source(self, config: "PipelineConfig", files: Sequence[Tuple[str, Optional[str]]],
+                         shipped_settings: Optional[Mapping[str, Any]] = None) -> Tuple[str, Dict[str, Any]]:
+        """The stream source (module path, settings) that evaluates recordings you bring: ``files`` are
+        (recording, label file or None) pairs; ``shipped_settings`` the source settings a release was
+        evaluated with (its input processing wins over the config's)."""
+        raise NotImplementedError(f"Task family '{self.name}' has no streaming evaluation.")
+
+    def write_streams(self, config: "PipelineConfig", out_dir: str) -> Sequence[str]:
+        """Writes the synthetic test streams (recordings with label files) to ``out_dir``; returns their paths."""
+        raise NotImplementedError(f"Task family '{self.name}' has no streaming evaluation.")
 
     def provenance(self, config: "PipelineConfig") -> Dict[str, str]:
         """Extra provenance lines for the model card (e.g. the front-end hash)."""

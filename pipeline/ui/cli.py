@@ -17,7 +17,7 @@ import click
 
 from pipeline import config as config_lib
 from pipeline.tasks.base import DataGenerationError
-from pipeline.ui import devices_cli, kubeflow_cli, registry_cli
+from pipeline.ui import devices_cli, kubeflow_cli, registry_cli, stream_cli
 from pipeline.ui.cli_common import (EXIT_FAILED, EXIT_USAGE, config_option, fail, load, run_option, run_summary,
                                     workdir_option)
 
@@ -251,8 +251,10 @@ def report_command(config_path: str, workdir: str, run_id: Optional[str]) -> Non
 
 
 main.add_command(devices_cli.devices)
-for _command in (registry_cli.push_command, registry_cli.list_command, registry_cli.promote_command,
-                 registry_cli.rollback_command, registry_cli.pull_command, registry_cli.keys_group,
+data.add_command(stream_cli.data_streams_command)
+for _command in (stream_cli.stream_eval_command, registry_cli.push_command, registry_cli.list_command,
+                 registry_cli.promote_command, registry_cli.rollback_command, registry_cli.pull_command,
+                 registry_cli.keys_group,
                  kubeflow_cli.compile_command, kubeflow_cli.submit_command):
     main.add_command(_command)
 

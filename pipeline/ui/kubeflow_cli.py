@@ -40,7 +40,8 @@ def compile_command(config_path: str, output: str) -> None:
 @click.option("--experiment", default=None, help="Experiment to file the run under.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="Override a run parameter (target_device, max_quantization_drop, calibration_examples, "
-              "train_args, eval_config) or a knob inside them (train_steps, min_accuracy).")
+              "train_args, eval_config; for keyword spotting also max_false_accepts_per_hour, "
+              "max_false_reject_rate) or a knob inside them (train_steps, min_accuracy).")
 def submit_command(package_file: str, host: str, namespace: str, experiment: Optional[str], params) -> None:
     """Upload a compiled pipeline package and start a run on Kubeflow Pipelines."""
     from pipeline.runners import kubeflow as run_kubeflow

@@ -70,6 +70,8 @@ def _run_artifacts(config, summary):
 
     gates = {"Evaluator": summary.blessed, "TFLiteQuantizer": summary.quantization.get("blessed"),
              "McuSizeGate": summary.size_gate.get("blessed")}
+    if summary.streaming:
+        gates[tinyml_pipeline.STREAMING_EVALUATOR] = summary.streaming.get("blessed")
     refused = [name for name, blessed in gates.items() if not blessed]
     if refused:
         fail(f"The model of run {summary.run_id} is not blessed by {', '.join(refused)}; it is not pushed. See "
@@ -84,7 +86,19 @@ def _run_artifacts(config, summary):
                                 ids[tinyml_pipeline.EVALUATOR]["blessing"], ids[tinyml_pipeline.QUANTIZER]["blessing"],
                                 ids[tinyml_pipeline.SIZE_GATE]["blessing"]),
         card=tinyml_pipeline.card_text(config),
-        test_evaluation_dir=summary.artifact_uris.get(tinyml_pipeline.TEST_EVALUATOR, {}).get("evaluation"))
+        test_evaluation_dir=summary.artifact_uris.get(tinyml_pipeline.TEST_EVALUATOR, {}).get("evaluation"),
+        additions=_streaming_additions(summary))
+
+
+def _streaming_additions(summary):
+    if not summary.streaming:
+        return ()
+    from components.streaming_evaluator import release as streaming_release
+    from pipeline import pipeline as tinyml_pipeline
+
+    ids = summary.artifact_ids[tinyml_pipeline.STREAMING_EVALUATOR]
+    return (streaming_release.addition(summary.streaming["uri"], {"streaming_evaluation": ids["evaluation"],
+                                                                  "streaming_blessing": ids["blessing"]}),)
 
 
 @click.command("push")

@@ -257,6 +257,66 @@ def _search_section(summary, config: PipelineConfig) -> Optional[Dict[str, Any]]
     }
 
 
+def _det_plot(report: Dict[str, Any]) -> str:
+    """FRR against false accepts per hour over every detection threshold, the requirements and the operating point."""
+    plt = _plt()
+    curve, point, req = report["det_curve"], report["operating_point"], report["requirements"]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot([p["false_accepts_per_hour"] for p in curve], [p["false_reject_rate"] for p in curve], ".-", ms=3,
+            label="thresholds 0..255")
+    ax.axvline(req["max_false_accepts_per_hour"], color="#e76f51", ls="--", lw=1, label="max false accepts/hour")
+    ax.axhline(req["max_false_reject_rate"], color="#e9c46a", ls="--", lw=1, label="max false-reject rate")
+    ax.plot([point["false_accepts_per_hour"]], [point["false_reject_rate"]], "o", color="#2a9d8f", ms=8,
+            label=f"operating point (threshold {point['threshold']})")
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlim(left=0)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("false accepts per hour")
+    ax.set_ylabel("false-reject rate")
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def _timeline_plot(timeline: Dict[str, Any], keywords: Sequence[str], threshold: int) -> str:
+    """A stretch of one stream: waveform and ground truth, every class's score, the average and detections."""
+    plt = _plt()
+    fig, (wave_ax, score_ax, avg_ax) = plt.subplots(3, 1, figsize=(10, 5.6), sharex=True,
+                                                     gridspec_kw={"height_ratios": [1.2, 1.2, 1]})
+    step = timeline["envelope_ms"] / 1000
+    t0 = timeline["start_ms"] / 1000
+    x = t0 + step * np.arange(len(timeline["envelope_min"]))
+    wave_ax.fill_between(x, timeline["envelope_min"], timeline["envelope_max"], color="#264653", lw=0)
+    for event in timeline["events"]:
+        keyword = event["label"] in keywords
+        wave_ax.axvspan(event["start_ms"] / 1000, event["end_ms"] / 1000, color="#2a9d8f" if keyword else "#bbbbbb",
+                        alpha=0.3)
+        wave_ax.text(event["start_ms"] / 1000, 0.95, event["label"][:18], fontsize=7, va="top",
+                     transform=wave_ax.get_xaxis_transform(), color="#1d3557" if keyword else "#666666")
+    wave_ax.set_ylabel("audio")
+    times = np.array(timeline["inference_ms"]) / 1000
+    scores = np.array(timeline["scores"]).reshape(len(times), -1)
+    for index, label in enumerate(timeline["labels"]):
+        if len(times):
+            # matplotlib leaves labels starting with "_" out of legends: show _silence_ as "silence".
+            score_ax.plot(times, scores[:, index], "-" if label in keywords else ":", lw=1, label=label.strip("_"))
+    score_ax.set_ylabel("score (0-255)")
+    score_ax.legend(fontsize=6, ncol=6, loc="upper right")
+    for is_keyword, style, name in ((True, "-", "averaged score, top class a keyword"),
+                                    (False, ":", "averaged score, top class silence or unknown")):
+        average = [a if a is not None and (top in keywords) == is_keyword else np.nan
+                   for a, top in zip(timeline["average"], timeline["average_top"])]
+        avg_ax.step(times, average, style, where="post", color="#264653", lw=1, label=name)
+    avg_ax.axhline(threshold, color="#e76f51", ls="--", lw=1, label=f"threshold {threshold}")
+    for d in timeline["detections"]:
+        avg_ax.plot(d["time_ms"] / 1000, d["score"], "v", color="#2a9d8f" if d["correct"] else "#e63946", ms=7)
+        avg_ax.text(d["time_ms"] / 1000, d["score"] + 6, d["label"], fontsize=7, ha="center")
+    avg_ax.set_ylim(0, 275)
+    avg_ax.set_ylabel("RecognizeCommands")
+    avg_ax.set_xlabel(f"seconds into {timeline['stream']}")
+    avg_ax.legend(fontsize=7, loc="lower right")
+    return _png(fig)
+
+
 # ----------------------------------------------------------------------------- content
 
 def release_outcome(summary, config: PipelineConfig) -> Dict[str, Any]:
@@ -288,6 +348,8 @@ def release_outcome(summary, config: PipelineConfig) -> Dict[str, Any]:
     if summary.size_gate.get("blessed") is False:
         reasons.append(f"The MCU size gate refused it for {summary.size_gate.get('target')}: "
                        f"{summary.size_gate.get('reason')}")
+    if summary.streaming.get("blessed") is False:
+        reasons.append(f"The StreamingEvaluator refused it: {summary.streaming.get('reason')}")
     if release and not reasons:
         reasons.append("The OtaPusher ran but found a blessing negative.")
     if not reasons:
@@ -415,6 +477,48 @@ def _device_section(device: Optional[Dict[str, Any]], quant: Optional[Dict[str, 
     }
 
 
+def streaming_report(summary) -> Optional[Dict[str, Any]]:
+    """The StreamingEvaluator's ``streaming_report.json`` of the run, when it has one."""
+    from components.streaming_evaluator import postprocessing
+
+    uri = summary.streaming.get("uri")
+    return _read_json(os.path.join(uri, postprocessing.REPORT_FILE)) if uri else None
+
+
+def _streaming_section(report: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    if not report:
+        return None
+    point, s, br, comp = report["operating_point"], report["settings"], report["breakdown"], report["composition"]
+    ms = lambda value: "–" if value is None else f"{value:.0f}"  # noqa: E731
+    timing = report["timing"]
+    return {
+        "report": report, "det_plot": _det_plot(report),
+        "timeline_plot": _timeline_plot(report["timeline"], report["keywords"], point["threshold"]),
+        "operating_point": [
+            ("detection threshold (0..255)", point["threshold"]),
+            ("false accepts per hour", f"{point['false_accepts_per_hour']:.2f} ({point['false_accepts']} in "
+                                       f"{comp['audio_seconds'] / 60:.1f} min; 95% upper bound "
+                                       f"{point['false_accepts_per_hour_upper_95']:.2f})"),
+            ("false-reject rate", f"{point['false_reject_rate']:.3f} ({point['misses']} of "
+                                  f"{point['keyword_occurrences']} keyword occurrences missed)"),
+            ("detection delay after the keyword's end (median / 90th percentile, ms)",
+             f"{ms(br['delay']['median_ms'])} / {ms(br['delay']['p90_ms'])}"),
+            ("inference stride", f"{s['inference_stride_ms']} ms ({s['inference_stride_source']})"),
+            ("RecognizeCommands", f"averaging window {s['average_window_ms']} ms, suppression "
+                                  f"{s['suppression_ms']} ms, minimum count {s['minimum_count']}"),
+            ("false accepts by what they fell on", ", ".join(f"{k} {v}" for k, v in
+                                                            br["false_accepts_by_context"].items()) or "none"),
+            ("time", f"{timing['wall_seconds']:.1f} s for {timing['audio_seconds'] / 60:.1f} min of audio, "
+                     f"{timing['inferences']:,} inferences on TFLite Micro ({timing['realtime_factor']}x real time, "
+                     f"{timing['workers']} processes)"),
+        ],
+        "per_keyword": [(k, v["occurrences"], _fmt(v["false_reject_rate"], 3), v["false_accepts"], ms(v["median_ms"]),
+                         ms(v["p90_ms"])) for k, v in br["per_keyword"].items()],
+        "per_snr": [(f"{snr} dB", v["occurrences"], f"{v['false_reject_rate']:.3f}")
+                    for snr, v in br["per_snr_db"].items()],
+    }
+
+
 def build_report(summary, config: PipelineConfig) -> Dict[str, Any]:
     """Gathers the report's content from the run's artifacts: the template's context (also for tests)."""
     uris = summary.artifact_uris
@@ -448,6 +552,7 @@ def build_report(summary, config: PipelineConfig) -> Dict[str, Any]:
         "release": release_outcome(summary, config),
         "comparison": comparison,
         "search": _search_section(summary, config),
+        "streaming": _streaming_section(streaming_report(summary)),
     }
 
 
@@ -472,9 +577,14 @@ def model_card_markdown(summary, config: PipelineConfig, content: Dict[str, Any]
                   "TensorFlow": quant.get("tensorflow_version", "?"),
                   "TFLite Micro": quant.get("tflite_micro_version", "?"), **config.family.provenance(config)}
     test = content["model"]["test"]
-    return model_card.render(text, content["quantization"] or {}, content["gate"] or {}, provenance,
+    card = model_card.render(text, content["quantization"] or {}, content["gate"] or {}, provenance,
                              evaluation={"accuracy": summary.eval_accuracy, "per_class": summary.per_class_accuracy},
                              test=test["report"] if test else None)
+    if content["streaming"]:
+        from components.streaming_evaluator import card as streaming_card
+
+        card = streaming_card.insert_section(card, content["streaming"]["report"])
+    return card
 
 
 def write_report(summary, config: PipelineConfig, out_dir: Optional[str] = None) -> str:

@@ -106,6 +106,14 @@ def test_push_releases_the_latest_blessed_run_with_its_lineage_once(tiny_pipelin
     mlmd = metadata_store.MetadataStore(connection)
     assert mlmd.get_artifacts_by_id([lineage["model"]])[0].uri == first.quantization["uri"]
     assert len(mlmd.get_artifacts_by_id(list(lineage.values()))) == 5
+    # By hand as by the pipeline: the streaming evaluation's settings go with the model.
+    from components.streaming_evaluator import release as streaming_release
+
+    streaming_ids = json.loads(annotations[streaming_release.LINEAGE_ANNOTATION])
+    assert mlmd.get_artifacts_by_id([streaming_ids["streaming_evaluation"]])[0].uri == first.streaming["uri"]
+    files = releases.pull_release(store, "0.1.0", config.repository, None)
+    assert annotations[streaming_release.THRESHOLD_ANNOTATION] == str(first.streaming["detection_threshold"])
+    assert "postprocessing.h" in files and "## Streaming" in files["model_card.md"].decode()
 
     again = invoke("push", *common)
     assert again.exit_code == 0 and _said(again, ":0.1.0 (")  # the same model is not released twice

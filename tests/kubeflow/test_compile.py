@@ -89,7 +89,8 @@ def test_every_component_is_a_task_in_the_dag(compiled):
     tasks = spec.root.dag.tasks
     for node in (AUDIO_EXAMPLE_GEN, tinyml_pipeline.STATISTICS_GEN, tinyml_pipeline.SCHEMA_GEN,
                  tinyml_pipeline.VALIDATOR, tinyml_pipeline.TRANSFORM, tinyml_pipeline.TRAINER, tinyml_pipeline.EVALUATOR,
-                 tinyml_pipeline.QUANTIZER, tinyml_pipeline.SIZE_GATE, tinyml_pipeline.PUSHER):
+                 tinyml_pipeline.QUANTIZER, tinyml_pipeline.SIZE_GATE, tinyml_pipeline.STREAMING_EVALUATOR,
+                 tinyml_pipeline.PUSHER):
         assert node in tasks, node
     assert any(name.startswith(tinyml_pipeline.BASELINE_RESOLVER) for name in tasks)
 
@@ -99,6 +100,7 @@ def test_task_order_follows_the_data(compiled):
     deps = {name: set(task.dependent_tasks) for name, task in spec.root.dag.tasks.items()}
     assert tinyml_pipeline.TRAINER in deps[tinyml_pipeline.QUANTIZER]
     assert tinyml_pipeline.QUANTIZER in deps[tinyml_pipeline.SIZE_GATE]
+    assert {tinyml_pipeline.QUANTIZER, tinyml_pipeline.SIZE_GATE} <= deps[tinyml_pipeline.STREAMING_EVALUATOR]
     assert tinyml_pipeline.VALIDATOR in deps[tinyml_pipeline.TRANSFORM]  # no training on data that failed validation
     assert tinyml_pipeline.TRANSFORM in deps[tinyml_pipeline.TRAINER]
     assert tinyml_pipeline.TRAINER in deps[tinyml_pipeline.EVALUATOR]
@@ -109,12 +111,14 @@ def test_the_pusher_runs_only_when_every_blessing_is_positive(compiled):
 
     job, spec = compiled
     pusher = spec.root.dag.tasks[tinyml_pipeline.PUSHER]
-    assert {tinyml_pipeline.EVALUATOR, tinyml_pipeline.QUANTIZER, tinyml_pipeline.SIZE_GATE} <= set(pusher.dependent_tasks)
+    assert {tinyml_pipeline.EVALUATOR, tinyml_pipeline.QUANTIZER, tinyml_pipeline.SIZE_GATE,
+            tinyml_pipeline.STREAMING_EVALUATOR} <= set(pusher.dependent_tasks)
     condition = pusher.trigger_policy.condition
-    assert condition.count("blessed") == 3 and condition.count("&&") == 2, condition
+    assert condition.count("blessed") == 4 and condition.count("&&") == 3, condition
     # every artifact the condition reads is an input of the task (else KFP cannot evaluate it)
     assert set(re.findall(r"inputs\.artifacts\['([^']+)'\]", condition)) == {
-        "model_blessing", "quantization_blessing", "device_blessing"} <= set(pusher.inputs.artifacts)
+        "model_blessing", "quantization_blessing", "device_blessing", "streaming_blessing"} <= set(
+        pusher.inputs.artifacts)
     registry = job["root"]["dag"]["tasks"][tinyml_pipeline.PUSHER]["inputs"]["parameters"]["registry"]
     assert registry["runtimeValue"]["constant"] == config_lib.IN_CLUSTER_REGISTRY
 
@@ -140,10 +144,15 @@ def test_custom_artifact_type_follows_kfp_naming_and_resolves(compiled):
         for artifact in component.output_definitions.artifacts.values():
             titles.add(artifact.artifact_type.schema_title or
                        re.search(r"title: (\S+)", artifact.artifact_type.instance_schema).group(1))
-    assert {"components.TFLiteModel", "components.DeviceReport"} <= titles
-    from components.types import TFLiteModel
-    assert import_utils.import_class_by_path("components.TFLiteModel") is TFLiteModel
-    assert re.fullmatch(r"^[a-z][a-z0-9-_]{2,20}[.][A-Z][a-zA-Z0-9-_]{2,49}$", TFLiteModel.TYPE_NAME)
+    custom = {title for title in titles if title.startswith("components.")}
+    assert {"components.TFLiteModel", "components.DeviceReport", "components.TestEvaluation",
+            "components.StreamingEvaluation"} <= custom
+    from components import types
+    # the container entrypoint imports every output's type by its name; one that does
+    # not resolve fails that task in the pod, not at compile time
+    for title in sorted(custom):
+        assert import_utils.import_class_by_path(title) is getattr(types, title.split(".")[1]), title
+        assert re.fullmatch(r"^[a-z][a-z0-9-_]{2,20}[.][A-Z][a-zA-Z0-9-_]{2,49}$", title)
 
 
 def test_pipeline_root_and_data_come_from_the_config(compiled, kubeflow_config):
@@ -190,8 +199,10 @@ def test_per_run_knobs_are_run_parameters_with_the_configs_defaults(compiled, ku
     job, spec = compiled
     declared = json_format.MessageToDict(spec.root.input_definitions)["parameters"]
     assert set(declared) == {"target_device", "max_quantization_drop", "calibration_examples", "train_args",
-                             "eval_config"}
+                             "eval_config", "max_false_accepts_per_hour", "max_false_reject_rate"}
     defaults = {name: parameter["defaultValue"] for name, parameter in declared.items()}
+    assert defaults["max_false_accepts_per_hour"] == kubeflow_config.requirements.max_false_accepts_per_hour
+    assert defaults["max_false_reject_rate"] == kubeflow_config.requirements.max_false_reject_rate
     assert defaults["target_device"] == kubeflow_config.target_device
     assert defaults["max_quantization_drop"] == pytest.approx(kubeflow_config.requirements.max_quantization_drop)
     assert defaults["calibration_examples"] == kubeflow_config.quantization.calibration_examples
@@ -205,8 +216,10 @@ def test_per_run_knobs_are_run_parameters_with_the_configs_defaults(compiled, ku
 def test_submit_parameters_are_typed_by_the_spec(package_path):
     path = package_path
     values = run_kubeflow.parse_parameters(str(path), ["target_device=pico", "max_quantization_drop=0.02",
-                                                       "calibration_examples=100"])
-    assert values == {"target_device": "pico", "max_quantization_drop": 0.02, "calibration_examples": 100}
+                                                       "calibration_examples=100", "max_false_accepts_per_hour=2",
+                                                       "max_false_reject_rate=0.1"])
+    assert values == {"target_device": "pico", "max_quantization_drop": 0.02, "calibration_examples": 100,
+                      "max_false_accepts_per_hour": 2.0, "max_false_reject_rate": 0.1}
     knobs = run_kubeflow.parse_parameters(str(path), ["min_accuracy=0.93", "train_steps=500"])
     assert json.loads(knobs["train_args"]) == {"splits": ["train"], "numSteps": 500}
     assert '"lowerBound": 0.93' in knobs["eval_config"] and set(knobs) == {"train_args", "eval_config"}

@@ -54,7 +54,8 @@ def compiled_run(tiny_dataset, registry, tmp_path_factory):
                run_kubeflow.REGISTRY_CREDENTIALS_SECRET: {"username": USER, "password": PASSWORD}}
     env = {k: v for k, v in os.environ.items() if not k.startswith("TINYML_TFX_")}
     # The per-run knobs as a user gives them to `tinyml-tfx submit --param`.
-    parameters = run_kubeflow.parse_parameters(package, ["train_steps=100", "min_accuracy=0.25"])
+    parameters = run_kubeflow.parse_parameters(package, ["train_steps=100", "min_accuracy=0.25",
+                                                         "max_false_accepts_per_hour=900"])
     runs = kfp_launcher.run_package(package, str(work / "root"), parameters=parameters, secrets=secrets, env=env)
     return config, package, runs, public
 
@@ -65,7 +66,7 @@ def test_every_task_runs_through_the_container_entrypoint(compiled_run):
     for name, run in runs.items():
         expected = "resolved" if name.startswith(tinyml_pipeline.BASELINE_RESOLVER) else "succeeded"
         assert run.state == expected, (name, run.state)
-    assert runs[tinyml_pipeline.PUSHER].condition.count("blessed") == 3  # evaluated, and true
+    assert runs[tinyml_pipeline.PUSHER].condition.count("blessed") == 4  # evaluated, and true
     assert set(runs) == set(spec["root"]["dag"]["tasks"])
 
 
@@ -81,6 +82,9 @@ def test_the_run_knobs_reach_the_trainer_and_the_evaluator(compiled_run):
     evaluator_log = open(os.path.join(os.path.dirname(runs[tinyml_pipeline.EVALUATOR].outputs["blessing"][0]["uri"]),
                                       "log.txt")).read()
     assert re.search(r"lowerBound.{1,4}0\.25", evaluator_log)
+    streaming = runs[tinyml_pipeline.STREAMING_EVALUATOR].outputs["evaluation"][0]["uri"]
+    with open(os.path.join(streaming, "streaming_report.json")) as f:
+        assert json.load(f)["requirements"]["max_false_accepts_per_hour"] == 900
 
 
 def test_it_produces_the_same_artifacts_as_the_local_runner(compiled_run, tiny_pipeline_runs):

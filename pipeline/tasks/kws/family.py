@@ -7,6 +7,11 @@ from typing import Any, Dict, Tuple
 from components.ota.model_card import CardText
 from pipeline.tasks.base import DataLayoutError, Progress, ReportText, TaskFamily
 
+# The streaming requirements, as config fields and as Kubeflow run parameters.
+MAX_FALSE_ACCEPTS_PER_HOUR = "max_false_accepts_per_hour"
+MAX_FALSE_REJECT_RATE = "max_false_reject_rate"
+STREAM_SOURCE = "pipeline.tasks.kws.streams"
+
 
 class KeywordSpotting(TaskFamily):
     """Clips -> TFLite Micro's audio front end (in Transform) -> DS-CNN; the device runs the same front end."""
@@ -18,11 +23,13 @@ class KeywordSpotting(TaskFamily):
     run_fn = "pipeline.tasks.kws.trainer.run_fn"
     search_module = "pipeline.tasks.kws.search"
     code_package = "pipeline.tasks.kws"
-    config_sections = ("features",)
+    config_sections = ("features", "streaming")
     config_fields = frozenset({("data", "words"), ("data", "unknown_fraction"), ("data", "silence_fraction"),
-                               ("data", "clip_duration_ms"), ("data", "synthetic"), ("data", "max_trim_ms")})
+                               ("data", "clip_duration_ms"), ("data", "synthetic"), ("data", "max_trim_ms"),
+                               ("requirements", MAX_FALSE_ACCEPTS_PER_HOUR), ("requirements", MAX_FALSE_REJECT_RATE)})
     config_schema_file = "tasks/keyword_spotting.schema.json"
     default_schema = "kws/schema.pbtxt"
+    has_streaming_evaluator = True
 
     def check_config(self, config) -> None:
         from pipeline.config import ConfigError
@@ -92,6 +99,70 @@ class KeywordSpotting(TaskFamily):
 
         return features.feature_shape(self.frontend_params(config), config.data.clip_samples)
 
+    # ------------------------------------------------------------------ streaming
+
+    def runtime_parameters(self, config) -> Dict[str, Any]:
+        from tfx import v1 as tfx
+
+        r = config.requirements
+        return {name: tfx.dsl.experimental.RuntimeParameter(name=name, ptype=float, default=float(value))
+                for name, value in ((MAX_FALSE_ACCEPTS_PER_HOUR, r.max_false_accepts_per_hour),
+                                    (MAX_FALSE_REJECT_RATE, r.max_false_reject_rate))}
+
+    def stream_recipe(self, config):
+        """The synthetic test streams: keywords, unknown words and phrases said by the test split's speakers."""
+        import dataclasses
+
+        from components.audio_example_gen.layout import TEST
+        from pipeline.tasks.common.datasets import read_manifest
+        from pipeline.tasks.kws import generate, streams
+
+        # The voices of the dataset's test split: a generated dataset's own (its manifest), else the config's.
+        generated = generate.spec_of(read_manifest(config.data_root)) if config.data_root else None
+        spec = generated or self.generation_spec(config)
+        s = config.streaming
+        return streams.StreamRecipe(
+            keywords=tuple(config.data.words),
+            unknown_words=tuple(w for w in spec.unknown_words if w not in config.data.words),
+            speakers=tuple(dataclasses.asdict(p) for p in generate.split_speakers(spec, TEST)),
+            minutes=float(s.minutes), snr_db=tuple(float(v) for v in s.snr_db), seed=s.seed,
+            sample_rate=config.data.sample_rate,
+            speakers_source=("the synthetic dataset's test split" if generated or config.uses_synthetic_data
+                             else "synthetic eSpeak NG voices, none of them the dataset's"))
+
+    def stream_settings(self, config) -> Dict[str, Any]:
+        """The StreamingEvaluator's source settings: the recipe (or the recordings) and the front end."""
+        from pipeline.tasks.kws import streams
+
+        recordings = config.streaming.recordings
+        return streams.settings(None if recordings else self.stream_recipe(config), recordings,
+                                self.frontend_params(config), self.model_input_shape(config)[0])
+
+    def recording_source(self, config, files, shipped_settings=None):
+        from pipeline.tasks.kws import streams
+
+        if shipped_settings:
+            return STREAM_SOURCE, streams.for_files(shipped_settings, files)
+        return STREAM_SOURCE, streams.settings(None, None, self.frontend_params(config),
+                                               self.model_input_shape(config)[0], files=files)
+
+    def write_streams(self, config, out_dir: str):
+        from pipeline.tasks.kws import streams
+
+        return streams.write_streams(self.stream_recipe(config), out_dir)
+
+    def streaming_evaluator(self, config, quantized_model, device_report, knobs):
+        from components.streaming_evaluator.component import StreamingEvaluator
+
+        s = config.streaming
+        return StreamingEvaluator(
+            quantized_model=quantized_model, device_report=device_report, labels=config.data.labels,
+            keywords=config.data.words, source_module=STREAM_SOURCE, source_settings=self.stream_settings(config),
+            max_false_accepts_per_hour=knobs[MAX_FALSE_ACCEPTS_PER_HOUR],
+            max_false_reject_rate=knobs[MAX_FALSE_REJECT_RATE], average_window_ms=s.average_window_ms,
+            suppression_ms=s.suppression_ms, minimum_count=s.minimum_count,
+            inference_stride_ms=s.inference_stride_ms or 0, tolerance_ms=s.tolerance_ms)
+
     # ------------------------------------------------------------------ device contract and words
 
     def input_processing_hash(self, config) -> str:
@@ -122,7 +193,8 @@ class KeywordSpotting(TaskFamily):
                 ("Synthetic training data: accuracy on real speech is unknown and likely lower; accents, microphones "
                  "and rooms beyond the synthetic ones are not represented." if synthetic
                  else "Accuracy holds for speech like the training data only."),
-                "One-second clips with one word; streaming use needs a detection policy (averaging, thresholds).",
+                "Trained on one-second clips with one word; on a stream it needs the detection settings of the "
+                "release's postprocessing.h, and performs as the streaming figures say.",
                 f"The device must compute features with TFLite Micro's audio front end: {f.window_ms} ms window, "
                 f"{f.stride_ms} ms stride, {f.channels} channels (the front-end hash below); other features make "
                 "the model's output meaningless.",

@@ -118,17 +118,24 @@ def _trim(samples: np.ndarray) -> np.ndarray:
     return samples[voiced[0] * frame:(voiced[-1] + 1) * frame]
 
 
+def synthesize(tts: speech.Speaker, text: str, profile: SpeakerProfile, rng: np.random.Generator,
+               sample_rate: int) -> np.ndarray:
+    """``text`` said by ``profile`` (rate and pitch varied by ``rng``), silence trimmed, at ``sample_rate``:
+    float samples, not normalised."""
+    rate = int(profile.rate * rng.uniform(0.9, 1.1))
+    pitch = int(np.clip(profile.pitch + rng.integers(-6, 7), 0, 100))
+    raw = tts.say(text, profile.voice, rate=rate, pitch=pitch, pitch_range=profile.pitch_range,
+                  seed=int(rng.integers(1, 2**31)))
+    voiced = _trim(raw).astype(np.float64) / 32768.0
+    return signal.resample_poly(voiced, sample_rate, tts.sample_rate)
+
+
 def render_clip(tts: speech.Speaker, noise: Dict[str, np.ndarray], word: str, profile: SpeakerProfile,
                 repetition: int, spec: GenerationSpec) -> np.ndarray:
     """Renders one clip of ``word`` by ``profile``: int16 samples of ``spec.clip_samples``."""
     rng = np.random.default_rng(
         int(hashlib.sha1(f"{spec.seed}:{profile.speaker_id}:{word}:{repetition}".encode()).hexdigest()[:12], 16))
-    rate = int(profile.rate * rng.uniform(0.9, 1.1))
-    pitch = int(np.clip(profile.pitch + rng.integers(-6, 7), 0, 100))
-    raw = tts.say(word, profile.voice, rate=rate, pitch=pitch, pitch_range=profile.pitch_range,
-                  seed=int(rng.integers(1, 2**31)))
-    voiced = _trim(raw).astype(np.float64) / 32768.0
-    speech_16k = signal.resample_poly(voiced, spec.sample_rate, tts.sample_rate)[: spec.clip_samples]
+    speech_16k = synthesize(tts, word, profile, rng, spec.sample_rate)[: spec.clip_samples]
     speech_16k = _normalise(speech_16k, rng.uniform(0.2, 0.9))
 
     clip = np.zeros(spec.clip_samples)
@@ -219,3 +226,22 @@ def generate_dataset(spec: GenerationSpec, out_dir: str, *, processes: Optional[
 def ensure_dataset(spec, out_dir: str, **kwargs) -> bool:
     """Generates the dataset unless ``out_dir`` already holds this very one; True when it generated."""
     return datasets.ensure_dataset(spec, out_dir, generate_dataset, **kwargs)
+
+
+def spec_of(manifest: Dict[str, object]) -> Optional[GenerationSpec]:
+    """The spec a generated dataset's manifest (``DATASET.json``) records; None when it records none
+    that this version can read."""
+    recorded = manifest.get("spec")
+    if not isinstance(recorded, dict):
+        return None
+    try:
+        return GenerationSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
+    except TypeError:
+        return None
+
+
+def split_speakers(spec: GenerationSpec, split: str) -> List[SpeakerProfile]:
+    """The speakers ``generate_dataset`` puts in ``split`` (train, eval or test)."""
+    profiles = speaker_profiles(spec)
+    splits = assign_speaker_splits([p.speaker_id for p in profiles])
+    return [p for p in profiles if splits[p.speaker_id] == split]
