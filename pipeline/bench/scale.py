@@ -25,7 +25,8 @@ scales measured before it; checked again while it runs, and the run is stopped i
 space or free memory falls below the limits). Skipped scales are reported with the reason.
 Timings are only as good as the machine is quiet: every figure comes with the CPU the
 rest of the machine used meanwhile (``others``), and a warning when that was more than a
-quarter of a core. Results go to DIR/scale.json; DIR is emptied first.
+quarter of a core. Results go to DIR/scale.json, rewritten after every step; DIR is emptied first.
+``--report DIR/scale.json`` prints the report of a finished (or stopped) run again.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ NOISY_OTHER_CORES = 0.25
 PRIOR_BYTES_PER_CLIP = 120 * 1024
 DISK_MARGIN = 1.25   # estimates from smaller scales are multiplied by this
 GENERATION_ID = "data generation"
+RESULTS_FILE = "scale.json"
 
 
 def beam_modes(text: str) -> List[Tuple[str, int]]:
@@ -222,6 +224,18 @@ class ScaleBenchmark:
     def log(self, text: str) -> None:
         print(text, flush=True)
 
+    @property
+    def results_path(self) -> str:
+        return os.path.join(self.args.workdir, RESULTS_FILE)
+
+    def save(self) -> None:
+        """Writes the figures so far (after every step: a benchmark stopped midway keeps what it measured)."""
+        self.results["growth"] = self.growth()
+        partial = self.results_path + ".partial"
+        with open(partial, "w") as f:
+            json.dump(self.results, f, indent=2)
+        os.replace(partial, self.results_path)
+
     def run(self) -> Dict[str, Any]:
         shutil.rmtree(self.args.workdir, ignore_errors=True)
         os.makedirs(self.args.workdir)
@@ -234,6 +248,7 @@ class ScaleBenchmark:
                 continue
             scale = self.run_scale(factor)
             self.results["scales"].append(scale)
+            self.save()
             if scale.get("stopped"):
                 self.log(f"{factor}x: stopped: {scale['stopped']}. Larger scales are not tried.")
                 self.results["skipped"].extend({"factor": f, "reason": f"{factor}x was stopped: {scale['stopped']}"}
@@ -246,6 +261,7 @@ class ScaleBenchmark:
                 self.check_determinism(reference_data, factor, data_root)
             if factor == self.args.compare_at:
                 self.results["runners"] = self.compare_runners(factor, data_root)
+                self.save()
             if not self.args.keep:
                 self.remove_scale(factor, keep_data=reference_data[0] == factor)
         if reference_data and not self.args.keep:
@@ -393,9 +409,11 @@ class ScaleBenchmark:
             lines += [""] + self.runner_report(r["runners"])
         noisy = self.noisy_figures()
         if noisy:
-            lines += ["", f"WARNING: the rest of the machine used more than {NOISY_OTHER_CORES} of a core during "
-                          f"{', '.join(noisy)}: those timings and speedups are inflated by other work. "
-                          "Re-run on a quiet machine."]
+            worst = max(cores for _, cores in noisy)
+            lines += ["", f"WARNING: the rest of the machine kept up to {worst:.1f} of the {os.cpu_count()} cores busy "
+                          f"during {len(noisy)} of the figures above (more than {NOISY_OTHER_CORES} of a core: "
+                          f"{', '.join(name for name, _ in noisy[:4])}{', ...' if len(noisy) > 4 else ''}). Those "
+                          "timings and speedups are inflated by other work; re-run on a quiet machine."]
         return "\n".join(lines)
 
     def verdicts(self) -> List[str]:
@@ -456,24 +474,41 @@ class ScaleBenchmark:
                          + outputs_verdict(e.get(f"same_outputs_as_{baseline['mode']}", {})))
         return lines
 
-    def noisy_figures(self) -> List[str]:
-        noisy = []
+    def noisy_figures(self) -> List[Tuple[str, float]]:
+        """The figures during which other processes used more than NOISY_OTHER_CORES, with how much."""
+        measured = []
         for s in self.results["scales"]:
-            for node, f in [(GENERATION_ID, s.get("generation"))] + list(s.get("components", {}).items()):
-                if f and (f.get("other_cores") or 0) > NOISY_OTHER_CORES and f["seconds"] >= self.args.min_fit_seconds:
-                    noisy.append(f"{node} at {s['factor']}x")
-        runners = self.results.get("runners") or {}
-        for e in runners.get("runs", []):
-            for node, f in e.get("components", {}).items():
-                if (f.get("other_cores") or 0) > NOISY_OTHER_CORES and f["seconds"] >= self.args.min_fit_seconds:
-                    noisy.append(f"{node} with {e['mode']}")
-        return noisy
+            measured += [(f"{node} at {s['factor']}x", f) for node, f in
+                         [(GENERATION_ID, s.get("generation"))] + list(s.get("components", {}).items())]
+        for e in (self.results.get("runners") or {}).get("runs", []):
+            measured += [(f"{node} with {e['mode']}", f) for node, f in e.get("components", {}).items()]
+        return [(name, f["other_cores"]) for name, f in measured
+                if f and (f.get("other_cores") or 0) > NOISY_OTHER_CORES and f["seconds"] >= self.args.min_fit_seconds]
+
+
+def print_saved_report(args: argparse.Namespace) -> int:
+    """Prints the report of a saved scale.json (``--report``)."""
+    try:
+        with open(args.report) as f:
+            results = json.load(f)
+    except (OSError, ValueError) as err:
+        print(f"Cannot read the scale benchmark's results {args.report}: {err}. Give the scale.json a run wrote.",
+              file=sys.stderr)
+        return 2
+    settings = results["settings"]
+    args.config = settings["config"] if os.path.exists(settings["config"]) else args.config
+    args.workdir = os.path.dirname(os.path.abspath(args.report))
+    benchmark = ScaleBenchmark(args)
+    benchmark.results = results
+    print(benchmark.report())
+    return 0
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipeline.bench.scale", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=config_lib.DEFAULT_CONFIG)
-    parser.add_argument("--workdir", required=True, help="emptied first")
+    parser.add_argument("--workdir", help="emptied first (required unless --report)")
+    parser.add_argument("--report", metavar="SCALE_JSON", help="print the report of an earlier run's scale.json")
     parser.add_argument("--scales", default=",".join(map(str, DEFAULT_SCALES)),
                         type=lambda text: sorted({int(x) for x in text.split(",")}),
                         help="scale factors of the synthetic speakers, e.g. 1,10,100")
@@ -492,6 +527,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="components faster than this at some scale get no exponent (noise, not growth)")
     parser.add_argument("--keep", action="store_true", help="keep every scale's data and artifacts")
     args = parser.parse_args(argv)
+    if args.report:
+        return args
+    if not args.workdir:
+        parser.error("--workdir is required: the folder the benchmark empties and works in.")
     if any(f < 1 for f in args.scales):
         parser.error("--scales takes positive whole factors, e.g. 1,10,100.")
     if args.train_steps < 1 or args.epochs < 1:
@@ -508,6 +547,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     try:
+        if args.report:
+            return print_saved_report(args)
         benchmark = ScaleBenchmark(args)
     except config_lib.ConfigError as err:
         print(err, file=sys.stderr)
@@ -515,11 +556,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     started = time.time()
     results = benchmark.run()
     results["total_seconds"] = round(time.time() - started, 1)
-    with open(os.path.join(args.workdir, "scale.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    benchmark.save()
     print()
     print(benchmark.report())
-    print(f"\nFigures: {os.path.join(args.workdir, 'scale.json')} ({results['total_seconds']:.0f} s in all)")
+    print(f"\nFigures: {benchmark.results_path} ({results['total_seconds']:.0f} s in all)")
     return 0
 
 

@@ -112,3 +112,53 @@ def test_folder_bytes_counts_every_file(tmp_path):
     (tmp_path / "y").write_bytes(b"56")
     assert scale.folder_bytes(str(tmp_path)) == 6
     assert scale.folder_bytes(str(tmp_path / "missing")) == 0
+
+
+def _figures(seconds, rss_mib, cores=1.5, others=0.1, written_mib=10.0):
+    return {"state": "done", "seconds": seconds, "peak_rss_bytes": int(rss_mib * 2 ** 20), "cpu_cores": cores,
+            "other_cores": others, "bytes_written": int(written_mib * 2 ** 20)}
+
+
+def _results(tmp_path):
+    scales = []
+    for factor, examples in ((1, 4608), (10, 46080)):
+        scales.append({
+            "factor": factor, "speakers": 96 * factor, "speakers_distinct": 96 * factor, "clips": 7680 * factor,
+            "examples": examples, "generation": _figures(12.0 * factor, 900),
+            "components": {"AudioExampleGen": _figures(8.0 * factor, 1200 * (1 + factor / 4)),
+                           "StatisticsGen": _figures(6.0 * factor ** 1.3, 1300),
+                           "ImportSchemaGen": _figures(0.05, 1300),
+                           "Trainer": _figures(40.0 + factor, 1500, cores=1.8)}})
+    runs = [{"mode": "in_memory:1", "components": {"StatisticsGen": _figures(60.0, 1300, others=0.9)},
+             "digests": {}},
+            {"mode": "multi_processing:2", "components": {"StatisticsGen": _figures(30.0, 2100)},
+             "same_outputs_as_in_memory:1": {"examples": True, "transformed_examples": True,
+                                             "transform_graph": True, "statistics": False,
+                                             "statistics_rounded": True}}]
+    return {"machine": {"cpus": 2, "memory_gib": 23.5, "python": "3.13"},
+            "settings": {"config": config_lib.DEFAULT_CONFIG, "scales": [1, 10, 100], "train_steps": 200,
+                         "epochs": 1, "beam_args": ["--direct_running_mode=in_memory"], "compare_at": 10},
+            "scales": scales, "skipped": [{"factor": 100, "reason": "needs about 60.0 GiB"}], "growth": {},
+            "runners": {"factor": 10, "runs": runs},
+            "determinism": [{"reference": "1x", "scale": "10x", "identical": 7685, "different": 0, "missing": 0}]}
+
+
+def test_the_report_fits_growth_judges_the_targets_and_flags_a_busy_machine(tmp_path, capsys):
+    args = scale.parse_args(["--report", str(tmp_path / "scale.json")])
+    args.workdir = str(tmp_path)
+    benchmark = scale.ScaleBenchmark(args)
+    benchmark.results = _results(tmp_path)
+    benchmark.save()
+    assert scale.main(["--report", str(tmp_path / "scale.json")]) == 0
+    report = capsys.readouterr().out
+    assert "100x not run: needs about 60.0 GiB." in report
+    assert "| AudioExampleGen | 8.0 s / 1,500 / 1.50 / 10 (others 0.10)" in report
+    assert "StatisticsGen: time exponent 1.30 (ABOVE the target: target <= 1.1)" in report
+    assert "AudioExampleGen: time exponent 1.00 (ok: target <= 1.1)" in report
+    assert "AudioExampleGen: peak memory 2.80x the smallest scale's (ABOVE the target: target <= 2.0x)" in report
+    assert "ImportSchemaGen: time exponent" not in report   # too fast to fit a growth on
+    assert "Trainer: peak memory 1.00x the smallest scale's; CPU cores busy 1.80, 1.80 of" in report
+    assert "| StatisticsGen | 60.0 (others 0.90) | 30.0 (others 0.10) | 2.00x (multi_processing:2) |" in report
+    assert "statistics equal to 10 significant digits" in report
+    assert "7,685 clips of the 1x dataset are byte-identical in the 10x dataset" in report
+    assert "kept up to 0.9 of the" in report and "StatisticsGen with in_memory:1" in report
