@@ -20,6 +20,11 @@ StatisticsGen or Transform (``tests/e2e/test_beam_runners.py`` shows each failur
    again: ``WriteToTFRecord``'s ``initialize_write`` makes a new temporary directory each
    time, and the leftovers stay in the output folder.
 
+Upstream: the runner was merged as a "minimum viable" runner (apache/beam#18962, PR
+apache/beam#22421); Beam's capability matrix still does not list it (apache/beam#24578,
+open); the work on windowing and side inputs (PR apache/beam#27618) was closed unmerged,
+with its side-input tests failing. No issue for gaps 1 to 3 was found in Beam's tracker.
+
 ``DaskRunnerForTFX`` keeps Beam's Dask options, overrides (Create, Read, GroupByKey,
 Reshuffle, Flatten) and result, and translates the primitives itself, as a graph of
 ``dask.delayed`` tasks, one per partition: a ParDo runs in each partition through Beam's
