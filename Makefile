@@ -6,8 +6,9 @@ DEVENV := $(CURDIR)/scripts/devenv.sh
 WORKDIR ?= $(CURDIR)/work
 CONFIG ?= $(CURDIR)/pipeline/configs/kws.yaml
 PYTEST_ARGS ?=
+SCALES ?= 1,10,30,100
 
-.PHONY: env run test bench bench-search data shell clean
+.PHONY: env run test bench bench-search bench-scale data shell clean
 
 env:
 	@$(DEVENV) ensure
@@ -27,6 +28,11 @@ bench: env
 # The model search against MLPerf Tiny's reference DS-CNN and the old default (about 40 minutes on 2 cores).
 bench-search: env
 	@$(DEVENV) exec python -m pipeline.bench.search --config $(CONFIG) --workdir $(CURDIR)/work/bench-search --search
+
+# Growth of time, memory and disk with 1x..100x the synthetic data (each scale only if the disk
+# keeps 10 GB free), and the DirectRunner's parallel modes at 10x; see pipeline/bench/scale.py.
+bench-scale: env
+	@$(DEVENV) exec python -m pipeline.bench.scale --config $(CONFIG) --workdir $(CURDIR)/work/bench-scale --scales $(SCALES)
 
 shell: env
 	@$(DEVENV) exec bash

@@ -1,0 +1,252 @@
+"""Digests of what the data stages write, independent of how a runner laid it out.
+
+Two runs of ExampleGen, StatisticsGen and Transform over the same data are the same
+computation when these digests agree, whichever Beam runner ran them and with how many
+workers. What a runner may legitimately change is left out:
+
+- examples (raw and transformed): the shard count and the order of records in and across
+  shards, and protobuf's map order inside a record (a ``tf.train.Example``'s features
+  map serializes in an order that varies from process to process). The digest is over the
+  sorted deterministic serializations: the same multiset of examples gives the same digest.
+- statistics: the order of the features in a dataset's statistics, and the last bits of
+  floating-point aggregates: a mean summed over partitions in another order can differ by
+  an ulp (seen: -24.38855049826882 against -24.388550498268824 with two threads).
+  ``statistics_digest`` is exact; ``rounded_statistics_digest`` rounds every float to
+  ``STATISTICS_DIGITS`` significant digits, and ``compare_statistics`` says which holds.
+- the transform graph: the numeric suffixes TensorFlow gives traced functions
+  (``__inference_..._812``), which count the functions traced before in that process,
+  and ``fingerprint.pb``, SavedModel's hash of the graph bytes that carry those suffixes.
+  Functions are renamed by their rank among functions of the same stem; the variables,
+  assets and schemas are compared byte for byte.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+from typing import Dict, Iterator, List, Optional
+
+SAVED_MODEL_FILE = "saved_model.pb"
+FINGERPRINT_FILE = "fingerprint.pb"
+STATISTICS_FILE = "FeatureStats.pb"
+STATISTICS_DIGITS = 10                 # significant digits of floats in rounded_statistics_digest
+STATISTICS_RELATIVE_TOLERANCE = 1e-12  # compare_statistics: floats this close are float-summation noise
+_FUNCTION_SUFFIX = re.compile(r"^(.*?)_(\d+)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordsDigest:
+    """A multiset of tf.Examples: how many, and a digest of their sorted canonical forms."""
+
+    count: int
+    sha256: str
+
+
+def _record_files(folder: str) -> List[str]:
+    import tensorflow as tf
+
+    return sorted(os.path.join(folder, name) for name in tf.io.gfile.listdir(folder)
+                  if not tf.io.gfile.isdir(os.path.join(folder, name)))
+
+
+def _records(folder: str) -> Iterator[bytes]:
+    import tensorflow as tf
+
+    for path in _record_files(folder):
+        compression = "GZIP" if path.endswith(".gz") else ""
+        for record in tf.data.TFRecordDataset(path, compression_type=compression):
+            yield record.numpy()
+
+
+def examples_digest(split_folder: str) -> RecordsDigest:
+    """The digest of the tf.Examples in one split's folder (every TFRecord file in it, gzipped or not)."""
+    import tensorflow as tf
+
+    digests = sorted(hashlib.sha256(tf.train.Example.FromString(record).SerializeToString(deterministic=True))
+                     .digest() for record in _records(split_folder))
+    total = hashlib.sha256()
+    for digest in digests:
+        total.update(digest)
+    return RecordsDigest(count=len(digests), sha256=total.hexdigest())
+
+
+def read_statistics(statistics_file: str):
+    """A TFDV statistics file (``FeatureStats.pb``) with each dataset's features in a fixed order."""
+    import tensorflow as tf
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    statistics = statistics_pb2.DatasetFeatureStatisticsList()
+    with tf.io.gfile.GFile(statistics_file, "rb") as f:
+        statistics.ParseFromString(f.read())
+    for dataset in statistics.datasets:
+        features = sorted(dataset.features,
+                          key=lambda f: (f.path.SerializeToString(deterministic=True), f.name))
+        del dataset.features[:]
+        dataset.features.extend(features)
+    return statistics
+
+
+def _round_floats(message, digits: int) -> None:
+    from google.protobuf.descriptor import FieldDescriptor
+
+    floating = (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE)
+    for field, value in message.ListFields():
+        repeated = field.label == FieldDescriptor.LABEL_REPEATED
+        if field.type == FieldDescriptor.TYPE_MESSAGE:
+            if field.message_type.GetOptions().map_entry:
+                items = list(value.values()) if field.message_type.fields_by_name["value"].message_type else []
+                for item in items:
+                    _round_floats(item, digits)
+            else:
+                for item in (value if repeated else [value]):
+                    _round_floats(item, digits)
+        elif field.type in floating:
+            rounded = [float(f"{v:.{digits}g}") for v in (value if repeated else [value])]
+            if repeated:
+                value[:] = rounded
+            else:
+                setattr(message, field.name, rounded[0])
+
+
+def statistics_digest(statistics_file: str) -> str:
+    """The exact digest of a TFDV statistics file, features in a fixed order."""
+    return hashlib.sha256(read_statistics(statistics_file).SerializeToString(deterministic=True)).hexdigest()
+
+
+def rounded_statistics_digest(statistics_file: str, digits: Optional[int] = None) -> str:
+    """The digest of a TFDV statistics file with every float rounded to ``digits`` significant digits."""
+    statistics = read_statistics(statistics_file)
+    _round_floats(statistics, digits or STATISTICS_DIGITS)
+    return hashlib.sha256(statistics.SerializeToString(deterministic=True)).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class StatisticsComparison:
+    """How two statistics files compare: byte for byte (features in order), or within float rounding."""
+
+    identical: bool
+    max_relative_difference: float     # over the float fields that differ; 0.0 when identical
+    other_differences: List[str]       # lines that differ otherwise (counts, strings, structure)
+
+    @property
+    def equal(self) -> bool:
+        """Identical, or differing only in floats by at most ``STATISTICS_RELATIVE_TOLERANCE``."""
+        return not self.other_differences and self.max_relative_difference <= STATISTICS_RELATIVE_TOLERANCE
+
+
+def compare_statistics(file_a: str, file_b: str) -> StatisticsComparison:
+    """Compares two TFDV statistics files field by field (text form, features in a fixed order)."""
+    from google.protobuf import text_format
+
+    a, b = (text_format.MessageToString(read_statistics(f)).splitlines() for f in (file_a, file_b))
+    if a == b:
+        return StatisticsComparison(True, 0.0, [])
+    if len(a) != len(b):
+        return StatisticsComparison(False, 0.0, [f"{len(a)} lines against {len(b)}: the structure differs"])
+    worst, others = 0.0, []
+    for line_a, line_b in zip(a, b):
+        if line_a == line_b:
+            continue
+        name_a, _, value_a = line_a.partition(": ")
+        name_b, _, value_b = line_b.partition(": ")
+        try:
+            x, y = float(value_a), float(value_b)
+        except ValueError:
+            others.append(f"{line_a.strip()} / {line_b.strip()}")
+            continue
+        if name_a != name_b:
+            others.append(f"{line_a.strip()} / {line_b.strip()}")
+            continue
+        worst = max(worst, abs(x - y) / max(abs(x), abs(y)))
+    return StatisticsComparison(False, worst, others)
+
+
+def canonical_function_names(names: List[str]) -> Dict[str, str]:
+    """Maps traced function names to names without TensorFlow's trace counter.
+
+    ``foo_812`` and ``foo_845`` become ``foo#0`` and ``foo#1`` (their rank by counter among
+    the functions named ``foo_<n>``); a name without a numeric suffix stays as it is.
+    """
+    by_stem: Dict[str, List[tuple]] = {}
+    for name in names:
+        match = _FUNCTION_SUFFIX.match(name)
+        if match:
+            by_stem.setdefault(match.group(1), []).append((int(match.group(2)), name))
+    mapping = {name: name for name in names}
+    for stem, numbered in by_stem.items():
+        for rank, (_, name) in enumerate(sorted(numbered)):
+            mapping[name] = f"{stem}#{rank}"
+    return mapping
+
+
+def saved_model_digest(saved_model_file: str) -> str:
+    """The digest of a ``saved_model.pb`` with its traced functions renamed canonically and sorted."""
+    import tensorflow as tf
+    from google.protobuf import text_format
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    model = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(saved_model_file, "rb") as f:
+        model.ParseFromString(f.read())
+    names = sorted({function.signature.name for graph in model.meta_graphs
+                    for function in graph.graph_def.library.function})
+    mapping = canonical_function_names(names)
+    text = text_format.MessageToString(model)
+    if names:
+        # Longest first, and never followed by a digit: "foo_81" must not match inside "foo_812".
+        pattern = re.compile("|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) + r"(?!\d)")
+        text = pattern.sub(lambda m: mapping[m.group(0)], text)
+    canonical = text_format.Parse(text, saved_model_pb2.SavedModel())
+    for graph in canonical.meta_graphs:
+        functions = sorted(graph.graph_def.library.function, key=lambda f: f.signature.name)
+        del graph.graph_def.library.function[:]
+        graph.graph_def.library.function.extend(functions)
+    return hashlib.sha256(canonical.SerializeToString(deterministic=True)).hexdigest()
+
+
+def transform_graph_digest(transform_graph_folder: str) -> Dict[str, str]:
+    """Digest per file of a Transform graph artifact (relative path -> sha256), the graph canonically."""
+    import tensorflow as tf
+
+    digests: Dict[str, str] = {}
+    for directory, _, files in tf.io.gfile.walk(transform_graph_folder):
+        for name in files:
+            path = os.path.join(directory, name)
+            relative = os.path.relpath(path, transform_graph_folder)
+            if name == FINGERPRINT_FILE:
+                continue
+            if name == SAVED_MODEL_FILE:
+                digests[relative] = saved_model_digest(path)
+            else:
+                with tf.io.gfile.GFile(path, "rb") as f:
+                    digests[relative] = hashlib.sha256(f.read()).hexdigest()
+    return dict(sorted(digests.items()))
+
+
+def data_stage_digests(artifact_uris: Dict[str, Dict[str, str]], example_gen_id: str,
+                       splits: List[str]) -> Dict[str, object]:
+    """The digests of a run's data stages, from its artifact URIs (node id -> output key -> URI).
+
+    Returns:
+        ``{"examples": {split: RecordsDigest}, "statistics": {split: sha256}, "statistics_rounded":
+        {split: sha256}, "transformed_examples": {split: RecordsDigest}, "transform_graph": {file: sha256}}``,
+        with the parts whose component did not run left out.
+    """
+    result: Dict[str, object] = {}
+    examples = artifact_uris.get(example_gen_id, {}).get("examples")
+    if examples:
+        result["examples"] = {s: examples_digest(os.path.join(examples, f"Split-{s}")) for s in splits}
+    statistics = artifact_uris.get("StatisticsGen", {}).get("statistics")
+    if statistics:
+        files = {s: os.path.join(statistics, f"Split-{s}", STATISTICS_FILE) for s in splits}
+        result["statistics"] = {s: statistics_digest(f) for s, f in files.items()}
+        result["statistics_rounded"] = {s: rounded_statistics_digest(f) for s, f in files.items()}
+    transform = artifact_uris.get("Transform", {})
+    if transform.get("transformed_examples"):
+        result["transformed_examples"] = {
+            s: examples_digest(os.path.join(transform["transformed_examples"], f"Split-{s}")) for s in splits}
+    if transform.get("transform_graph"):
+        result["transform_graph"] = transform_graph_digest(transform["transform_graph"])
+    return result

@@ -1,0 +1,164 @@
+"""pipeline/bench/scale.py and measured.py: the parts of the scale benchmark that decide and judge."""
+
+import argparse
+import dataclasses
+import os
+
+import pytest
+
+from pipeline import config as config_lib
+from pipeline.bench import measured, scale
+from pipeline.tasks.kws import generate
+from tests.helpers import tiny_spec
+
+
+def _settings(tmp_path, factor, **kwargs):
+    return measured.ScaleSettings(factor=factor, workdir=str(tmp_path / f"x{factor}"), **kwargs)
+
+
+def test_a_scaled_config_multiplies_the_speakers_and_keeps_everything_else(tmp_path):
+    base = config_lib.load_config(config_lib.DEFAULT_CONFIG)
+    ten = measured.scaled_config(base, _settings(tmp_path, 10, epochs=1, beam_args=["--direct_num_workers=2"]))
+    assert ten.data.synthetic.speakers == 10 * base.data.synthetic.speakers
+    assert ten.training.epochs == 1 and ten.training.batch_size == base.training.batch_size
+    assert ten.beam_args == ("--direct_num_workers=2",)
+    assert ten.data_root == str(tmp_path / "x10" / "data" / base.pipeline_name)
+    assert ten.data.words == base.data.words and ten.data.seed == base.data.seed
+    spec = base.family.generation_spec(ten)
+    assert spec.speakers == 960 and spec.fingerprint() != base.family.generation_spec(base).fingerprint()
+    same = measured.scaled_config(base, _settings(tmp_path, 1))
+    assert same.training == base.training and same.beam_args == base.beam_args
+
+
+def test_a_scaled_config_can_point_at_an_existing_dataset(tmp_path):
+    base = config_lib.load_config(config_lib.DEFAULT_CONFIG)
+    config = measured.scaled_config(base, _settings(tmp_path, 10, data_root="/data/kws-10x"))
+    assert config.data_root == "/data/kws-10x" and not config.uses_synthetic_data
+
+
+def test_a_config_with_its_own_dataset_cannot_be_scaled(tmp_path):
+    base = config_lib.load_config(config_lib.DEFAULT_CONFIG)
+    own = dataclasses.replace(base, data=dataclasses.replace(base.data, root="/data/speech_commands"))
+    with pytest.raises(config_lib.ConfigError, match="data.root is set"):
+        measured.scaled_config(own, _settings(tmp_path, 10))
+
+
+def test_a_family_whose_data_does_not_grow_with_speakers_is_refused(tmp_path):
+    motion = config_lib.load_config(os.path.join(os.path.dirname(config_lib.DEFAULT_CONFIG), "motion.yaml"))
+    with pytest.raises(config_lib.ConfigError, match="does not grow with data.synthetic.speakers"):
+        measured.scaled_config(motion, _settings(tmp_path, 10))
+
+
+def test_an_unknown_step_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="Unknown step 'train'"):
+        measured.measure("train", config_lib.DEFAULT_CONFIG, _settings(tmp_path, 1), str(tmp_path))
+
+
+def test_beam_modes_parse_and_refuse_nonsense():
+    assert scale.beam_modes("in_memory:1, multi_processing:2") == [("in_memory", 1), ("multi_processing", 2)]
+    assert scale.beam_args_for("multi_processing", 2) == ["--direct_running_mode=multi_processing",
+                                                           "--direct_num_workers=2"]
+    for text in ("in_memory", "fast:2", "multi_threading:0", "multi_threading:two"):
+        with pytest.raises(argparse.ArgumentTypeError, match="MODE:WORKERS"):
+            scale.beam_modes(text)
+
+
+def test_the_command_line_refuses_a_comparison_scale_it_does_not_run(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        scale.parse_args(["--workdir", str(tmp_path), "--scales", "1,2", "--compare-at", "10"])
+    assert exit_info.value.code == 2
+    assert "--compare-at 10 is not one of the --scales" in capsys.readouterr().err
+    args = scale.parse_args(["--workdir", str(tmp_path), "--scales", "2,1"])
+    assert args.scales == [1, 2] and args.compare_at == 2
+    assert scale.parse_args(["--workdir", str(tmp_path)]).compare_at == 10
+
+
+def test_a_dataset_is_compared_clip_by_clip(tmp_path):
+    small, large = str(tmp_path / "small"), str(tmp_path / "large")
+    generate.generate_dataset(tiny_spec(), small, processes=1)
+    generate.generate_dataset(dataclasses.replace(tiny_spec(), speakers=12), large, processes=2)
+    counts = scale.compare_clips(small, large)
+    assert counts == {"identical": 10 * 5 * 3 + 5, "different": 0, "missing": 0}   # clips and 5 noise files
+    with open(os.path.join(large, "yes", sorted(os.listdir(os.path.join(small, "yes")))[0]), "r+b") as f:
+        f.seek(100)
+        f.write(b"\x01\x02")
+    os.remove(os.path.join(large, "no", sorted(os.listdir(os.path.join(small, "no")))[0]))
+    counts = scale.compare_clips(small, large)
+    assert counts["different"] + counts["missing"] == 2 and counts["identical"] == 153
+
+
+def test_the_outputs_verdict_names_what_differs():
+    exact = {"examples": True, "transformed_examples": True, "transform_graph": True,
+             "statistics": True, "statistics_rounded": True}
+    assert scale.outputs_verdict(exact).startswith("identical (")
+    assert "statistics equal to 10 significant digits" in scale.outputs_verdict({**exact, "statistics": False})
+    assert scale.outputs_verdict({**exact, "transform_graph": False}) == "DIFFERENT: transform_graph"
+    assert scale.outputs_verdict({**exact, "statistics": False, "statistics_rounded": False}) == \
+        "DIFFERENT: statistics"
+    assert scale.outputs_verdict({}) == "not compared"
+
+
+def test_the_guard_speaks_when_disk_or_memory_runs_low(tmp_path):
+    assert scale.make_guard(str(tmp_path), 0, 0)() is None
+    disk = scale.make_guard(str(tmp_path / "not" / "yet"), 10 ** 18, 0)()
+    assert "free disk fell to" in disk and "--min-free-gb" in disk
+    memory = scale.make_guard(str(tmp_path), 0, 10 ** 18)()
+    assert "available memory fell to" in memory
+
+
+def test_folder_bytes_counts_every_file(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x").write_bytes(b"1234")
+    (tmp_path / "y").write_bytes(b"56")
+    assert scale.folder_bytes(str(tmp_path)) == 6
+    assert scale.folder_bytes(str(tmp_path / "missing")) == 0
+
+
+def _figures(seconds, rss_mib, cores=1.5, others=0.1, written_mib=10.0):
+    return {"state": "done", "seconds": seconds, "peak_rss_bytes": int(rss_mib * 2 ** 20), "cpu_cores": cores,
+            "other_cores": others, "bytes_written": int(written_mib * 2 ** 20)}
+
+
+def _results(tmp_path):
+    scales = []
+    for factor, examples in ((1, 4608), (10, 46080)):
+        scales.append({
+            "factor": factor, "speakers": 96 * factor, "speakers_distinct": 96 * factor, "clips": 7680 * factor,
+            "examples": examples, "generation": _figures(12.0 * factor, 900),
+            "components": {"AudioExampleGen": _figures(8.0 * factor, 1200 * (1 + factor / 4)),
+                           "StatisticsGen": _figures(6.0 * factor ** 1.3, 1300),
+                           "ImportSchemaGen": _figures(0.05, 1300),
+                           "Trainer": _figures(40.0 + factor, 1500, cores=1.8)}})
+    runs = [{"mode": "in_memory:1", "components": {"StatisticsGen": _figures(60.0, 1300, others=0.9)},
+             "digests": {}},
+            {"mode": "multi_processing:2", "components": {"StatisticsGen": _figures(30.0, 2100)},
+             "same_outputs_as_in_memory:1": {"examples": True, "transformed_examples": True,
+                                             "transform_graph": True, "statistics": False,
+                                             "statistics_rounded": True}}]
+    return {"machine": {"cpus": 2, "memory_gib": 23.5, "python": "3.13"},
+            "settings": {"config": config_lib.DEFAULT_CONFIG, "scales": [1, 10, 100], "train_steps": 200,
+                         "epochs": 1, "beam_args": ["--direct_running_mode=in_memory"], "compare_at": 10},
+            "scales": scales, "skipped": [{"factor": 100, "reason": "needs about 60.0 GiB"}], "growth": {},
+            "runners": {"factor": 10, "runs": runs},
+            "determinism": [{"reference": "1x", "scale": "10x", "identical": 7685, "different": 0, "missing": 0}]}
+
+
+def test_the_report_fits_growth_judges_the_targets_and_flags_a_busy_machine(tmp_path, capsys):
+    args = scale.parse_args(["--report", str(tmp_path / "scale.json")])
+    args.workdir = str(tmp_path)
+    benchmark = scale.ScaleBenchmark(args)
+    benchmark.results = _results(tmp_path)
+    benchmark.save()
+    assert scale.main(["--report", str(tmp_path / "scale.json")]) == 0
+    report = capsys.readouterr().out
+    assert "100x not run: needs about 60.0 GiB." in report
+    assert "| AudioExampleGen | 8.0 s / 1,500 / 1.50 / 10 (others 0.10)" in report
+    assert "StatisticsGen: time exponent 1.30 (ABOVE the target: target <= 1.1)" in report
+    assert "AudioExampleGen: time exponent 1.00 (ok: target <= 1.1)" in report
+    assert "AudioExampleGen: peak memory 2.80x the smallest scale's (ABOVE the target: target <= 2.0x)" in report
+    assert "ImportSchemaGen: time exponent" not in report   # too fast to fit a growth on
+    assert "Trainer: peak memory 1.00x the smallest scale's; CPU cores busy 1.80, 1.80 of" in report
+    assert "| StatisticsGen | 60.0 (others 0.90) | 30.0 (others 0.10) | 2.00x (multi_processing:2) |" in report
+    assert "statistics equal to 10 significant digits" in report
+    assert "7,685 clips of the 1x dataset are byte-identical in the 10x dataset" in report
+    assert "kept up to 0.9 of the" in report and "StatisticsGen with in_memory:1" in report
