@@ -42,26 +42,29 @@ def model_io(model: bytes) -> ModelIO:
         PipelineInputError: when the model is not int8 in and out (RecognizeCommands averages int8
             scores), or TFLite Micro cannot load it (the quantizer's message, naming the op).
     """
-    from components.tflite_quantizer import quantize
+    from components.tflm import TflmError, model as tflm_model, runtime as tflm_runtime
 
-    info = quantize.describe(model)
+    try:
+        info = tflm_model.describe(model)
+    except TflmError as err:
+        raise PipelineInputError(str(err)) from err
     inp, out = info["inputs"][0], info["outputs"][0]
     if inp["dtype"] != "int8" or out["dtype"] != "int8":
         raise PipelineInputError(
             f"The model takes {inp['dtype']} and gives {out['dtype']}, but a device running micro_speech's "
             "RecognizeCommands feeds int8 features and averages int8 scores. Set quantization.mode to int8.")
     try:
-        quantize.tflm_interpreter(model, arena_size=arena_bytes(model))
-    except quantize.QuantizationError as err:
+        tflm_runtime.interpreter(model, arena_size=arena_bytes(model))
+    except TflmError as err:
         raise PipelineInputError(str(err)) from err
     return ModelIO(tuple(inp["shape"]), float(inp["scale"]), int(inp["zero_point"]), int(np.prod(out["shape"])))
 
 
 def quantize_frames(frames: np.ndarray, io: ModelIO) -> np.ndarray:
     """Float front-end frames to the model's int8 input scale (element-wise, so per frame as per window)."""
-    from components.tflite_quantizer import quantize
+    from components.tflm import runtime as tflm_runtime
 
-    return quantize.quantize_input(frames, io.input_scale, io.input_zero_point)
+    return tflm_runtime.quantize_input(frames, io.input_scale, io.input_zero_point)
 
 
 def run_windows(model: bytes, frames: np.ndarray, ends: np.ndarray, per_window: int,

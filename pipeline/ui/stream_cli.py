@@ -37,12 +37,13 @@ def _stride_ms(model: bytes, config: config_lib.PipelineConfig, requested: Optio
     from components.errors import PipelineInputError
     from components.mcu_size_gate import devices, gate
     from components.streaming_evaluator import evaluate
-    from components.tflite_quantizer import codegen, quantize
+    from components.mcu_size_gate.calibration import CalibrationError
+    from components.tflm import TflmError
 
     try:
         profile = devices.get_profile(config.target_device, devices.load_catalogue(config.boards_dirs))
         latency = gate.analyse(model, [profile]).verdicts[0].latency_ms
-    except (devices.DeviceProfileError, quantize.QuantizationError, codegen.UnsupportedOpError) as err:
+    except (devices.DeviceProfileError, TflmError, CalibrationError) as err:
         raise PipelineInputError(f"Could not estimate the time per inference on {config.target_device} to set the "
                                  f"inference stride ({err}). Give --stride-ms.") from err
 
