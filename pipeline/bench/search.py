@@ -76,6 +76,8 @@ def main(argv=None) -> None:
     data_root = os.path.join(args.workdir, "data")
     results = {"search": None, "models": []}
     winner_config = base
+    from pipeline import pipeline as tinyml_pipeline
+
     if args.search:
         searching = dataclasses.replace(base, search=dataclasses.replace(base.search, enabled=True),
                                         data=dataclasses.replace(base.data, root=None)).with_workdir(
@@ -83,8 +85,6 @@ def main(argv=None) -> None:
         run_local.prepare_data(searching)
         data_root = searching.data_root
         start = time.time()
-        from pipeline import pipeline as tinyml_pipeline
-
         summary = run_local.run(searching, until=tinyml_pipeline.MODEL_SEARCH)
         results["search"] = {"wall_seconds": round(time.time() - start, 1), **{
             k: summary.search[k] for k in ("candidates", "trials", "rejected_before_training")},
@@ -110,7 +110,8 @@ def main(argv=None) -> None:
                          ("(b) pre-search default, 49x40", previous),
                          ("(c) searched winner", winner_config)):
         config = on_data(config).with_workdir(os.path.join(args.workdir, name.split()[0].strip("()")))
-        summary = run_local.run(config)
+        # up to the size gate: the figures compared are the quantizer's and the gate's (no stream, no push)
+        summary = run_local.run(config, until=tinyml_pipeline.SIZE_GATE)
         results["models"].append(_figures(name, summary, config))
         print(f"{name}: done", flush=True)
 
