@@ -20,7 +20,7 @@ data: env
 	@$(DEVENV) exec tinyml-tfx data generate --config $(CONFIG) --workdir $(WORKDIR)
 
 test: env
-	@$(DEVENV) exec python -m pytest tests $(PYTEST_ARGS)
+	@$(DEVENV) exec python -m pytest tests --require-tools $(PYTEST_ARGS)
 
 bench: env
 	@$(DEVENV) exec python -m pipeline.bench --config $(CONFIG) --workdir $(CURDIR)/work/bench
