@@ -176,6 +176,11 @@ class TaskFamily(abc.ABC):
         """Writes the synthetic test streams (recordings with label files) to ``out_dir``; returns their paths."""
         raise NotImplementedError(f"Task family '{self.name}' has no streaming evaluation.")
 
+    def telemetry_channels(self, config: "PipelineConfig") -> Sequence[str]:
+        """Names of the feature channels a device's telemetry summary keeps statistics of (per channel
+        mean and variance of the model's int8 input: ``components/telemetry``), in input order."""
+        raise NotImplementedError(f"Task family '{self.name}' does not name its telemetry channels.")
+
     def provenance(self, config: "PipelineConfig") -> Dict[str, str]:
         """Extra provenance lines for the model card (e.g. the front-end hash)."""
         return {}

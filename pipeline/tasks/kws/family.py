@@ -176,6 +176,10 @@ class KeywordSpotting(TaskFamily):
 
         return publish.InputProcessing(releases.FRONTEND_ANNOTATION, sha256=self.input_processing_hash(config))
 
+    def telemetry_channels(self, config):
+        """The audio front end's filterbank channels, lowest band first."""
+        return tuple(f"filterbank_{i:02d}" for i in range(config.features.channels))
+
     def provenance(self, config) -> Dict[str, str]:
         return {"audio front-end hash": self.input_processing_hash(config)}
 
