@@ -208,3 +208,8 @@ def read_span(dataset_dir: str, span: int, file_name: str = SUMMARIES_FILE) -> L
     """The records of one span's file (ingested records: already checked)."""
     with open(os.path.join(span_dir(dataset_dir, span), file_name), encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def read_all(dataset_dir: str, file_name: str = SUMMARIES_FILE) -> List[Dict[str, Any]]:
+    """The records of every span of the dataset, span by span (none when it does not exist)."""
+    return [row for span in spans(dataset_dir) for row in read_span(dataset_dir, span, file_name)]

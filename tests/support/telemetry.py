@@ -18,7 +18,8 @@ from components.telemetry.summary import SummaryAccumulator
 
 def device_records(labels: Sequence[str], channels: Sequence[str], devices: int, period: int, seed: int,
                    shift: float = 0.0, frames: int = 400, windows: int = 60, device_class: str = "nano33ble_sense",
-                   model_version: str = "0.1.0", silence_share: float = 0.7) -> List[Dict]:
+                   model_version: str = "0.1.0", silence_share: float = 0.7, score_range=(40, 128),
+                   max_detections: int = 3) -> List[Dict]:
     """One summary record per device for ``period``."""
     rng = np.random.default_rng([seed, period])
     profile = np.linspace(-60, 20, len(channels))
@@ -31,9 +32,9 @@ def device_records(labels: Sequence[str], channels: Sequence[str], devices: int,
         acc.add_frames(np.clip(np.round(rng.normal(level, 12, (frames, len(channels)))), -128, 127))
         scores = np.full((windows, len(labels)), -128, np.int64)
         top = np.where(rng.random(windows) < silence_share, 0, rng.integers(1, len(labels), windows))
-        scores[np.arange(windows), top] = rng.integers(40, 128, windows)
+        scores[np.arange(windows), top] = rng.integers(score_range[0], score_range[1], windows)
         acc.add_windows(np.clip(scores, -128, 127))
-        for k in top[top >= 2][:3]:
+        for k in top[top >= 2][:max_detections]:
             acc.add_detection(int(k))
         out.append(acc.record(labels, channels, device_id=f"dev-{d:04d}", device_class=device_class,
                               model_version=model_version, period=period,
