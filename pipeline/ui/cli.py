@@ -256,7 +256,7 @@ for _command in (stream_cli.stream_eval_command, registry_cli.push_command, regi
                  registry_cli.promote_command, registry_cli.rollback_command, registry_cli.pull_command,
                  registry_cli.keys_group,
                  kubeflow_cli.compile_command, kubeflow_cli.submit_command,
-                 monitor_cli.telemetry_group, monitor_cli.monitor_command):
+                 monitor_cli.telemetry_group, monitor_cli.monitor_command, monitor_cli.fleet_group):
     main.add_command(_command)
 
 if __name__ == "__main__":

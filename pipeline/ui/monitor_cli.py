@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
@@ -48,7 +49,10 @@ def ingest_command(batch_dir: str, config_path: str, workdir: str, reference: bo
 @config_option
 @workdir_option
 @click.option("--span", type=int, default=None, help="The field span to judge (default: the latest).")
-def monitor_command(config_path: str, workdir: str, span) -> None:
+@click.option("--retrain-exit-code", type=click.IntRange(3, 125), default=None,
+              help="Exit with this code when the decision is to retrain (for a scheduler that then submits the "
+                   "training run; kubernetes/base/continuous-training.yaml uses 10).")
+def monitor_command(config_path: str, workdir: str, span, retrain_exit_code) -> None:
     """Run the monitoring pipeline: the field's telemetry against the reference's (TFDV drift comparators);
     prints whether to retrain and why."""
     from components.telemetry import ingest
@@ -73,3 +77,75 @@ def monitor_command(config_path: str, workdir: str, span) -> None:
     click.echo(f"Monitoring '{config.pipeline_name}', field span {decision.get('field_span')}: {verdict}: "
                f"{decision['reason']}")
     click.echo(f"Decision: {os.path.join(decision['uri'], 'decision.json')}")
+    if decision["retrain"] and retrain_exit_code is not None:
+        sys.exit(retrain_exit_code)
+
+
+@click.group("fleet")
+def fleet_group() -> None:
+    """The fleet simulator: devices running the released model on TFLite Micro, reporting telemetry."""
+
+
+def _released_model(config, run_id, model_path):
+    """The int8 model and the device's post-processing: a run's quantized model and its streaming settings
+    (the latest run by default), or a .tflite file with the config's post-processing."""
+    from components.errors import PipelineInputError
+    from components.streaming_evaluator import recognize
+    from pipeline import fleet
+    from pipeline.ui.cli_common import run_summary
+
+    if model_path:
+        with open(model_path, "rb") as f:
+            model = f.read()
+        s = config.streaming
+        return model, fleet.DeviceSettings(inference_stride_ms=s.inference_stride_ms or 100,
+                                           recognition=recognize.RecognitionSettings(
+                                               s.average_window_ms, suppression_ms=s.suppression_ms,
+                                               minimum_count=s.minimum_count))
+    summary = run_summary(config, run_id)
+    try:
+        return fleet.released_model(summary)
+    except PipelineInputError as err:
+        fail(str(err), EXIT_USAGE)
+
+
+@fleet_group.command("simulate")
+@config_option
+@workdir_option
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Where the day-NNN/ batches (and reference/) go.")
+@click.option("--run", "run_id", default=None, help="The run whose model the fleet runs (default: the latest).")
+@click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False),
+              help="An int8 .tflite instead of a run's model.")
+@click.option("--devices", default=20, show_default=True)
+@click.option("--days", default=10, show_default=True)
+@click.option("--shift", default="", help="A field shift from --shift-day on (keyword spotting: rain).")
+@click.option("--shift-day", type=int, default=None)
+@click.option("--shifted-fraction", default=1.0, show_default=True)
+@click.option("--seed", default=1, show_default=True)
+@click.option("--seconds-per-day", default=60.0, show_default=True, help="Audio each device-day summarises.")
+@click.option("--pool-minutes", default=2.0, show_default=True, help="Audio rendered and run per distribution.")
+@click.option("--samples", "samples_per_device_day", default=1, show_default=True,
+              help="Labelled one-second windows each device uploads per day.")
+@click.option("--reference-days", default=3, show_default=True,
+              help="Days of reference telemetry (other devices, no shift) written to reference/.")
+def simulate_command(config_path, workdir, out_dir, run_id, model_path, devices, days, shift, shift_day,
+                     shifted_fraction, seed, seconds_per_day, pool_minutes, samples_per_device_day,
+                     reference_days) -> None:
+    """Simulate a fleet running the released model on TFLite Micro over synthetic audio; write a telemetry batch
+    per day (ingest them with `tinyml-tfx telemetry ingest`). Field samples carry the simulator's ground truth."""
+    from components.errors import PipelineInputError
+    from pipeline import fleet
+
+    config = load(config_path, workdir)
+    model, device = _released_model(config, run_id, model_path)
+    spec = fleet.FleetSpec(devices=devices, days=days, shift=shift, shift_day=shift_day,
+                           shifted_fraction=shifted_fraction, seed=seed, seconds_per_day=seconds_per_day,
+                           pool_minutes=pool_minutes, samples_per_device_day=samples_per_device_day)
+    try:
+        manifest = fleet.simulate(config, model, spec, device, out_dir, reference_days=reference_days, log=click.echo)
+    except (PipelineInputError, NotImplementedError) as err:
+        fail(str(err), EXIT_USAGE)
+    click.echo(f"{devices} device(s) x {days} day(s){f', {shift} from day {shift_day}' if shift else ''}: "
+               f"{len(manifest['days'])} batches in {out_dir}" +
+               (f"; reference telemetry in {manifest['reference']}" if manifest["reference"] else ""))
