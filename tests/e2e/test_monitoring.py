@@ -35,10 +35,10 @@ def monitored(tmp_path_factory):
     reference = [r for p in range(3) for r in device_records(expect.labels, expect.channels, 40, p, seed=11)]
     ingest("reference", reference, "--reference")
     ingest("day3", device_records(expect.labels, expect.channels, 30, 3, seed=11))
-    calm = runner.invoke(main, ["monitor", "--workdir", work])
+    calm = runner.invoke(main, ["monitor", "--workdir", work, "--retrain-exit-code", "10"])
     shifted = device_records(expect.labels, expect.channels, 30, 4, seed=11, shift=15.0, silence_share=0.4)
     ingest("day4", shifted)
-    drifted = runner.invoke(main, ["monitor", "--workdir", work])
+    drifted = runner.invoke(main, ["monitor", "--workdir", work, "--retrain-exit-code", "10"])
     return config, calm, drifted
 
 
@@ -50,7 +50,7 @@ def test_no_shift_no_retrain(monitored):
 
 def test_a_shift_blesses_a_retrain_naming_the_drifting_features(monitored):
     config, _, drifted = monitored
-    assert drifted.exit_code == 0, drifted.output
+    assert drifted.exit_code == 10, drifted.output      # --retrain-exit-code: the scheduler submits a training run
     assert "field span 2: RETRAIN: drift in" in drifted.output
     decision = monitoring.latest_decision(config)
     assert decision["retrain"] and decision["field_span"] == 2
