@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from tfx import v1 as tfx
 from tfx.proto import range_config_pb2
@@ -121,25 +121,35 @@ def run(config: PipelineConfig, span: Optional[int] = None) -> Dict[str, Any]:
     return latest_decision(config)
 
 
-def latest_decision(config: PipelineConfig) -> Dict[str, Any]:
-    """The newest RetrainDecision in the monitoring pipeline's ML Metadata (its ``decision.json`` and ``uri``)."""
+def decisions(config: PipelineConfig) -> List[Dict[str, Any]]:
+    """Every RetrainDecision in the monitoring pipeline's ML Metadata, oldest first (each its ``decision.json``
+    with ``uri``)."""
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
+    from components.drift_decision.executor import DECISION_FILE
     from components.types import RetrainDecision
 
     connection = metadata_store_pb2.ConnectionConfig()
     connection.sqlite.filename_uri = monitoring_config(config).metadata_path
     connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    if not os.path.exists(connection.sqlite.filename_uri):
+        return []
     store = metadata_store.MetadataStore(connection)
-    artifacts = store.get_artifacts_by_type(RetrainDecision.TYPE_NAME)
-    if not artifacts:
-        raise LookupError(f"No monitoring decision in {connection.sqlite.filename_uri}.")
-    latest = max(artifacts, key=lambda a: (a.create_time_since_epoch, a.id))
-    with open(os.path.join(latest.uri, "decision.json"), encoding="utf-8") as f:
-        decision = json.load(f)
-    decision["uri"] = latest.uri
-    return decision
+    out = []
+    for artifact in sorted(store.get_artifacts_by_type(RetrainDecision.TYPE_NAME),
+                           key=lambda a: (a.create_time_since_epoch, a.id)):
+        with open(os.path.join(artifact.uri, DECISION_FILE), encoding="utf-8") as f:
+            out.append({**json.load(f), "uri": artifact.uri})
+    return out
+
+
+def latest_decision(config: PipelineConfig) -> Dict[str, Any]:
+    """The newest RetrainDecision in the monitoring pipeline's ML Metadata (its ``decision.json`` and ``uri``)."""
+    found = decisions(config)
+    if not found:
+        raise LookupError(f"No monitoring decision in {monitoring_config(config).metadata_path}.")
+    return found[-1]
 
 
 def compile_monitoring_pipeline(config: PipelineConfig, output_file: str) -> Dict[str, Any]:

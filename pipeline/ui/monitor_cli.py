@@ -52,7 +52,9 @@ def ingest_command(batch_dir: str, config_path: str, workdir: str, reference: bo
 @click.option("--retrain-exit-code", type=click.IntRange(3, 125), default=None,
               help="Exit with this code when the decision is to retrain (for a scheduler that then submits the "
                    "training run; kubernetes/base/continuous-training.yaml uses 10).")
-def monitor_command(config_path: str, workdir: str, span, retrain_exit_code) -> None:
+@click.option("--report/--no-report", default=True, show_default=True,
+              help="Write the monitoring report (WORKDIR/reports/monitoring/monitoring.html).")
+def monitor_command(config_path: str, workdir: str, span, retrain_exit_code, report) -> None:
     """Run the monitoring pipeline: the field's telemetry against the reference's (TFDV drift comparators);
     prints whether to retrain and why."""
     from components.telemetry import ingest
@@ -77,6 +79,10 @@ def monitor_command(config_path: str, workdir: str, span, retrain_exit_code) -> 
     click.echo(f"Monitoring '{config.pipeline_name}', field span {decision.get('field_span')}: {verdict}: "
                f"{decision['reason']}")
     click.echo(f"Decision: {os.path.join(decision['uri'], 'decision.json')}")
+    if report:
+        from pipeline.ui import monitoring_report
+
+        click.echo(f"Report:   {monitoring_report.write(config, os.path.join(config.workdir, 'reports', 'monitoring'))}")
     if decision["retrain"] and retrain_exit_code is not None:
         sys.exit(retrain_exit_code)
 

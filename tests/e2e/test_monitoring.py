@@ -99,3 +99,17 @@ def test_the_monitoring_pipeline_compiles_for_kubeflow(tmp_path):
     with pytest.raises(ValueError, match="monitoring.telemetry_root"):
         monitoring.compile_monitoring_pipeline(dataclasses.replace(config, monitoring=config_lib.MonitoringConfig()),
                                                path)
+
+
+def test_the_monitoring_report_renders_offline_in_headless_chromium(monitored, tmp_path):
+    from tests.e2e.test_report_in_browser import _render
+
+    config, _, drifted = monitored
+    page = os.path.join(config.workdir, "reports", "monitoring", "monitoring.html")
+    assert f"Report:   {page}" in drifted.output
+    html = open(page, encoding="utf-8").read()
+    assert html.count("RETRAIN") == 1 and "<td>2</td><td>RETRAIN</td>" in html and "<td>1</td><td>no</td>" in html
+    assert "mean_filterbank_" in html and "0.1.0" in html     # drifting features named; detections per version
+    image, page_urls = _render(page, tmp_path)
+    assert image.shape == (3000, 1200) and image.std() > 20
+    assert not [u for u in page_urls if u.startswith(("http:", "https:"))], page_urls
