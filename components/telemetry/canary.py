@@ -11,7 +11,9 @@
   top score is lower (a less confident model); a more confident canary passes.
 
 Both versions must have telemetry in the window; without it there is nothing to judge and the
-gate refuses (``--force`` overrides, and the override is recorded in the signed history).
+gate refuses (``--force`` overrides, and the override is recorded in the signed history). A fleet
+that reports no telemetry at all for the device class (monitoring not set up) is not gated:
+promote proceeds and its recorded action says the gate was not applied.
 """
 
 from __future__ import annotations

@@ -196,8 +196,12 @@ def _canary_gate(config, store, device_class: str, source: str, target: str, ver
     stable = channels.current_version(store, device_class, target)
     if candidate is None or candidate == stable:
         return ""    # nothing to judge: promote says why it does nothing
-    summaries = [s for s in ingest.read_all(monitoring.dataset_dir(config, monitoring.FIELD_DATASET))
-                 if s["device_class"] == device_class]
+    field = monitoring.dataset_dir(config, monitoring.FIELD_DATASET)
+    summaries = [s for s in ingest.read_all(field) if s["device_class"] == device_class]
+    if not summaries:
+        # A fleet that reports no telemetry (monitoring not set up) is not gated; the move says so.
+        click.echo(f"Canary gate: not applied, no field telemetry for {device_class} in {field}.")
+        return f"canary gate not applied: no field telemetry for {device_class}"
     m = config.monitoring
     verdict = canary.judge(summaries, candidate, stable, m.canary_window_periods, m.canary_max_detection_rate_drop,
                            m.canary_max_score_distance)

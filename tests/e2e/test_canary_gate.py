@@ -87,3 +87,11 @@ def test_without_canary_telemetry_the_gate_refuses():
     verdict = canary.judge(stable, "0.1.1", "0.1.0", 3, 0.2, 0.15)
     assert not verdict.allowed and "no field telemetry from devices running the canary 0.1.1" in verdict.reasons[0]
     assert canary.judge(stable, "0.1.0", None, 3, 0.2, 0.15).allowed   # nothing on stable yet: nothing to compare
+
+
+def test_a_fleet_without_telemetry_is_not_gated_and_the_history_says_so(fleet):
+    config, store, _ = fleet
+    promoted = _promote(config)
+    assert promoted.exit_code == 0 and "Canary gate: not applied, no field telemetry" in promoted.output
+    assert channels.read_history(store, BOARD, "stable").last.action == (
+        f"promote from canary (canary gate not applied: no field telemetry for {BOARD})")
