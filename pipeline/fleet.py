@@ -223,11 +223,20 @@ def build_pools(config, model: bytes, spec: FleetSpec, device: DeviceSettings,
     return pools
 
 
-def day_batch(config, pool: Sequence[PoolStream], spec: FleetSpec, day: int, devices: int, out_dir: str,
-              seed_tag: int = 0) -> str:
-    """A batch of ``devices`` devices' summaries for ``day``, all drawing from ``pool`` (no events or samples)."""
+def shifted_devices(spec: FleetSpec, devices: int) -> set:
+    """The devices the shift reaches: ``shifted_fraction`` of them, drawn once from the seed."""
+    return set(np.random.default_rng([spec.seed, 7]).permutation(devices)[
+        :int(round(spec.shifted_fraction * devices))].tolist())
+
+
+def day_batch(config, pools: Dict[str, Sequence[PoolStream]], spec: FleetSpec, day: int, devices: int,
+              out_dir: str, seed_tag: int = 0) -> str:
+    """A batch of ``devices`` devices' summaries for ``day`` (no events or samples): from the shift day on,
+    the shifted devices draw from the shifted pool."""
     labels, channels = tuple(config.data.labels), tuple(config.family.telemetry_channels(config))
-    summaries = [device_day(pool, np.random.default_rng([spec.seed, seed_tag, day, d]), spec, labels, channels,
+    reached = shifted_devices(spec, devices) if spec.shift and day >= spec.shift_day else set()
+    summaries = [device_day(pools["shifted" if d in reached else "base"],
+                            np.random.default_rng([spec.seed, seed_tag, day, d]), spec, labels, channels,
                             f"dev-{d:05d}", spec.device_class or config.target_device, day)[0]
                  for d in range(devices)]
     return write_batch(out_dir, summaries, [], [])
@@ -268,13 +277,12 @@ def simulate(config, model: bytes, spec: FleetSpec, device: DeviceSettings, out_
     labels, channels = tuple(config.data.labels), tuple(family.telemetry_channels(config))
     device_class = spec.device_class or config.target_device
     pools = build_pools(config, model, spec, device, log)
-    shifted_devices = set(np.random.default_rng([spec.seed, 7]).permutation(spec.devices)[
-        :int(round(spec.shifted_fraction * spec.devices))].tolist())
+    reached = shifted_devices(spec, spec.devices)
     written = []
     for day in range(spec.days):
         summaries, events, files = [], [], []
         for d in range(spec.devices):
-            shifted = bool(spec.shift) and day >= spec.shift_day and d in shifted_devices
+            shifted = bool(spec.shift) and day >= spec.shift_day and d in reached
             rng = np.random.default_rng([spec.seed, day, d])
             record, device_events, device_files = device_day(
                 pools["shifted" if shifted else "base"], rng, spec, labels, channels, f"dev-{d:05d}",

@@ -43,8 +43,7 @@ def _scenario(config, model, device, spec: fleet.FleetSpec, pools, out_dir: str,
     days: List[Dict[str, Any]] = []
     for day in range(spec.days):
         shifted = bool(spec.shift) and day >= spec.shift_day
-        batch = fleet.day_batch(config, pools["shifted" if shifted else "base"], spec, day, spec.devices,
-                                os.path.join(out_dir, f"day-{day:03d}"))
+        batch = fleet.day_batch(config, pools, spec, day, spec.devices, os.path.join(out_dir, f"day-{day:03d}"))
         ingest.ingest(batch, monitoring.dataset_dir(config, monitoring.FIELD_DATASET), expect)
         started = time.time()
         decision = monitoring.run(mon_config)
@@ -64,6 +63,7 @@ def main(argv=None) -> int:
     parser.add_argument("--days", type=int, default=8)
     parser.add_argument("--shift-day", type=int, default=4)
     parser.add_argument("--shift", default="rain")
+    parser.add_argument("--shifted-fraction", type=float, default=1.0, help="Share of the devices the shift reaches.")
     parser.add_argument("--reference-days", type=int, default=3)
     parser.add_argument("--pool-minutes", type=float, default=3.0)
     parser.add_argument("--seconds-per-day", type=float, default=60.0)
@@ -85,7 +85,8 @@ def main(argv=None) -> int:
     model_seconds = time.time() - started
     model, device = fleet.released_model(summary)
     spec = fleet.FleetSpec(devices=args.devices, days=args.days, shift=args.shift, shift_day=args.shift_day,
-                           seed=args.seed, seconds_per_day=args.seconds_per_day, pool_minutes=args.pool_minutes)
+                           shifted_fraction=args.shifted_fraction, seed=args.seed,
+                           seconds_per_day=args.seconds_per_day, pool_minutes=args.pool_minutes)
     spec.check(tuple(config.family.field_shifts))
     started = time.time()
     pools = fleet.build_pools(config, model, spec, device, log)
@@ -111,11 +112,12 @@ def main(argv=None) -> int:
         config.monitoring, telemetry_root=os.path.join(timing_dir, "telemetry")))
     expect = monitoring.expectations(timing_config)
     started = time.time()
-    batch = fleet.day_batch(config, pools["base"], spec, 0, args.timing_devices, os.path.join(timing_dir, "day"))
+    unshifted = dataclasses.replace(spec, shift="", shift_day=None)
+    batch = fleet.day_batch(config, pools, unshifted, 0, args.timing_devices, os.path.join(timing_dir, "day"))
     simulate_seconds = time.time() - started
     started = time.time()
     ingest.ingest(batch, monitoring.dataset_dir(timing_config, monitoring.FIELD_DATASET), expect)
-    ingest.ingest(fleet.day_batch(config, pools["base"], spec, 0, args.timing_devices,
+    ingest.ingest(fleet.day_batch(config, pools, unshifted, 0, args.timing_devices,
                                   os.path.join(timing_dir, "reference"), seed_tag=fleet.REFERENCE_SEED_TAG),
                   monitoring.dataset_dir(timing_config, monitoring.REFERENCE_DATASET), expect)
     ingest_seconds = (time.time() - started) / 2
@@ -128,7 +130,8 @@ def main(argv=None) -> int:
                          "monitoring_run_seconds": round(time.time() - started, 1),
                          "note": "monitoring run: both ExampleGens and StatisticsGens (field and reference, "
                                  f"{args.timing_devices} summaries each) and the DriftDecision, cold, LocalDagRunner"}
-    with open(os.path.join(workdir, "monitoring.json"), "w", encoding="utf-8") as f:
+    name = "monitoring.json" if spec.shifted_fraction == 1.0 else f"monitoring-{spec.shifted_fraction:g}.json"
+    with open(os.path.join(workdir, name), "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)
     print(table(results))
     return 0
@@ -140,7 +143,7 @@ def table(r: Dict[str, Any]) -> str:
     rows = [
         ("fleet", f"{spec['devices']} devices x {spec['days']} days, {spec['seconds_per_day']:g} s audio per "
                   f"device-day from {spec['pool_minutes']:g} min pools; shift '{spec['shift']}' from day "
-                  f"{spec['shift_day']}"),
+                  f"{spec['shift_day']} on {100 * spec['shifted_fraction']:.0f}% of the devices"),
         ("detection delay (measured)", "not detected" if r["detection_delay_days"] is None
          else f"{r['detection_delay_days']} day(s) after the shift"),
         ("false alarms (measured)", f"{r['false_alarms']} in {r['false_alarm_opportunities']} unshifted days "
