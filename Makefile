@@ -36,8 +36,10 @@ bench-scale: env
 
 # Field monitoring (pipeline/bench/monitoring.py): detection delay of a simulated field shift, false alarms
 # without one, and one monitoring run over 1,000 devices' daily telemetry; saved to work/bench-monitoring.
+# MONITORING_ARGS="--shifted-fraction 0.2" measures a shift that reaches a fifth of the fleet.
+MONITORING_ARGS ?=
 bench-monitoring: env
-	@$(DEVENV) exec python -m pipeline.bench.monitoring --config $(CONFIG) --workdir $(CURDIR)/work/bench-monitoring
+	@$(DEVENV) exec python -m pipeline.bench.monitoring --config $(CONFIG) --workdir $(CURDIR)/work/bench-monitoring $(MONITORING_ARGS)
 
 shell: env
 	@$(DEVENV) exec bash

@@ -31,6 +31,8 @@ def _drift_plot(history: Sequence[Dict[str, Any]]) -> str:
                   for d in history]
         ax.plot(spans, ratios, marker="o", label=name)
     ax.axhline(1.0, color="#e63946", linestyle="--", label="threshold")
+    if all(isinstance(span, int) for span in spans):
+        ax.set_xticks(spans)
     ax.set_xlabel("field span")
     ax.set_ylabel("distance / threshold")
     ax.legend(fontsize=7)
