@@ -1,5 +1,5 @@
 """The fleet simulator on the released tiny model (TFLite Micro), end to end through the CLI: telemetry per
-day, a rain shift from day 2, ingested as spans, the monitoring pipeline deciding on each day."""
+day, a rain shift from day 1, ingested as spans, the monitoring pipeline deciding on each day."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pipeline import fleet, monitoring
 from pipeline.ui.cli import main
 from tests.helpers import write_config_yaml
 
-DEVICES, DAYS, SHIFT_DAY = 60, 4, 2
+DEVICES, DAYS, SHIFT_DAY = 60, 3, 1
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +55,8 @@ def test_telemetry_is_valid_deterministic_and_shifts_on_the_shift_day(simulated)
     def level(rows):
         return np.mean([np.mean(r["feature_mean"][upper]) for r in rows if r["type"] == "summary"])
 
-    before, after = level(days[0]) + level(days[1]), level(days[2]) + level(days[3])
-    assert after > before + 10, (before, after)
+    before, after = level(days[0]), min(level(days[1]), level(days[2]))
+    assert after > before + 5, (before, after)
     samples = [r for rows in days for r in rows if r["type"] == "sample"]
     assert samples and all(r["label_source"] == fleet.GROUND_TRUTH and r["label"] in expect.labels for r in samples)
     assert all(os.path.getsize(tmp / "a" / f"day-{r['period']:03d}" / "samples" / r["file"]) > 32000
@@ -77,7 +77,7 @@ def test_monitoring_the_simulated_fleet_retrains_after_the_shift_only(simulated)
     for day in range(DAYS):
         invoke("telemetry", "ingest", str(tmp / "a" / f"day-{day:03d}"))
         verdicts.append("RETRAIN" in invoke("monitor"))
-    assert verdicts == [False, False, True, True]
+    assert verdicts == [False, True, True]
     from pipeline import config as config_lib
     decision = monitoring.latest_decision(config_lib.load_config(path).with_workdir(work))
     assert any(f.startswith("mean_filterbank_") for f in decision["drifting_features"]), decision["reason"]
