@@ -183,7 +183,7 @@ def _sample_problem(samples_dir: str, record: Dict[str, Any], max_bytes: int, na
                     number: int) -> Optional[records_lib.Problem]:
     """Why a sample record's file cannot be taken (None: it can). The schema already refused names with a path."""
     path = os.path.join(samples_dir, record["file"])
-    if os.path.islink(path) or not os.path.isfile(path):
+    if os.path.islink(samples_dir) or os.path.islink(path) or not os.path.isfile(path):
         return records_lib.Problem(name, number, f"sample file {record['file']} is not in the batch's "
                                                  f"{SAMPLES_DIR}/ folder (links are not followed)")
     if os.path.getsize(path) > max_bytes:

@@ -102,3 +102,17 @@ def test_cli_ingest_reports_skipped_lines_and_refuses_a_repeat(tmp_path):
         in out.output
     again = runner.invoke(main, args)
     assert again.exit_code == 2 and "already ingested as span 1" in " ".join(again.output.split()) and "Traceback" not in again.output
+
+
+def test_a_samples_folder_that_is_a_link_is_not_followed(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "dev-1_0002.wav").write_bytes(b"RIFF" + b"\0" * 100)
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    os.symlink(elsewhere, batch / "samples")
+    sample = {"type": "sample", "device_id": "dev-1", "device_class": "nano33ble_sense", "model_version": "0.1.0",
+              "time": "2026-12-01T10:00:00Z", "file": "dev-1_0002.wav"}
+    write_batch(str(batch), _good(1) + [sample])
+    result = ingest.ingest(str(batch), str(tmp_path / "field"), EXPECT)
+    assert (result.samples, result.skipped) == (0, 1) and "links are not followed" in result.problems[0]
