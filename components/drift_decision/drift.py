@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Sequence
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 LINF = "L-infinity"
+VERSION_FEATURE = "model_version"   # components/telemetry/examples.py IDENTITY
 JS = "Jensen-Shannon divergence"
 
 
@@ -55,6 +56,15 @@ def _records(statistics: statistics_pb2.DatasetFeatureStatisticsList) -> int:
     return int(statistics.datasets[0].num_examples) if statistics.datasets else 0
 
 
+def string_values(statistics: statistics_pb2.DatasetFeatureStatisticsList, feature: str) -> List[str]:
+    """The values TFDV counted for a string feature (its top values), sorted."""
+    for dataset in statistics.datasets:
+        for f in dataset.features:
+            if f.path.step and f.path.step[-1] == feature or f.name == feature:
+                return sorted(v.value for v in f.string_stats.top_values)
+    return []
+
+
 def measure(field: statistics_pb2.DatasetFeatureStatisticsList,
             reference: statistics_pb2.DatasetFeatureStatisticsList, class_feature: str, score_feature: str,
             numeric: Sequence[str], thresholds: Thresholds) -> List[Measurement]:
@@ -78,8 +88,14 @@ def decide(field: statistics_pb2.DatasetFeatureStatisticsList,
            numeric: Sequence[str], thresholds: Thresholds) -> Dict[str, Any]:
     """Whether to retrain, why, and every measurement (JSON-able)."""
     field_records, reference_records = _records(field), _records(reference)
+    field_versions, reference_versions = string_values(field, VERSION_FEATURE), string_values(reference, VERSION_FEATURE)
+    unknown = [v for v in field_versions if v not in reference_versions]
+    warnings = ([f"the field span holds model version(s) {', '.join(unknown)} that the reference telemetry does not "
+                 f"(it has {', '.join(reference_versions) or 'none'}): a new release needs its own reference"]
+                if unknown else [])
     base = {"field_summaries": field_records, "reference_summaries": reference_records,
-            "thresholds": dataclasses.asdict(thresholds)}
+            "thresholds": dataclasses.asdict(thresholds), "field_model_versions": field_versions,
+            "reference_model_versions": reference_versions, "warnings": warnings}
     if field_records < thresholds.min_summaries:
         return {**base, "retrain": False, "drifting_features": [], "measurements": [],
                 "reason": (f"too little telemetry: {field_records} summary record(s) in the span, fewer than "

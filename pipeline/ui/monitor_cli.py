@@ -78,6 +78,8 @@ def monitor_command(config_path: str, workdir: str, span, retrain_exit_code, rep
     verdict = "RETRAIN" if decision["retrain"] else "no retrain"
     click.echo(f"Monitoring '{config.pipeline_name}', field span {decision.get('field_span')}: {verdict}: "
                f"{decision['reason']}")
+    for warning in decision.get("warnings", []):
+        click.echo(f"Warning: {warning}")
     click.echo(f"Decision: {os.path.join(decision['uri'], 'decision.json')}")
     if report:
         from pipeline.ui import monitoring_report

@@ -37,6 +37,8 @@ def monitored(tmp_path_factory):
     ingest("day3", device_records(expect.labels, expect.channels, 30, 3, seed=11))
     calm = runner.invoke(main, ["monitor", "--workdir", work, "--retrain-exit-code", "10"])
     shifted = device_records(expect.labels, expect.channels, 30, 4, seed=11, shift=15.0, silence_share=0.4)
+    for record in shifted[:5]:
+        record["model_version"] = "0.2.0"      # a few devices already on a newer release
     ingest("day4", shifted)
     drifted = runner.invoke(main, ["monitor", "--workdir", work, "--retrain-exit-code", "10"])
     return config, calm, drifted
@@ -52,8 +54,11 @@ def test_a_shift_blesses_a_retrain_naming_the_drifting_features(monitored):
     config, _, drifted = monitored
     assert drifted.exit_code == 10, drifted.output      # --retrain-exit-code: the scheduler submits a training run
     assert "field span 2: RETRAIN: drift in" in drifted.output
+    assert "Warning: the field span holds model version(s) 0.2.0 that the reference telemetry does not" in \
+        " ".join(drifted.output.split())
     decision = monitoring.latest_decision(config)
     assert decision["retrain"] and decision["field_span"] == 2
+    assert decision["field_model_versions"] == ["0.1.0", "0.2.0"] and decision["reference_model_versions"] == ["0.1.0"]
     channels = config.family.telemetry_channels(config)
     upper = {f"mean_{c}" for c in channels[len(channels) // 2:]}
     lower = {f"mean_{c}" for c in channels[:len(channels) // 4]}
