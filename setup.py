@@ -11,7 +11,8 @@ setup(
     package_data={
         "pipeline": ["configs/*.yaml", "ui/templates/*.j2"],
         "components": ["mcu_size_gate/devices/*.yaml", "mcu_size_gate/kernel_flash.json",
-                       "mcu_size_gate/calibration/*.yaml", "mcu_size_gate/calibration/mlperf_tiny/*"],
+                       "mcu_size_gate/calibration/*.yaml", "mcu_size_gate/calibration/mlperf_tiny/*",
+                       "telemetry/*.h"],
         "schemas": ["*.json", "*.pbtxt", "*/*.pbtxt", "tasks/*.json"],
     },
     # Exact versions of everything live in requirements.lock; these are the direct needs.

@@ -50,3 +50,11 @@ class StreamingEvaluation(artifact.Artifact):
     and ``streams/<name>.labels.txt`` (each stream's ground truth)."""
 
     TYPE_NAME = "components.StreamingEvaluation"
+
+
+class RetrainDecision(artifact.Artifact):
+    """The monitoring pipeline's decision, blessing-style: custom properties ``retrain`` (1 or 0),
+    ``reason`` and ``drifting_features`` (comma-separated), and ``decision.json`` (every compared
+    feature's distance, its comparator and threshold, the spans and record counts)."""
+
+    TYPE_NAME = "components.RetrainDecision"

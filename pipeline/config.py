@@ -163,6 +163,20 @@ class SearchConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MonitoringConfig:
+    """Field monitoring (``tinyml-tfx monitor``) and the canary gate of ``tinyml-tfx promote``."""
+
+    telemetry_root: Optional[str] = None      # null: WORKDIR/telemetry/<pipeline_name>
+    max_class_distance: float = 0.1           # L-infinity between top-class shares, field vs reference
+    max_score_distance: float = 0.1           # L-infinity between top-score histograms
+    max_feature_divergence: float = 0.3       # Jensen-Shannon divergence of a channel's statistic
+    min_summaries: int = 30                   # fewer summary records in a span: no decision
+    canary_window_periods: int = 3            # the promote gate reads the last this many periods
+    canary_max_detection_rate_drop: float = 0.2   # relative drop of detections per hour vs stable
+    canary_max_score_distance: float = 0.15   # L-infinity between the canary's and stable's score histograms
+
+
+@dataclasses.dataclass(frozen=True)
 class KubeflowConfig:
     image: str = "tinyml-tfx:latest"
     pipeline_root: Optional[str] = None
@@ -212,6 +226,7 @@ class PipelineConfig:
     quantization: QuantizationConfig = QuantizationConfig()
     search: SearchConfig = SearchConfig()
     kubeflow: KubeflowConfig = KubeflowConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     release: ReleaseConfig = ReleaseConfig()
     extra_targets: Tuple[str, ...] = ()
     boards_dirs: Tuple[str, ...] = ()
@@ -428,6 +443,7 @@ def parse_config(raw: Any, source: str) -> PipelineConfig:
         quantization=QuantizationConfig(**raw.get("quantization", {})),
         search=SearchConfig(**raw.get("search", {})),
         kubeflow=KubeflowConfig(**raw.get("kubeflow", {})),
+        monitoring=_monitoring(raw.get("monitoring", {}), source),
         release=ReleaseConfig(**raw.get("release", {})),
         extra_targets=tuple(raw.get("extra_targets", ())),
         boards_dirs=tuple(_relative_to(source, d) for d in raw.get("boards_dirs", ())),
@@ -443,6 +459,13 @@ def _streaming(raw: Dict[str, Any], source: str) -> StreamingConfig:
     if values.get("recordings"):
         values["recordings"] = _relative_to(source, values["recordings"])
     return StreamingConfig(**values)
+
+
+def _monitoring(raw: Dict[str, Any], source: str) -> MonitoringConfig:
+    values = dict(raw)
+    if values.get("telemetry_root"):
+        values["telemetry_root"] = _relative_to(source, values["telemetry_root"])
+    return MonitoringConfig(**values)
 
 
 def load_config(path: str) -> PipelineConfig:

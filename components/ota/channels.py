@@ -252,8 +252,9 @@ def set_channel(store, device_class: str, channel: str, version: str, actor: Opt
 
 def promote(store, device_class: str, source: str = "canary", target: str = "stable",
             version: Optional[str] = None, actor: Optional[str] = None,
-            private_key: Optional[signing.PrivateKey] = None) -> Move:
-    """Moves ``target`` to ``version`` (default: what ``source`` points at) and records it.
+            private_key: Optional[signing.PrivateKey] = None, note: Optional[str] = None) -> Move:
+    """Moves ``target`` to ``version`` (default: what ``source`` points at) and records it; ``note`` (e.g.
+    the canary gate's verdict, or an override of it) joins the recorded action, inside the signed history.
 
     Raises:
         ChannelError: nothing to promote, already there, or an older version than ``target``
@@ -273,7 +274,8 @@ def promote(store, device_class: str, source: str = "canary", target: str = "sta
                                "rollback` to go back.")
         return version
 
-    return _move(store, device_class, target, f"promote from {source}", actor, private_key, forward_only)
+    action = f"promote from {source}" + (f" ({note})" if note else "")
+    return _move(store, device_class, target, action, actor, private_key, forward_only)
 
 
 def rollback(store, device_class: str, channel: str = "stable", actor: Optional[str] = None,

@@ -61,16 +61,27 @@ def compile_pipeline(config: PipelineConfig, output_file: str) -> Dict[str, Any]
     Returns:
         ``{"pipeline_spec": ..., "platform_spec": ...}``, as written.
     """
+    defaults = {name: parameter.default for name, parameter in tinyml_pipeline.runtime_parameters(config).items()}
+    spec = pipeline_spec(tinyml_pipeline.create_pipeline(config), config.pipeline_name, config.kubeflow.image,
+                         defaults)
+    pusher_executor = spec["components"][tinyml_pipeline.PUSHER]["executorLabel"]
+    platform = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {pusher_executor: pusher_secret_env()}}}}}
+    return write_package(spec, platform, output_file)
+
+
+def pipeline_spec(tfx_pipeline: Any, display_name: str, image: str,
+                  parameter_values: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """A TFX pipeline as a KFP pipeline spec (schema 2.1, TFX's ``KubeflowV2DagRunner``), with the run
+    parameters' defaults and the pipeline root filled in."""
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
     with tempfile.TemporaryDirectory() as scratch:
         runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
             config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
-                display_name=config.pipeline_name, default_image=config.kubeflow.image,
+                display_name=display_name, default_image=image,
                 use_pipeline_spec_2_1=True),  # the schema KFP 2.x backends run
             output_dir=scratch, output_filename="pipeline_job.json")
-        defaults = {name: parameter.default for name, parameter in tinyml_pipeline.runtime_parameters(config).items()}
-        runner.run(tinyml_pipeline.create_pipeline(config), parameter_values=defaults, write_out=True)
+        runner.run(tfx_pipeline, parameter_values=parameter_values or {}, write_out=True)
         with open(os.path.join(scratch, "pipeline_job.json"), encoding="utf-8") as f:
             job = json.load(f)
     spec = job["pipelineSpec"]
@@ -79,8 +90,11 @@ def compile_pipeline(config: PipelineConfig, output_file: str) -> Dict[str, Any]
         parameter = spec["root"]["inputDefinitions"]["parameters"][name]
         parameter["defaultValue"] = value
         parameter["isOptional"] = True
-    pusher_executor = spec["components"][tinyml_pipeline.PUSHER]["executorLabel"]
-    platform = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {pusher_executor: pusher_secret_env()}}}}}
+    return spec
+
+
+def write_package(spec: Dict[str, Any], platform: Dict[str, Any], output_file: str) -> Dict[str, Any]:
+    """Writes a KFP package (the pipeline spec, then the platform spec) to ``output_file``."""
     output_dir = os.path.dirname(os.path.abspath(output_file))
     os.makedirs(output_dir, exist_ok=True)
     with open(output_file, "w", encoding="utf-8") as f:

@@ -176,6 +176,20 @@ class TaskFamily(abc.ABC):
         """Writes the synthetic test streams (recordings with label files) to ``out_dir``; returns their paths."""
         raise NotImplementedError(f"Task family '{self.name}' has no streaming evaluation.")
 
+    def telemetry_channels(self, config: "PipelineConfig") -> Sequence[str]:
+        """Names of the feature channels a device's telemetry summary keeps statistics of (per channel
+        mean and variance of the model's int8 input: ``components/telemetry``), in input order."""
+        raise NotImplementedError(f"Task family '{self.name}' does not name its telemetry channels.")
+
+    #: Field shifts the fleet simulator can apply to ``field_streams`` (name -> what it is); none by default.
+    field_shifts: Mapping[str, str] = {}
+
+    def field_streams(self, config: "PipelineConfig", shift: str, seed: int, minutes: float) -> Tuple[str, Dict[str, Any]]:
+        """The stream source (module path, settings; see components/streaming_evaluator/source.py) of the
+        fleet simulator's audio: ``minutes`` of the training distribution's conditions (``shift`` "") or
+        of a field shift (one of ``field_shifts``), deterministic from ``seed``."""
+        raise NotImplementedError(f"Task family '{self.name}' has no fleet simulation (it has no stream source).")
+
     def provenance(self, config: "PipelineConfig") -> Dict[str, str]:
         """Extra provenance lines for the model card (e.g. the front-end hash)."""
         return {}

@@ -17,7 +17,7 @@ import click
 
 from pipeline import config as config_lib
 from pipeline.tasks.base import DataGenerationError
-from pipeline.ui import devices_cli, kubeflow_cli, registry_cli, stream_cli
+from pipeline.ui import devices_cli, kubeflow_cli, monitor_cli, registry_cli, stream_cli
 from pipeline.ui.cli_common import (EXIT_FAILED, EXIT_USAGE, config_option, fail, load, run_option, run_summary,
                                     workdir_option)
 
@@ -255,7 +255,8 @@ data.add_command(stream_cli.data_streams_command)
 for _command in (stream_cli.stream_eval_command, registry_cli.push_command, registry_cli.list_command,
                  registry_cli.promote_command, registry_cli.rollback_command, registry_cli.pull_command,
                  registry_cli.keys_group,
-                 kubeflow_cli.compile_command, kubeflow_cli.submit_command):
+                 kubeflow_cli.compile_command, kubeflow_cli.submit_command,
+                 monitor_cli.telemetry_group, monitor_cli.monitor_command, monitor_cli.fleet_group):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -161,19 +161,62 @@ def list_command(config_path, workdir, registry, repository, insecure) -> None:
 @click.option("--from", "source", default="canary", show_default=True)
 @click.option("--to", "target", default="stable", show_default=True)
 @click.option("--version", default=None, help="Version to promote (default: what --from points at).")
+@click.option("--force", is_flag=True, help="Promote to stable although the canary gate refuses; the override "
+              "and the gate's reasons are recorded in the signed channel history.")
 def promote_command(config_path, workdir, registry, repository, insecure, device_class, source, target,
-                    version) -> None:
-    """Move a device class's stable channel to the canary's version; the move is signed and recorded."""
+                    version, force) -> None:
+    """Move a device class's stable channel to the canary's version; the move is signed and recorded.
+
+    To stable, the canary's field telemetry must not be worse than stable's (the canary gate, over the
+    config's monitoring.canary_window_periods), unless --force."""
     from components.ota import channels
 
-    _, destination = _destination(config_path, workdir, registry, repository, insecure)
+    config, destination = _destination(config_path, workdir, registry, repository, insecure)
     try:
-        move = channels.promote(_open(destination), device_class, source, target, version,
-                                private_key=_signing_key(destination))
+        store = _open(destination)
+        note = None
+        if target == "stable":
+            note = _canary_gate(config, store, device_class, source, target, version, force)
+        move = channels.promote(store, device_class, source, target, version,
+                                private_key=_signing_key(destination), note=note)
     except _registry_errors() as err:
         fail(str(err), EXIT_FAILED)
     click.echo(f"{channels.channel_tag(device_class, target)}: {move.previous or '(none)'} -> {move.version} "
                f"({move.who}, {move.when})")
+
+
+def _canary_gate(config, store, device_class: str, source: str, target: str, version: Optional[str],
+                 force: bool) -> str:
+    """The canary gate's verdict as the note the promote records; refuses (exit 1) unless it passes or ``force``."""
+    from components.ota import channels
+    from components.telemetry import canary, ingest
+    from pipeline import monitoring
+
+    candidate = version or channels.current_version(store, device_class, source)
+    stable = channels.current_version(store, device_class, target)
+    if candidate is None or candidate == stable:
+        return ""    # nothing to judge: promote says why it does nothing
+    field = monitoring.dataset_dir(config, monitoring.FIELD_DATASET)
+    summaries = [s for s in ingest.read_all(field) if s["device_class"] == device_class]
+    if not summaries:
+        # A fleet that reports no telemetry (monitoring not set up) is not gated; the move says so.
+        click.echo(f"Canary gate: not applied, no field telemetry for {device_class} in {field}.")
+        return f"canary gate not applied: no field telemetry for {device_class}"
+    m = config.monitoring
+    verdict = canary.judge(summaries, candidate, stable, m.canary_window_periods, m.canary_max_detection_rate_drop,
+                           m.canary_max_score_distance)
+    if verdict.allowed:
+        figures = (f"{verdict.canary.detections_per_hour:.1f} vs {verdict.stable.detections_per_hour:.1f} detections "
+                   "per device-hour" if verdict.canary and verdict.stable else "; ".join(verdict.reasons))
+        click.echo(f"Canary gate: passed over period(s) {verdict.periods}: {figures}.")
+        return f"canary gate passed: {figures}"
+    reasons = "; ".join(verdict.reasons)
+    if not force:
+        fail(f"Not promoting {candidate} to {channels.channel_tag(device_class, target)}: the canary gate refuses "
+             f"({reasons}). Let the canary run longer, or fix the model; `--force` overrides, and the override is "
+             "recorded in the channel's signed history.", EXIT_FAILED)
+    click.echo(f"Canary gate: refused ({reasons}); overridden with --force.")
+    return f"forced past the canary gate: {reasons}"
 
 
 @click.command("rollback")

@@ -71,3 +71,17 @@ def test_the_scheduled_config_is_a_valid_kubeflow_config(rendered):
     config = config_lib.parse_config(yaml.safe_load(config_map["data"]["kws.yaml"]), "pipeline-config.yaml")
     kubeflow = config.for_kubeflow()
     assert kubeflow.pipeline_root.startswith("gs://") and kubeflow.data_root.startswith("gs://")
+
+
+def test_the_cronjob_retrains_only_when_the_monitoring_blesses_it(rendered):
+    cronjob = next(r for r in rendered if r["kind"] == "CronJob")
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    script = " ".join(pod["containers"][0]["args"])
+    monitor, compile_ = script.index("tinyml-tfx monitor"), script.index("tinyml-tfx compile")
+    assert monitor < compile_ and "--retrain-exit-code 10" in script and '"$status" -ne 10' in script
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+    assert claims["telemetry"] in {r["metadata"]["name"] for r in rendered if r["kind"] == "PersistentVolumeClaim"}
+    (config_map,) = [r for r in rendered if r["kind"] == "ConfigMap" and r["metadata"]["name"].startswith("pipeline-config")]
+    config = config_lib.parse_config(yaml.safe_load(config_map["data"]["kws.yaml"]), "pipeline-config.yaml")
+    assert config.monitoring.telemetry_root.startswith(mounts["telemetry"] + "/")

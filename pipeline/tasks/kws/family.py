@@ -151,6 +151,24 @@ class KeywordSpotting(TaskFamily):
 
         return streams.write_streams(self.stream_recipe(config), out_dir)
 
+    @property
+    def field_shifts(self):
+        from pipeline.tasks.kws import streams
+
+        return streams.SHIFTS
+
+    def field_streams(self, config, shift, seed, minutes):
+        """The test streams' recipe (unseen speakers of the dataset's distribution) at ``minutes`` and ``seed``;
+        a shift replaces the backgrounds with one the dataset lacks, at low SNR (0 and 5 dB)."""
+        import dataclasses
+
+        from pipeline.tasks.kws import streams
+
+        recipe = dataclasses.replace(self.stream_recipe(config), minutes=float(minutes), seed=int(seed), shift=shift,
+                                     **({"snr_db": (0.0, 5.0)} if shift else {}))
+        return STREAM_SOURCE, streams.settings(recipe, None, self.frontend_params(config),
+                                               self.model_input_shape(config)[0])
+
     def streaming_evaluator(self, config, quantized_model, device_report, knobs):
         from components.streaming_evaluator.component import StreamingEvaluator
 
@@ -175,6 +193,10 @@ class KeywordSpotting(TaskFamily):
         from components.ota import publish, releases
 
         return publish.InputProcessing(releases.FRONTEND_ANNOTATION, sha256=self.input_processing_hash(config))
+
+    def telemetry_channels(self, config):
+        """The audio front end's filterbank channels, lowest band first."""
+        return tuple(f"filterbank_{i:02d}" for i in range(config.features.channels))
 
     def provenance(self, config) -> Dict[str, str]:
         return {"audio front-end hash": self.input_processing_hash(config)}

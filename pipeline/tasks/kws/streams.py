@@ -69,6 +69,7 @@ class StreamRecipe:
     sample_rate: int = 16000
     speakers_source: str = "test split"
     phrases: Tuple[str, ...] = PHRASES
+    shift: str = ""        # a field shift (SHIFTS): a background the dataset's noise bank lacks; "" none
 
     def stream_seconds(self) -> List[float]:
         """The length of every stream: the minutes in equal streams of at most five minutes."""
@@ -81,7 +82,10 @@ class StreamRecipe:
         return tuple(p for p in self.phrases if not words & set(re.findall(r"[\w']+", p.lower())))
 
     def to_json(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if not data["shift"]:
+            del data["shift"]   # recipes without a shift read (and fingerprint) as before it existed
+        return data
 
     @classmethod
     def from_json(cls, data: Dict[str, Any]) -> "StreamRecipe":
@@ -109,16 +113,40 @@ def _looped(noise: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     return out[:n]
 
 
+# Field shifts the fleet simulator can apply (pipeline/fleet.py): a background the training data
+# never had, louder than the dataset's backgrounds (its level is raised by SHIFT_LEVEL_DB).
+SHIFTS = {"rain": "rain on a window: crackling impulses, high-passed above 2.5 kHz"}
+SHIFT_LEVEL_DB = 12.0
+
+
+def shift_noise(kind: str, n: int, sample_rate: int, seed: int) -> np.ndarray:
+    """``n`` samples of the shift background ``kind`` (float, normalised)."""
+    from scipy import signal
+
+    if kind not in SHIFTS:
+        raise StreamSourceError(f"Unknown field shift '{kind}'; the shifts are {', '.join(sorted(SHIFTS))}.")
+    rng = _rng(seed, "shift", kind)
+    drops = (rng.random(n) < 0.004) * rng.exponential(1.0, n)           # impulses of varying strength
+    decay = np.exp(-np.arange(int(0.004 * sample_rate)) / (0.0008 * sample_rate))
+    crackle = signal.fftconvolve(drops * rng.standard_normal(n), decay)[:n] + 0.05 * rng.standard_normal(n)
+    high = signal.sosfilt(signal.butter(4, 2500, "highpass", fs=sample_rate, output="sos"), crackle)
+    return high / (np.sqrt(np.mean(np.square(high))) + 1e-12)
+
+
 def background(recipe: StreamRecipe, index: int, n: int) -> Tuple[np.ndarray, str]:
     """The stream's background noise (float, full scale 1.0) and its kind: one kind of the dataset's
-    noise bank, looped from random places, its level drifting slowly (in 10 ms steps)."""
+    noise bank, looped from random places, its level drifting slowly (in 10 ms steps); with a
+    ``shift``, the shift's background instead, louder."""
     from pipeline.tasks.kws import generate
 
+    rng = _rng(recipe.seed, "background", index)
+    if recipe.shift:
+        noise = shift_noise(recipe.shift, n, recipe.sample_rate, recipe.seed + index)
+        return noise * 10 ** ((rng.uniform(*BACKGROUND_DBFS) + SHIFT_LEVEL_DB) / 20), recipe.shift
     bank = generate.noise_bank(generate.GenerationSpec(words=(), unknown_words=(), speakers=0, repetitions=0,
                                                        noise_seconds=NOISE_SECONDS, sample_rate=recipe.sample_rate,
                                                        seed=recipe.seed + 1 + index))
     kind = sorted(bank)[index % len(bank)]
-    rng = _rng(recipe.seed, "background", index)
     noise = _looped(bank[kind], n, rng)
     noise /= np.sqrt(np.mean(np.square(noise))) + 1e-12
     block = recipe.sample_rate // 100

@@ -109,6 +109,10 @@ class Motion(TaskFamily):
 
     # ------------------------------------------------------------------ words
 
+    def telemetry_channels(self, config):
+        """The IMU channels after the per-channel normalization (the device's normalization.h), as configured."""
+        return tuple(f"normalized_{c}" for c in config.motion.channels)
+
     def card_text(self, config, synthetic: bool) -> CardText:
         m = config.motion
         return CardText(

@@ -1,0 +1,98 @@
+"""The canary gate: is the canary's field telemetry not worse than stable's?
+
+``tinyml-tfx promote`` (canary to stable) asks ``judge`` with the summary records of the last
+``window_periods`` periods of the field dataset. Two figures, each canary vs stable:
+
+- **detection rate**: commands recognised per device-hour. A canary that hears the same fleet
+  but recognises markedly fewer commands is missing them (false rejects); the gate refuses a
+  relative drop above ``max_detection_rate_drop``.
+- **top-score histogram**: the share of inferences per bin of the top int8 score. The gate
+  refuses when the L-infinity distance exceeds ``max_score_distance`` *and* the canary's mean
+  top score is lower (a less confident model); a more confident canary passes.
+
+Both versions must have telemetry in the window; without it there is nothing to judge and the
+gate refuses (``--force`` overrides, and the override is recorded in the signed history). A fleet
+that reports no telemetry at all for the device class (monitoring not set up) is not gated:
+promote proceeds and its recorded action says the gate was not applied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from components.telemetry.summary import SCORE_BINS
+
+BIN_CENTRES = np.arange(SCORE_BINS) * 16 - 128 + 7.5   # the int8 score at each bin's centre
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionFigures:
+    version: str
+    devices: int
+    summaries: int
+    hours: float
+    detections_per_hour: float
+    score_shares: List[float]
+
+    @property
+    def mean_top_score(self) -> float:
+        return float(np.dot(self.score_shares, BIN_CENTRES))
+
+
+@dataclasses.dataclass(frozen=True)
+class CanaryVerdict:
+    allowed: bool
+    reasons: List[str]
+    periods: List[int]
+    canary: Optional[VersionFigures]
+    stable: Optional[VersionFigures]
+    detection_rate_drop: Optional[float] = None
+    score_distance: Optional[float] = None
+
+    def to_json(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def figures(summaries: Sequence[Dict[str, Any]], version: str) -> Optional[VersionFigures]:
+    """The version's detection rate and top-score shares over ``summaries`` (None without any)."""
+    mine = [s for s in summaries if s["model_version"] == version]
+    if not mine:
+        return None
+    hours = sum(s["period_seconds"] for s in mine) / 3600.0
+    histogram = np.sum([s["score_histogram"] for s in mine], axis=0).astype(float)
+    shares = (histogram / histogram.sum()).tolist() if histogram.sum() else [0.0] * SCORE_BINS
+    detections = sum(sum(s.get("detections", {}).values()) for s in mine)
+    return VersionFigures(version, len({s["device_id"] for s in mine}), len(mine), hours, detections / hours, shares)
+
+
+def judge(summaries: Sequence[Dict[str, Any]], canary: str, stable: Optional[str], window_periods: int,
+          max_detection_rate_drop: float, max_score_distance: float) -> CanaryVerdict:
+    """Whether ``canary`` may replace ``stable``, from the field's summary records of the last ``window_periods``."""
+    periods = sorted({s["period"] for s in summaries if s["model_version"] in (canary, stable)})[-window_periods:]
+    window = [s for s in summaries if s["period"] in periods]
+    c = figures(window, canary)
+    s = figures(window, stable) if stable else None
+    if stable is None:
+        return CanaryVerdict(True, ["stable points at no release yet: nothing to compare with"], periods, c, None)
+    reasons = []
+    if c is None:
+        reasons.append(f"no field telemetry from devices running the canary {canary} in the last {window_periods} "
+                       "period(s): nothing shows it is not worse")
+    if s is None:
+        reasons.append(f"no field telemetry from devices running stable {stable} in the same period(s) to compare with")
+    if reasons:
+        return CanaryVerdict(False, reasons, periods, c, s)
+    drop = (s.detections_per_hour - c.detections_per_hour) / s.detections_per_hour if s.detections_per_hour else 0.0
+    distance = float(np.max(np.abs(np.subtract(c.score_shares, s.score_shares))))
+    if drop > max_detection_rate_drop:
+        reasons.append(f"the canary recognises {c.detections_per_hour:.1f} commands per device-hour against stable's "
+                       f"{s.detections_per_hour:.1f}: {100 * drop:.0f}% fewer, more than the "
+                       f"{100 * max_detection_rate_drop:.0f}% monitoring.canary_max_detection_rate_drop allows")
+    if distance > max_score_distance and c.mean_top_score < s.mean_top_score:
+        reasons.append(f"the canary's top-score histogram is {distance:.3f} away from stable's (L-infinity, more than "
+                       f"monitoring.canary_max_score_distance {max_score_distance:g}) and lower: mean top score "
+                       f"{c.mean_top_score:.1f} against {s.mean_top_score:.1f}")
+    return CanaryVerdict(not reasons, reasons, periods, c, s, drop, distance)

@@ -1,0 +1,159 @@
+"""Field monitoring verbs: ``telemetry ingest`` (a batch becomes a span) and ``monitor`` (drift -> retrain?)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from pipeline.ui.cli_common import EXIT_FAILED, EXIT_USAGE, config_option, fail, load, workdir_option
+
+SHOWN_PROBLEMS = 5
+
+
+@click.group("telemetry")
+def telemetry_group() -> None:
+    """Device telemetry: ingest batches as spans of the field (or reference) dataset."""
+
+
+@telemetry_group.command("ingest")
+@click.argument("batch_dir", type=click.Path(file_okay=False))
+@config_option
+@workdir_option
+@click.option("--reference", is_flag=True,
+              help="Ingest into the reference dataset (the released model's telemetry on its training distribution).")
+def ingest_command(batch_dir: str, config_path: str, workdir: str, reference: bool) -> None:
+    """Turn a batch of telemetry (*.jsonl records and a samples/ folder) into the next span; malformed lines
+    are skipped and reported by file and line."""
+    from components.telemetry import ingest
+    from pipeline import monitoring
+
+    config = load(config_path, workdir)
+    dataset = monitoring.dataset_dir(config, monitoring.REFERENCE_DATASET if reference else monitoring.FIELD_DATASET)
+    try:
+        result = ingest.ingest(batch_dir, dataset, monitoring.expectations(config))
+    except ingest.IngestError as err:
+        fail(str(err), EXIT_USAGE)
+    click.echo(f"Span {result.span} of {dataset}: {result.summaries} summary record(s), {result.events} event(s), "
+               f"{result.samples} sample file(s).")
+    if result.skipped:
+        click.echo(f"Skipped {result.skipped} malformed record(s):")
+        for problem in result.problems[:SHOWN_PROBLEMS]:
+            click.echo(f"  {problem}")
+        if result.skipped > SHOWN_PROBLEMS:
+            click.echo(f"  ... every reason: {os.path.join(result.span_dir, ingest.REPORT_FILE)}")
+
+
+@click.command("monitor")
+@config_option
+@workdir_option
+@click.option("--span", type=int, default=None, help="The field span to judge (default: the latest).")
+@click.option("--retrain-exit-code", type=click.IntRange(3, 125), default=None,
+              help="Exit with this code when the decision is to retrain (for a scheduler that then submits the "
+                   "training run; kubernetes/base/continuous-training.yaml uses 10).")
+@click.option("--report/--no-report", default=True, show_default=True,
+              help="Write the monitoring report (WORKDIR/reports/monitoring/monitoring.html).")
+def monitor_command(config_path: str, workdir: str, span, retrain_exit_code, report) -> None:
+    """Run the monitoring pipeline: the field's telemetry against the reference's (TFDV drift comparators);
+    prints whether to retrain and why."""
+    from components.telemetry import ingest
+    from pipeline import monitoring
+
+    config = load(config_path, workdir)
+    for dataset in (monitoring.FIELD_DATASET, monitoring.REFERENCE_DATASET):
+        folder = monitoring.dataset_dir(config, dataset)
+        available = ingest.spans(folder)
+        if not available:
+            fail(f"No {dataset} telemetry at {folder}. Ingest a batch first: tinyml-tfx telemetry ingest DIR "
+                 f"--workdir {workdir}{' --reference' if dataset == monitoring.REFERENCE_DATASET else ''}.",
+                 EXIT_USAGE)
+        if dataset == monitoring.FIELD_DATASET and span is not None and span not in available:
+            fail(f"The field telemetry at {folder} has no span {span}; it has {', '.join(map(str, available))}.",
+                 EXIT_USAGE)
+    try:
+        decision = monitoring.run(config, span)
+    except RuntimeError as err:
+        fail(f"The monitoring run failed: {err}", EXIT_FAILED)
+    verdict = "RETRAIN" if decision["retrain"] else "no retrain"
+    click.echo(f"Monitoring '{config.pipeline_name}', field span {decision.get('field_span')}: {verdict}: "
+               f"{decision['reason']}")
+    for warning in decision.get("warnings", []):
+        click.echo(f"Warning: {warning}")
+    click.echo(f"Decision: {os.path.join(decision['uri'], 'decision.json')}")
+    if report:
+        from pipeline.ui import monitoring_report
+
+        click.echo(f"Report:   {monitoring_report.write(config, os.path.join(config.workdir, 'reports', 'monitoring'))}")
+    if decision["retrain"] and retrain_exit_code is not None:
+        sys.exit(retrain_exit_code)
+
+
+@click.group("fleet")
+def fleet_group() -> None:
+    """The fleet simulator: devices running the released model on TFLite Micro, reporting telemetry."""
+
+
+def _released_model(config, run_id, model_path):
+    """The int8 model and the device's post-processing: a run's quantized model and its streaming settings
+    (the latest run by default), or a .tflite file with the config's post-processing."""
+    from components.errors import PipelineInputError
+    from components.streaming_evaluator import recognize
+    from pipeline import fleet
+    from pipeline.ui.cli_common import run_summary
+
+    if model_path:
+        with open(model_path, "rb") as f:
+            model = f.read()
+        s = config.streaming
+        return model, fleet.DeviceSettings(inference_stride_ms=s.inference_stride_ms or 100,
+                                           recognition=recognize.RecognitionSettings(
+                                               s.average_window_ms, suppression_ms=s.suppression_ms,
+                                               minimum_count=s.minimum_count))
+    summary = run_summary(config, run_id)
+    try:
+        return fleet.released_model(summary)
+    except PipelineInputError as err:
+        fail(str(err), EXIT_USAGE)
+
+
+@fleet_group.command("simulate")
+@config_option
+@workdir_option
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Where the day-NNN/ batches (and reference/) go.")
+@click.option("--run", "run_id", default=None, help="The run whose model the fleet runs (default: the latest).")
+@click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False),
+              help="An int8 .tflite instead of a run's model.")
+@click.option("--devices", default=20, show_default=True)
+@click.option("--days", default=10, show_default=True)
+@click.option("--shift", default="", help="A field shift from --shift-day on (keyword spotting: rain).")
+@click.option("--shift-day", type=int, default=None)
+@click.option("--shifted-fraction", default=1.0, show_default=True)
+@click.option("--seed", default=1, show_default=True)
+@click.option("--seconds-per-day", default=60.0, show_default=True, help="Audio each device-day summarises.")
+@click.option("--pool-minutes", default=2.0, show_default=True, help="Audio rendered and run per distribution.")
+@click.option("--samples", "samples_per_device_day", default=1, show_default=True,
+              help="Labelled one-second windows each device uploads per day.")
+@click.option("--reference-days", default=3, show_default=True,
+              help="Days of reference telemetry (other devices, no shift) written to reference/.")
+def simulate_command(config_path, workdir, out_dir, run_id, model_path, devices, days, shift, shift_day,
+                     shifted_fraction, seed, seconds_per_day, pool_minutes, samples_per_device_day,
+                     reference_days) -> None:
+    """Simulate a fleet running the released model on TFLite Micro over synthetic audio; write a telemetry batch
+    per day (ingest them with `tinyml-tfx telemetry ingest`). Field samples carry the simulator's ground truth."""
+    from components.errors import PipelineInputError
+    from pipeline import fleet
+
+    config = load(config_path, workdir)
+    model, device = _released_model(config, run_id, model_path)
+    spec = fleet.FleetSpec(devices=devices, days=days, shift=shift, shift_day=shift_day,
+                           shifted_fraction=shifted_fraction, seed=seed, seconds_per_day=seconds_per_day,
+                           pool_minutes=pool_minutes, samples_per_device_day=samples_per_device_day)
+    try:
+        manifest = fleet.simulate(config, model, spec, device, out_dir, reference_days=reference_days, log=click.echo)
+    except (PipelineInputError, NotImplementedError) as err:
+        fail(str(err), EXIT_USAGE)
+    click.echo(f"{devices} device(s) x {days} day(s){f', {shift} from day {shift_day}' if shift else ''}: "
+               f"{len(manifest['days'])} batches in {out_dir}" +
+               (f"; reference telemetry in {manifest['reference']}" if manifest["reference"] else ""))
