@@ -1,6 +1,7 @@
 """The command line's user-facing errors: one paragraph, a meaningful exit code, no traceback."""
 
 import os
+import re
 
 from click.testing import CliRunner
 
@@ -21,7 +22,9 @@ def test_help_lists_the_verbs():
 
 def test_malformed_config_is_a_usage_error_without_traceback(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text(default_config_text().replace("epochs: 15", "epochs: many"))
+    text = default_config_text()
+    assert re.search(r"^  epochs: \d+", text, re.M), "the default config sets training.epochs"
+    path.write_text(re.sub(r"^  epochs: \d+", "  epochs: many", text, count=1, flags=re.M))
     result = invoke("run", "--config", str(path), "--workdir", str(tmp_path / "w"))
     assert result.exit_code == cli.EXIT_USAGE
     assert "training.epochs" in result.output and str(path) in result.output

@@ -45,7 +45,7 @@ def test_unquoted_yes_no_gets_a_yaml_specific_hint(tmp_path):
 
 
 @pytest.mark.parametrize("old,new,field", [
-    ("epochs: 15", "epochs: 0", "training.epochs"),
+    ("epochs: 30", "epochs: 0", "training.epochs"),
     ("min_accuracy: 0.80", "min_accuracy: 1.5", "requirements.min_accuracy"),
     ("model: ds_cnn", "model: resnet", "training.model"),
     ("sample_rate: 16000", "sample_rate: 8000", "data.sample_rate"),
