@@ -58,7 +58,8 @@ def _motion_case(tmp_path, edit_lists) -> tuple:
         f.write("".join(line + "\n" for line in edit_lists(entries)))
     with open(MOTION_CONFIG) as f:
         text = f.read().replace("root: null", f"root: {data}").replace(
-            "../../schemas/", os.path.join(os.path.dirname(MOTION_CONFIG), "..", "..", "schemas", ""))
+            "../../schemas/", os.path.join(os.path.dirname(MOTION_CONFIG), "..", "..", "schemas", "")).replace(
+            "../tasks/", os.path.join(os.path.dirname(MOTION_CONFIG), "..", "tasks", ""))
     config_path = tmp_path / "motion.yaml"
     config_path.write_text(text)
     workdir = str(tmp_path / "w")

@@ -93,7 +93,7 @@ def test_the_motion_config_selects_the_task_by_configuration():
 @pytest.mark.parametrize("source, old, new, field", [
     ("motion", "  labels: [idle, wave, circle, shake]\n", "  words: [\"yes\"]\n  labels: [idle, wave]\n", "data.words"),
     ("kws", "  seed: 59185\n", "  seed: 59185\n  labels: [a, b]\n", "data.labels"),
-    ("motion", "training:\n  model: conv1d", "training:\n  model: ds_cnn", "training.model"),
+    ("motion", "  model: conv1d\n", "  model: ds_cnn\n", "training.model"),
     ("motion", "  timestamp_unit: s", "  timestamp_unit: minutes", "motion.timestamp_unit"),
 ])
 def test_a_field_of_the_other_task_or_a_bad_motion_value_is_named(tmp_path, source, old, new, field):
