@@ -29,6 +29,7 @@ from components.telemetry import examples as examples_lib
 from components.telemetry import records as records_lib
 from components.telemetry_example_gen.component import SPLIT, TelemetryExampleGen
 from pipeline.config import PipelineConfig
+from pipeline.pipeline import beam_pipeline_args
 
 FIELD_EXAMPLE_GEN = "FieldTelemetryGen"
 REFERENCE_EXAMPLE_GEN = "ReferenceTelemetryGen"
@@ -109,7 +110,7 @@ def create_monitoring_pipeline(config: PipelineConfig, span: Optional[int] = Non
     return tfx.dsl.Pipeline(
         pipeline_name=monitoring_name(config), pipeline_root=mon.pipeline_root,
         components=[field, reference, field_stats, reference_stats, decision],
-        enable_cache=True, metadata_connection_config=metadata, beam_pipeline_args=list(config.beam_args))
+        enable_cache=True, metadata_connection_config=metadata, beam_pipeline_args=beam_pipeline_args(config))
 
 
 def run(config: PipelineConfig, span: Optional[int] = None) -> Dict[str, Any]:

@@ -25,6 +25,7 @@ from apache_beam.options.pipeline_options import (FlinkRunnerOptions, GoogleClou
                                                   WorkerOptions)
 
 from pipeline import config as config_lib
+from pipeline import pipeline as tinyml_pipeline
 from pipeline.runners import kubeflow as run_kubeflow
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -187,6 +188,11 @@ def test_the_compiled_package_hands_the_beam_args_to_every_beam_component(overla
     with open(package) as f:
         job, _ = yaml.safe_load_all(f)
     executors = job["deploymentSpec"]["executors"]
+    # the overlay's args, and the image as the workers' environment where they name none (Flink's
+    # worker pools run it; without the flag TFX would stage a source package of itself)
+    expected = tinyml_pipeline.beam_pipeline_args(config)
+    assert expected[:len(config.beam_args)] == list(config.beam_args)
+    assert any(arg.startswith("--sdk_container_image=") for arg in expected)
     for component in BEAM_COMPONENTS:
         args = executors[f"{component}_executor"]["container"]["args"]
-        assert args[-len(config.beam_args):] == list(config.beam_args), component
+        assert args[-len(expected):] == expected, component
