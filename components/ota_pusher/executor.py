@@ -100,5 +100,4 @@ def streaming_additions(input_dict: Dict[str, List[Any]]) -> Tuple[publish.Relea
 
     evaluation = artifact_utils.get_single_instance(input_dict[STREAMING_EVALUATION_KEY])
     blessing = artifact_utils.get_single_instance(input_dict[STREAMING_BLESSING_KEY])
-    return (streaming_release.addition(evaluation.uri, {"streaming_evaluation": evaluation.id,
-                                                        "streaming_blessing": blessing.id}),)
+    return (streaming_release.addition(evaluation.uri, evaluation.id, blessing.id),)

@@ -3,15 +3,15 @@ and the model card's streaming section. Plain library (the OtaPusher calls ``add
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
-import functools
 from typing import Callable, Dict, Mapping, MutableMapping
 
+from components.ota.model_card import MODEL_CARD_FILE
 from components.streaming_evaluator import card, postprocessing
 
-MODEL_CARD_FILE = "model_card.md"   # components/ota/model_card.py's
 PREFIX = "dev.tinyml-tfx."
 POSTPROCESSING_SHA256_ANNOTATION = PREFIX + "postprocessing.sha256"
 THRESHOLD_ANNOTATION = PREFIX + "postprocessing.detection-threshold"
@@ -64,7 +64,9 @@ def add_to_release(files: MutableMapping[str, bytes], annotations: MutableMappin
         files[MODEL_CARD_FILE] = card.insert_section(files[MODEL_CARD_FILE].decode(), report).encode()
 
 
-def addition(evaluation_dir: str, ml_metadata_ids: Mapping[str, int]) -> Callable[[MutableMapping[str, bytes],
-                                                                                  MutableMapping[str, str]], None]:
-    """``add_to_release`` for one evaluation, in the shape ``publish.RunArtifacts.additions`` takes."""
-    return functools.partial(add_to_release, evaluation_dir=evaluation_dir, ml_metadata_ids=dict(ml_metadata_ids))
+def addition(evaluation_dir: str, evaluation_id: int, blessing_id: int) -> Callable[[MutableMapping[str, bytes],
+                                                                                MutableMapping[str, str]], None]:
+    """``add_to_release`` for one StreamingEvaluator run (its ``evaluation`` folder and the ML Metadata
+    ids of its evaluation and blessing), in the shape ``publish.RunArtifacts.additions`` takes."""
+    return functools.partial(add_to_release, evaluation_dir=evaluation_dir,
+                             ml_metadata_ids={"streaming_evaluation": evaluation_id, "streaming_blessing": blessing_id})

@@ -97,8 +97,7 @@ def _streaming_additions(summary):
     from pipeline import pipeline as tinyml_pipeline
 
     ids = summary.artifact_ids[tinyml_pipeline.STREAMING_EVALUATOR]
-    return (streaming_release.addition(summary.streaming["uri"], {"streaming_evaluation": ids["evaluation"],
-                                                                  "streaming_blessing": ids["blessing"]}),)
+    return (streaming_release.addition(summary.streaming["uri"], ids["evaluation"], ids["blessing"]),)
 
 
 @click.command("push")
