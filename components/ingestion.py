@@ -16,7 +16,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import posixpath
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence, Tuple
 
 from components.errors import PipelineInputError
 
@@ -26,6 +26,50 @@ TRAIN, EVAL, TEST = "train", "eval", "test"
 SPLITS = (TRAIN, EVAL, TEST)
 # Relative paths of the eval and test files, one a line (Speech Commands' convention); the rest is train.
 SPLIT_LISTS = {EVAL: "validation_list.txt", TEST: "testing_list.txt"}
+
+# Span-based input: the ExampleGens' execution parameters naming the span folders inside input_base
+# (with {SPAN}; "" none) and how many spans up to the newest the examples hold.
+SPAN_FOLDER_KEY = "span_folder"
+SPANS_KEY = "spans"
+SPAN_PROPERTY = "span"         # the newest span, as TFX's FileBasedDriver resolves it (utils.SPAN_PROPERTY_NAME)
+SPANS_READ_PROPERTY = "spans_read"   # the Examples artifact's custom property: the spans it holds, e.g. "0,1"
+
+
+def dataset_roots(exec_properties: Mapping[str, Any], fs: "Filesystem") -> List[Tuple[str, str]]:
+    """The dataset folders an ExampleGen reads, as (prefix of relative paths, folder).
+
+    Without span folders: ``[("", input_base)]``. With them: the spans from ``newest - spans + 1`` to the
+    newest (the one TFX's driver resolved) whose folders exist, oldest first, each prefixed by its
+    folder name so that examples' ``source`` tells the spans apart.
+    """
+    root = str(exec_properties["input_base"]).rstrip("/")
+    pattern = exec_properties.get(SPAN_FOLDER_KEY) or ""
+    if not pattern:
+        return [("", root)]
+    newest = int(exec_properties.get(SPAN_PROPERTY) or 0)
+    count = max(1, int(exec_properties.get(SPANS_KEY) or 1))
+    roots = []
+    for span in range(max(0, newest - count + 1), newest + 1):
+        name = pattern.replace("{SPAN}", str(span))
+        folder = posixpath.join(root, name)
+        if span == newest or fs.isdir(folder):
+            roots.append((name, folder))
+    return roots
+
+
+def below_span(prefix: str, relative: str) -> str:
+    """A dataset-relative path as seen from the input base: below its span folder ``prefix`` ("" none)."""
+    return f"{prefix}/{relative}" if prefix else relative
+
+
+def record_spans_read(examples: Any, folders: Sequence[str], exec_properties: Mapping[str, Any]) -> None:
+    """Puts the spans an Examples artifact holds into ML Metadata (``spans_read``, e.g. "0,1")."""
+    pattern = exec_properties.get(SPAN_FOLDER_KEY) or ""
+    if not pattern or not folders:
+        return
+    head, _, tail = pattern.partition("{SPAN}")
+    spans = [f[len(head):len(f) - len(tail)] for f in folders]
+    examples.set_string_custom_property(SPANS_READ_PROPERTY, ",".join(spans))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -74,6 +74,7 @@ class DataConfig:
     clip_duration_ms: int = 1000
     max_trim_ms: int = 100          # keyword spotting: longer clips are skipped, not cut
     seed: int = 59185
+    training_spans: int = 0         # > 0: root holds span-N datasets; train on the newest this many
     synthetic: SyntheticData = SyntheticData()
 
     @property
@@ -450,6 +451,12 @@ def parse_config(raw: Any, source: str) -> PipelineConfig:
         beam_args=tuple(raw.get("beam_args", ())),
         source=os.path.abspath(source),
     )
+    if config.data.training_spans and config.uses_synthetic_data:
+        raise ConfigError(
+            f"Config file {source}: field 'data.training_spans' is {config.data.training_spans}, which needs "
+            "data.root to be a folder of span-0, span-1, ... datasets, but data.root is null (synthetic data "
+            "generated into one folder). Fix: set data.root to the folder of spans (the generated dataset can be "
+            "its span-0), or set data.training_spans: 0.")
     family.check_config(config)
     return config
 

@@ -30,7 +30,7 @@ from components.test_set_evaluator.component import TestSetEvaluator
 from components.tflite_quantizer.component import TFLiteQuantizer
 from pipeline.config import PipelineConfig
 from pipeline.tasks.common import search as search_lib
-from pipeline.tasks.common.datasets import read_manifest
+from pipeline.tasks.common.datasets import dataset_manifests
 from pipeline.tasks.common.training import FEATURE_SIGNATURE
 
 # Node ids, as they appear in ML Metadata and in the run summary (the ExampleGen's is the
@@ -148,7 +148,8 @@ def _blessed(blessing_channel):
 def uses_synthetic_data(config: PipelineConfig) -> bool:
     """Whether the model learns from generated data: the config generates it, or the data
     root is a generated dataset (its manifest says so)."""
-    return config.uses_synthetic_data or bool(read_manifest(config.data_root).get("synthetic"))
+    return config.uses_synthetic_data or any(
+        m.get("synthetic") for m in dataset_manifests(config.data_root, bool(config.data.training_spans)))
 
 
 def card_text(config: PipelineConfig) -> model_card.CardText:

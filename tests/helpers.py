@@ -190,7 +190,8 @@ def write_config_yaml(config: config_lib.PipelineConfig, path: str, **sections) 
     with open(config_lib.DEFAULT_CONFIG) as f:
         raw = yaml.safe_load(f)
     raw["pipeline_name"] = config.pipeline_name
-    raw["data"].update(words=list(config.data.words), root=config.data.root, schema=config.data.schema)
+    raw["data"].update(words=list(config.data.words), root=config.data.root, schema=config.data.schema,
+                       training_spans=config.data.training_spans)
     raw["requirements"].update(dataclasses.asdict(config.requirements))
     raw["streaming"] = {k: list(v) if isinstance(v, tuple) else v
                         for k, v in dataclasses.asdict(config.streaming).items()}

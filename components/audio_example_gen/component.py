@@ -28,20 +28,24 @@ class AudioExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
         executor.SEED_KEY: ExecutionParameter(type=int),
         executor.MAX_TRIM_SAMPLES_KEY: ExecutionParameter(type=int, optional=True),
         executor.MAX_SKIPPED_FRACTION_KEY: ExecutionParameter(type=float, optional=True),
+        ingestion.SPAN_FOLDER_KEY: ExecutionParameter(type=str, optional=True),
+        ingestion.SPANS_KEY: ExecutionParameter(type=int, optional=True),
     }
 
 
-def split_input_config() -> example_gen_pb2.Input:
+def split_input_config(span_folder: str = "") -> example_gen_pb2.Input:
     """One input split per output split.
 
     The executor assigns clips to splits from the dataset's split lists; the patterns
     here tell TFX's driver which files to fingerprint, so that a changed clip or a
-    changed list invalidates the cached examples.
+    changed list invalidates the cached examples. With ``span_folder`` (holding ``{SPAN}``)
+    the patterns sit in it, and the driver picks the newest span.
     """
+    prefix = f"{span_folder}/" if span_folder else ""
     return example_gen_pb2.Input(splits=[
-        example_gen_pb2.Input.Split(name=layout.TRAIN, pattern="*/*.wav"),
-        example_gen_pb2.Input.Split(name=layout.EVAL, pattern=layout.SPLIT_LISTS[layout.EVAL]),
-        example_gen_pb2.Input.Split(name=layout.TEST, pattern=layout.SPLIT_LISTS[layout.TEST]),
+        example_gen_pb2.Input.Split(name=layout.TRAIN, pattern=f"{prefix}*/*.wav"),
+        example_gen_pb2.Input.Split(name=layout.EVAL, pattern=prefix + layout.SPLIT_LISTS[layout.EVAL]),
+        example_gen_pb2.Input.Split(name=layout.TEST, pattern=prefix + layout.SPLIT_LISTS[layout.TEST]),
     ])
 
 
@@ -64,7 +68,8 @@ class AudioExampleGen(base_beam_component.BaseBeamComponent):
     def __init__(self, input_base: str, words: Sequence[str], *, unknown_fraction: float = 0.1,
                  silence_fraction: float = 0.1, sample_rate: int = 16000,
                  clip_samples: int = 16000, seed: int = 59185, max_trim_samples: int = 1600,
-                 max_skipped_fraction: float = ingestion.DEFAULT_MAX_SKIPPED_FRACTION):
+                 max_skipped_fraction: float = ingestion.DEFAULT_MAX_SKIPPED_FRACTION, span_folder: str = "",
+                 spans: int = 1):
         """Constructs an AudioExampleGen.
 
         Args:
@@ -79,8 +84,12 @@ class AudioExampleGen(base_beam_component.BaseBeamComponent):
             max_trim_samples: a clip longer than ``clip_samples`` by more than this is skipped
                 rather than cut (what it holds past the cut would be lost).
             max_skipped_fraction: the run stops when more of the clips than this cannot be read.
+            span_folder: "" when ``input_base`` is the dataset; else the name of its span folders with
+                ``{SPAN}`` in it (e.g. ``span-{SPAN}``): TFX's driver finds the newest span.
+            spans: with ``span_folder``, how many spans up to the newest are read into the examples (the
+                older ones are taken as they are: spans are append-only; the newest is fingerprinted).
         """
-        input_config = split_input_config()
+        input_config = split_input_config(span_folder)
         spec = AudioExampleGenSpec(
             input_base=input_base,
             input_config=input_config,
@@ -95,6 +104,8 @@ class AudioExampleGen(base_beam_component.BaseBeamComponent):
             seed=seed,
             max_trim_samples=int(max_trim_samples),
             max_skipped_fraction=float(max_skipped_fraction),
+            span_folder=span_folder,
+            spans=int(spans),
             examples=channel.Channel(type=standard_artifacts.Examples),
         )
         super().__init__(spec=spec)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import os
 import posixpath
@@ -86,7 +87,7 @@ class _DecodeClip(beam.DoFn):
     def process(self, clip: layout.ClipRef) -> Iterator[Any]:
         self._count()
         if clip.label == layout.SILENCE_LABEL:
-            if clip.relative == layout.DIGITAL_SILENCE:
+            if clip.relative == layout.DIGITAL_SILENCE or clip.relative.endswith("/" + layout.DIGITAL_SILENCE):
                 samples = np.zeros(self._clip_samples, dtype=np.int16)
             else:
                 noise = self._noise(clip.relative)[clip.offset:clip.offset + self._clip_samples]
@@ -140,6 +141,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         for entry in report["missing_listed"]:
             logging.warning("AudioExampleGen: a split list names %s, which is not in the dataset", entry)
         examples.set_int_custom_property(SKIPPED_FILES_PROPERTY, len(report["skipped"]))
+        ingestion.record_spans_read(examples, getattr(self, "_spans_read", []), exec_properties)
         logging.info("AudioExampleGen wrote %s; %d file(s) skipped, %d padded, %d trimmed.", self._report_path,
                      len(report["skipped"]), report["adjusted"]["padded"], report["adjusted"]["trimmed"])
         ingestion.check_skipped(
@@ -149,34 +151,43 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
 
     def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
                                exec_properties: Dict[str, Any]) -> Dict[str, beam.pvalue.PCollection]:
-        root = exec_properties[standard_component_specs.INPUT_BASE_KEY].rstrip("/")
+        base = exec_properties[standard_component_specs.INPUT_BASE_KEY].rstrip("/")
         words = json.loads(exec_properties[WORDS_KEY])
         sample_rate = int(exec_properties[SAMPLE_RATE_KEY])
         clip_samples = int(exec_properties[CLIP_SAMPLES_KEY])
         fs = gfile_filesystem()
 
+        # Every dataset folder (one, or the spans read) is planned on its own; paths below the base
+        # carry the span folder, so the clips of all spans decode from one root.
         noise_lengths: Dict[str, int] = {}
         planning_problems: List[Dict[str, str]] = []
-        for relative in layout.noise_files(root, fs):
-            try:
-                noise_lengths[relative] = len(wav.read_wav(
-                    _read_bytes(posixpath.join(root, relative)), sample_rate))
-            except wav.WavError as err:
-                planning_problems.append({"file": relative, "split": "", "label": layout.SILENCE_LABEL,
-                                          "reason": str(err)})
-
-        clips = layout.plan_clips(
-            root, words, fs, noise_lengths, clip_samples=clip_samples,
-            unknown_fraction=float(exec_properties[UNKNOWN_FRACTION_KEY]),
-            silence_fraction=float(exec_properties[SILENCE_FRACTION_KEY]),
-            seed=int(exec_properties[SEED_KEY]))
+        clips: List[layout.ClipRef] = []
+        missing_listed: List[str] = []
+        roots = ingestion.dataset_roots(exec_properties, fs)
+        for prefix, root in roots:
+            span_noise: Dict[str, int] = {}
+            for relative in layout.noise_files(root, fs):
+                try:
+                    span_noise[relative] = len(wav.read_wav(_read_bytes(posixpath.join(root, relative)), sample_rate))
+                except wav.WavError as err:
+                    planning_problems.append({"file": ingestion.below_span(prefix, relative), "split": "",
+                                              "label": layout.SILENCE_LABEL, "reason": str(err)})
+            planned_clips = layout.plan_clips(
+                root, words, fs, span_noise, clip_samples=clip_samples,
+                unknown_fraction=float(exec_properties[UNKNOWN_FRACTION_KEY]),
+                silence_fraction=float(exec_properties[SILENCE_FRACTION_KEY]),
+                seed=int(exec_properties[SEED_KEY]))
+            clips += [dataclasses.replace(c, relative=ingestion.below_span(prefix, c.relative)) for c in planned_clips]
+            noise_lengths.update({ingestion.below_span(prefix, r): n for r, n in span_noise.items()})
+            missing_listed += [ingestion.below_span(prefix, m) for m in layout.missing_from_lists(root, fs)]
+        self._spans_read = [prefix for prefix, _ in roots if prefix]
         planned = collections.Counter((c.split, c.label) for c in clips)
 
         max_trim = int(exec_properties.get(MAX_TRIM_SAMPLES_KEY) or 0)
         decoded = (
             pipeline
             | "PlanClips" >> beam.Create(clips, reshuffle=True)
-            | "DecodeClips" >> beam.ParDo(_DecodeClip(root, sample_rate, clip_samples, len(clips), max_trim))
+            | "DecodeClips" >> beam.ParDo(_DecodeClip(base, sample_rate, clip_samples, len(clips), max_trim))
             .with_outputs(_SKIPPED_TAG, _ADJUSTED_TAG, main="examples"))
 
         report_path = self._report_path
@@ -185,7 +196,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             | "CollectSkipped" >> beam.combiners.ToList()
             | "WriteReport" >> beam.Map(_write_report, report_path, planned, planning_problems,
                                         beam.pvalue.AsList(decoded[_ADJUSTED_TAG]),
-                                        layout.missing_from_lists(root, fs), len(noise_lengths)))
+                                        missing_listed, len(noise_lengths)))
 
         return {
             split: (decoded.examples

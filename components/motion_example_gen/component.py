@@ -29,20 +29,24 @@ class MotionExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
         executor.TIMESTAMP_SCALE_KEY: ExecutionParameter(type=float),
         executor.ENCODING_KEY: ExecutionParameter(type=str, optional=True),
         executor.MAX_SKIPPED_FRACTION_KEY: ExecutionParameter(type=float, optional=True),
+        ingestion.SPAN_FOLDER_KEY: ExecutionParameter(type=str, optional=True),
+        ingestion.SPANS_KEY: ExecutionParameter(type=int, optional=True),
     }
 
 
-def split_input_config() -> example_gen_pb2.Input:
+def split_input_config(span_folder: str = "") -> example_gen_pb2.Input:
     """One input split per output split; the executor assigns recordings to splits itself.
 
     The patterns tell TFX's driver what to fingerprint for the cache: every recording, and
     the root's entries (so a new or changed split list invalidates the cached examples too;
-    the lists are optional, so no pattern may require them).
+    the lists are optional, so no pattern may require them). With ``span_folder`` (holding
+    ``{SPAN}``) the patterns sit in it, and the driver picks the newest span.
     """
+    prefix = f"{span_folder}/" if span_folder else ""
     return example_gen_pb2.Input(splits=[
-        example_gen_pb2.Input.Split(name=recordings.TRAIN, pattern=f"*/*{recordings.RECORDING_EXTENSION}"),
-        example_gen_pb2.Input.Split(name=recordings.EVAL, pattern="*"),
-        example_gen_pb2.Input.Split(name=recordings.TEST, pattern="*"),
+        example_gen_pb2.Input.Split(name=recordings.TRAIN, pattern=f"{prefix}*/*{recordings.RECORDING_EXTENSION}"),
+        example_gen_pb2.Input.Split(name=recordings.EVAL, pattern=f"{prefix}*"),
+        example_gen_pb2.Input.Split(name=recordings.TEST, pattern=f"{prefix}*"),
     ])
 
 
@@ -65,7 +69,8 @@ class MotionExampleGen(base_beam_component.BaseBeamComponent):
     def __init__(self, input_base: str, labels: Sequence[str], channels: Sequence[str], *, sample_rate: float,
                  window_samples: int, hop_samples: int, timestamp_column: str = "timestamp",
                  timestamp_scale: float = 1.0, encoding: str = "auto",
-                 max_skipped_fraction: float = ingestion.DEFAULT_MAX_SKIPPED_FRACTION):
+                 max_skipped_fraction: float = ingestion.DEFAULT_MAX_SKIPPED_FRACTION, span_folder: str = "",
+                 spans: int = 1):
         """Constructs a MotionExampleGen.
 
         Args:
@@ -80,10 +85,14 @@ class MotionExampleGen(base_beam_component.BaseBeamComponent):
             encoding: the recordings' text encoding; "auto" reads UTF-8 (with or without a BOM),
                 else Windows-1252.
             max_skipped_fraction: the run stops when more of the recordings than this cannot be read.
+            span_folder: "" when ``input_base`` is the dataset; else the name of its span folders with
+                ``{SPAN}`` in it (e.g. ``span-{SPAN}``): TFX's driver finds the newest span.
+            spans: with ``span_folder``, how many spans up to the newest are read into the examples (the
+                older ones are taken as they are: spans are append-only; the newest is fingerprinted).
         """
         super().__init__(spec=MotionExampleGenSpec(
             input_base=input_base,
-            input_config=split_input_config(),
+            input_config=split_input_config(span_folder),
             output_config=example_gen_pb2.Output(),
             output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
             output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
@@ -96,5 +105,7 @@ class MotionExampleGen(base_beam_component.BaseBeamComponent):
             timestamp_scale=float(timestamp_scale),
             encoding=encoding,
             max_skipped_fraction=float(max_skipped_fraction),
+            span_folder=span_folder,
+            spans=int(spans),
             examples=channel.Channel(type=standard_artifacts.Examples),
         ))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import os
 import posixpath
@@ -100,6 +101,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             report = json.load(f)
         for skipped in report["skipped"]:
             logging.warning("MotionExampleGen skipped %s: %s", skipped["file"], skipped["reason"])
+        ingestion.record_spans_read(examples, getattr(self, "_spans_read", []), exec_properties)
         for entry in report["missing_listed"]:
             logging.warning("MotionExampleGen: a split list names %s, which is not in the dataset", entry)
         ingestion.check_skipped(
@@ -110,20 +112,27 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
 
     def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
                                exec_properties: Dict[str, Any]) -> Dict[str, beam.pvalue.PCollection]:
-        root = exec_properties[standard_component_specs.INPUT_BASE_KEY].rstrip("/")
+        base = exec_properties[standard_component_specs.INPUT_BASE_KEY].rstrip("/")
         labels = json.loads(exec_properties[LABELS_KEY])
         spec = spec_from(exec_properties)
         fs = gfile_filesystem()
-        plan = recordings.plan_recordings(root, labels, fs)
+        # One dataset folder, or the spans read: each planned on its own, its paths below the base.
+        plan, missing_listed = [], []
+        roots = ingestion.dataset_roots(exec_properties, fs)
+        for prefix, root in roots:
+            plan += [dataclasses.replace(r, relative=ingestion.below_span(prefix, r.relative))
+                     for r in recordings.plan_recordings(root, labels, fs)]
+            missing_listed += [ingestion.below_span(prefix, m) for m in ingestion.missing_from_lists(root, fs)]
+        self._spans_read = [prefix for prefix, _ in roots if prefix]
         encoding = exec_properties.get(ENCODING_KEY) or "auto"
         read = (pipeline
                 | "PlanRecordings" >> beam.Create(plan, reshuffle=True)
-                | "WindowRecordings" >> beam.ParDo(_WindowRecording(root, spec, len(plan), encoding)).with_outputs(
+                | "WindowRecordings" >> beam.ParDo(_WindowRecording(base, spec, len(plan), encoding)).with_outputs(
                     _SKIPPED_TAG, _TALLY_TAG, main="examples"))
         _ = (read[_TALLY_TAG]
              | "CollectTally" >> beam.combiners.ToList()
              | "WriteReport" >> beam.Map(_write_report, self._report_path,
-                                         beam.pvalue.AsList(read[_SKIPPED_TAG]), ingestion.missing_from_lists(root, fs)))
+                                         beam.pvalue.AsList(read[_SKIPPED_TAG]), missing_listed))
         return {split: (read.examples
                         | f"Select[{split}]" >> beam.Filter(lambda kv, s=split: kv[0] == s)
                         | f"Drop[{split}]" >> beam.Values())

@@ -113,11 +113,42 @@ class TaskFamily(abc.ABC):
 
     @abc.abstractmethod
     def example_gen(self, config: "PipelineConfig") -> Any:
-        """The ExampleGen component reading ``config.data_root`` (its id set to ``example_gen_id``)."""
+        """The ExampleGen component reading ``config.data_root`` (its id set to ``example_gen_id``);
+        with ``data.training_spans``, the newest spans of it (pass on ``span_input(config)``)."""
 
     @abc.abstractmethod
     def check_layout(self, config: "PipelineConfig") -> None:
-        """Raises ``DataLayoutError`` when ``config.data_root`` is not a dataset the ExampleGen can read."""
+        """Raises ``DataLayoutError`` when the dataset the ExampleGen would read (``dataset_root``) is not one
+        it can read."""
+
+    @staticmethod
+    def span_input(config: "PipelineConfig") -> Dict[str, Any]:
+        """The ExampleGen arguments for span-based input (``data.training_spans``): the span folders'
+        pattern and how many spans up to the newest the examples hold."""
+        if not config.data.training_spans:
+            return {}
+        from pipeline.tasks.common.datasets import SPAN_FOLDER
+
+        return {"span_folder": SPAN_FOLDER, "spans": config.data.training_spans}
+
+    @staticmethod
+    def dataset_root(config: "PipelineConfig") -> str:
+        """The dataset the ExampleGen reads next: ``config.data_root``, or its newest span folder.
+
+        Raises:
+            DataLayoutError: when ``data.training_spans`` is set and the data root has no span folder.
+        """
+        if not config.data.training_spans:
+            return config.data_root
+        from pipeline.tasks.common.datasets import span_folders
+
+        spans = span_folders(config.data_root)
+        if not spans:
+            raise DataLayoutError(
+                f"{config.data_root} has no span folder (span-0, span-1, ...), but data.training_spans is "
+                f"{config.data.training_spans}. Fix: put each dataset in its span folder (the first one in "
+                "span-0), or set data.training_spans: 0 to read the folder as one dataset.")
+        return spans[max(spans)]
 
     def generation_spec(self, config: "PipelineConfig") -> Any:
         """What the synthetic dataset is generated from (has ``fingerprint()``); None: the family has none."""
@@ -189,6 +220,12 @@ class TaskFamily(abc.ABC):
         fleet simulator's audio: ``minutes`` of the training distribution's conditions (``shift`` "") or
         of a field shift (one of ``field_shifts``), deterministic from ``seed``."""
         raise NotImplementedError(f"Task family '{self.name}' has no fleet simulation (it has no stream source).")
+
+    def write_field_span(self, config: "PipelineConfig", shift: str, minutes: float, voices: int, seed: int,
+                         out_dir: str, log: Callable[[str], None] = lambda m: None) -> Dict[str, Any]:
+        """Writes labelled field data under ``shift`` (one of ``field_shifts``) as a dataset in the layout the
+        ExampleGen reads, for a new training span (``data.training_spans``); returns its manifest."""
+        raise NotImplementedError(f"Task family '{self.name}' has no simulated field data collection.")
 
     def provenance(self, config: "PipelineConfig") -> Dict[str, str]:
         """Extra provenance lines for the model card (e.g. the front-end hash)."""

@@ -157,3 +157,38 @@ def simulate_command(config_path, workdir, out_dir, run_id, model_path, devices,
     click.echo(f"{devices} device(s) x {days} day(s){f', {shift} from day {shift_day}' if shift else ''}: "
                f"{len(manifest['days'])} batches in {out_dir}" +
                (f"; reference telemetry in {manifest['reference']}" if manifest["reference"] else ""))
+
+
+@fleet_group.command("collect")
+@config_option
+@workdir_option
+@click.option("--shift", required=True, help="The field condition to collect (keyword spotting: rain).")
+@click.option("--minutes", default=60.0, show_default=True, help="Audio the campaign records.")
+@click.option("--voices", default=20, show_default=True, help="New voices (speakers) the campaign hears.")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--span", type=int, default=None,
+              help="The span to write (default: one after the newest span folder of data.root).")
+def collect_command(config_path, workdir, shift, minutes, voices, seed, span) -> None:
+    """Collect labelled field data under a shift and write it as the next training span (data.root/span-N), for
+    a config with data.training_spans. Labels are the simulator's ground truth, and the span's DATASET.json says so."""
+    from components.errors import PipelineInputError
+    from pipeline.tasks.common import datasets
+
+    config = load(config_path, workdir)
+    if not config.data.training_spans or config.uses_synthetic_data:
+        fail(f"Config file {config.source}: collecting a training span needs data.root (a folder of span-0, "
+             "span-1, ... datasets) and data.training_spans > 0. Fix: set both (data.training_spans: 2 trains on "
+             "the newest two spans).", EXIT_USAGE)
+    existing = datasets.span_folders(config.data_root)
+    number = span if span is not None else (max(existing) + 1 if existing else 0)
+    if number in existing:
+        fail(f"{existing[number]} exists; spans are append-only. Fix: pass another --span, or leave it out to "
+             "write the next one.", EXIT_USAGE)
+    out_dir = os.path.join(config.data_root, datasets.span_folder(number))
+    try:
+        manifest = config.family.write_field_span(config, shift, minutes, voices, seed, out_dir, log=click.echo)
+    except (PipelineInputError, NotImplementedError) as err:
+        fail(str(err), EXIT_USAGE)
+    counts = manifest.get("examples_before_sampling", {})
+    click.echo(f"Span {number}: {manifest.get('clips', '?')} labelled clips in {out_dir} (" + ", ".join(
+        f"{split} {sum(c.values())}" for split, c in counts.items()) + f"); labels: {manifest.get('label_source')}")

@@ -13,11 +13,49 @@ import json
 import os
 import shutil
 import tempfile
+import re
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 from components.ingestion import EVAL, SPLIT_LISTS, TEST, TRAIN
 
 MANIFEST_FILE = "DATASET.json"
+# With data.training_spans, the data root holds one dataset per span in folders named so; TFX's
+# FileBasedDriver replaces {SPAN} and ingests the newest span (tfx/components/example_gen/utils.py).
+SPAN_FOLDER = "span-{SPAN}"
+_SPAN_FOLDER_RE = re.compile(r"^span-(0|[1-9]\d*)$")   # TFX writes spans unpadded
+
+
+def span_folder(span: int) -> str:
+    """The folder name of ``span`` in a data root of spans."""
+    return SPAN_FOLDER.replace("{SPAN}", str(int(span)))
+
+
+def span_folders(data_root: str, listdir: Optional[Callable[[str], List[str]]] = None) -> Dict[int, str]:
+    """Span number -> folder (full path) of every ``span-N`` folder of ``data_root``; {} when it has none.
+
+    ``listdir`` defaults to ``tf.io.gfile.listdir`` (object stores as well as local folders).
+    """
+    if listdir is None:
+        import tensorflow as tf
+
+        def listdir(path):
+            return tf.io.gfile.listdir(path) if tf.io.gfile.isdir(path) else []
+    found = {}
+    for name in listdir(data_root):
+        match = _SPAN_FOLDER_RE.match(name.rstrip("/"))
+        if match:
+            found[int(match.group(1))] = f"{data_root.rstrip('/')}/{name.rstrip('/')}"
+    return dict(sorted(found.items()))
+
+
+def dataset_folders(data_root: str, spans: bool) -> List[str]:
+    """The dataset folders behind a data root: itself, or (``spans``) its span folders, oldest first."""
+    return list(span_folders(data_root).values()) if spans else [data_root]
+
+
+def dataset_manifests(data_root: str, spans: bool) -> List[Dict[str, object]]:
+    """The manifests of the data root's datasets (``read_manifest``), oldest span first."""
+    return [read_manifest(folder) for folder in dataset_folders(data_root, spans)]
 
 
 def assign_speaker_splits(speaker_ids: Sequence[str], eval_fraction: float = 0.1,

@@ -58,14 +58,15 @@ class KeywordSpotting(TaskFamily):
             silence_fraction=data.silence_fraction, sample_rate=data.sample_rate,
             clip_samples=data.clip_samples, seed=data.seed,
             max_trim_samples=data.sample_rate * data.max_trim_ms // 1000,
-            max_skipped_fraction=config.requirements.max_skipped_fraction).with_id(self.example_gen_id)
+            max_skipped_fraction=config.requirements.max_skipped_fraction,
+            **self.span_input(config)).with_id(self.example_gen_id)
 
     def check_layout(self, config) -> None:
         from components.audio_example_gen import layout
         from components.ingestion import gfile_filesystem
 
         try:
-            layout.check_layout(config.data_root, config.data.words, gfile_filesystem())
+            layout.check_layout(self.dataset_root(config), config.data.words, gfile_filesystem())
         except layout.LayoutError as err:
             raise DataLayoutError(str(err)) from err
 
@@ -114,11 +115,12 @@ class KeywordSpotting(TaskFamily):
         import dataclasses
 
         from components.audio_example_gen.layout import TEST
-        from pipeline.tasks.common.datasets import read_manifest
+        from pipeline.tasks.common.datasets import dataset_manifests
         from pipeline.tasks.kws import generate, streams
 
         # The voices of the dataset's test split: a generated dataset's own (its manifest), else the config's.
-        generated = generate.spec_of(read_manifest(config.data_root)) if config.data_root else None
+        generated = next((spec for spec in (generate.spec_of(m) for m in dataset_manifests(
+            config.data_root, bool(config.data.training_spans))) if spec), None) if config.data_root else None
         spec = generated or self.generation_spec(config)
         s = config.streaming
         return streams.StreamRecipe(
@@ -156,6 +158,16 @@ class KeywordSpotting(TaskFamily):
         from pipeline.tasks.kws import streams
 
         return streams.SHIFTS
+
+    def write_field_span(self, config, shift, minutes, voices, seed, out_dir, log=lambda m: None):
+        from pipeline.tasks.kws import field_span
+
+        if shift not in self.field_shifts:
+            from components.errors import PipelineInputError
+
+            raise PipelineInputError(f"Unknown field shift '{shift}'; the shifts are {', '.join(self.field_shifts)}.")
+        return field_span.write_field_span(
+            config, field_span.FieldCampaign(shift=shift, minutes=minutes, voices=voices, seed=seed), out_dir, log)
 
     def field_streams(self, config, shift, seed, minutes):
         """The test streams' recipe (unseen speakers of the dataset's distribution) at ``minutes`` and ``seed``;

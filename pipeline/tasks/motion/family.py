@@ -59,14 +59,15 @@ class Motion(TaskFamily):
             sample_rate=config.data.sample_rate, window_samples=config.window_samples,
             hop_samples=config.hop_samples, timestamp_column=m.timestamp_column,
             timestamp_scale=m.timestamp_scale, encoding=m.encoding,
-            max_skipped_fraction=config.requirements.max_skipped_fraction).with_id(self.example_gen_id)
+            max_skipped_fraction=config.requirements.max_skipped_fraction,
+            **self.span_input(config)).with_id(self.example_gen_id)
 
     def check_layout(self, config) -> None:
         from components.ingestion import gfile_filesystem
         from components.motion_example_gen import recordings
 
         try:
-            recordings.check_layout(config.data_root, config.data.labels, gfile_filesystem())
+            recordings.check_layout(self.dataset_root(config), config.data.labels, gfile_filesystem())
         except recordings.LayoutError as err:
             raise DataLayoutError(str(err)) from err
 

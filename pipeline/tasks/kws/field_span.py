@@ -1,0 +1,114 @@
+"""Labelled field recordings as a new span of keyword-spotting training data.
+
+What a labelling campaign on a shifted fleet yields, simulated: continuous audio in the field's
+condition (a field shift's background at low SNR, ``streams.SHIFTS``), said by voices the
+dataset does not have, labelled by the simulator's ground truth (the streams' events; a real
+campaign has people mark the utterances in uploaded audio). Every single-word utterance becomes
+a one-second clip centred on it, in the Speech Commands layout the AudioExampleGen reads: a
+folder per word (keywords, and other words that become ``_unknown_``), the stretches between
+utterances as ``_background_noise_`` recordings (``_silence_`` is cut from them), split lists by
+speaker (so the span's test split holds voices its train split lacks) and a ``DATASET.json``
+that says it is synthetic and how it was labelled. Phrases are left out: longer than a clip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable, Dict, List
+
+import numpy as np
+
+from components.audio_example_gen import layout, wav
+from pipeline.tasks.common.datasets import assign_speaker_splits, publish_dataset, staging_dir, write_split_lists
+
+GROUND_TRUTH = "fleet simulator ground truth (synthetic streams' labels)"
+VOICE_SEED_OFFSET = 7919   # the campaign's voices are drawn apart from the dataset's
+MIN_BACKGROUND_MS = 1000   # shorter stretches between utterances are not kept as background
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldCampaign:
+    """What to collect: ``minutes`` of audio under ``shift`` from ``voices`` new voices, from ``seed``."""
+
+    shift: str
+    minutes: float = 60.0
+    voices: int = 20
+    seed: int = 1
+
+
+def recipe(config, campaign: FieldCampaign):
+    """The campaign's streams: the fleet's field recipe under the shift, with voices of their own."""
+    from pipeline.tasks.kws import generate
+
+    family = config.family
+    base = family.stream_recipe(config)
+    spec = family.generation_spec(config)
+    voices = generate.speaker_profiles(dataclasses.replace(
+        spec, speakers=int(campaign.voices), seed=spec.seed + VOICE_SEED_OFFSET + int(campaign.seed)))
+    return dataclasses.replace(
+        base, minutes=float(campaign.minutes), seed=int(campaign.seed), shift=campaign.shift, snr_db=(0.0, 5.0),
+        speakers=tuple({**dataclasses.asdict(v), "speaker_id": f"field{campaign.seed}-{v.speaker_id}"} for v in voices),
+        speakers_source=f"{campaign.voices} synthetic eSpeak NG voices drawn for the field campaign, none of them "
+                        "the dataset's")
+
+
+def _clip(samples: np.ndarray, centre: int, length: int) -> np.ndarray:
+    start = int(np.clip(centre - length // 2, 0, max(0, len(samples) - length)))
+    return wav.fit_to_length(samples[start:start + length], length)
+
+
+def write_field_span(config, campaign: FieldCampaign, out_dir: str,
+                     log: Callable[[str], None] = lambda m: None) -> Dict[str, Any]:
+    """Renders the campaign's streams and writes their labelled clips as a dataset in ``out_dir``.
+
+    Returns:
+        the span's manifest (also its ``DATASET.json``): clips per split and label, where they come from.
+    """
+    from pipeline.tasks.kws import streams
+
+    field = recipe(config, campaign)
+    rate, length = config.data.sample_rate, config.data.clip_samples
+    wanted = {w.lower(): w for w in (*config.data.words, *field.unknown_words)}
+    clips: List[tuple] = []   # (relative path, speaker, label)
+    with staging_dir(out_dir) as staging:
+        os.makedirs(os.path.join(staging, layout.NOISE_DIR))
+        for index in range(len(field.stream_seconds())):
+            stream = streams.render_stream(field, index)
+            samples = stream.samples
+            keep = np.ones(len(samples), dtype=bool)
+            for n, event in enumerate(stream.events):
+                start, end = event.start_ms * rate // 1000, event.end_ms * rate // 1000
+                keep[max(0, start - rate // 10):end + rate // 10] = False
+                word = wanted.get(event.label.lower())
+                if word is None or end - start > length:
+                    continue   # a phrase, or an utterance longer than a clip
+                relative = f"{word}/{event.speaker}_nohash_{stream.name}_{n:04d}.wav"
+                os.makedirs(os.path.join(staging, word), exist_ok=True)
+                with open(os.path.join(staging, relative), "wb") as f:
+                    f.write(wav.write_wav(_clip(samples, (start + end) // 2, length), rate))
+                clips.append((relative, event.speaker, word))
+            background = samples[keep]   # what the field hears between words, joined
+            if len(background) >= MIN_BACKGROUND_MS * rate // 1000:
+                with open(os.path.join(staging, layout.NOISE_DIR, f"{stream.name}.wav"), "wb") as f:
+                    f.write(wav.write_wav(background, rate))
+            log(f"  {stream.name} ({stream.background}): {stream.duration_s:.0f} s, {len(stream.events)} utterances")
+        splits = assign_speaker_splits(sorted({speaker for _, speaker, _ in clips}))
+        lists: Dict[str, List[str]] = {layout.EVAL: [], layout.TEST: []}
+        counts: Dict[str, Dict[str, int]] = {s: {} for s in layout.SPLITS}
+        for relative, speaker, word in clips:
+            split = splits[speaker]
+            if split in lists:
+                lists[split].append(relative)
+            label = word if word in config.data.words else layout.UNKNOWN_LABEL
+            counts[split][label] = counts[split].get(label, 0) + 1
+        write_split_lists(staging, lists)
+        manifest = {
+            "synthetic": True, "kind": "field span", "shift": campaign.shift, "campaign": dataclasses.asdict(campaign),
+            "label_source": GROUND_TRUTH, "voices": field.speakers_source, "snr_db": list(field.snr_db),
+            "clips": len(clips), "examples_before_sampling": counts,
+            "speakers": {split: sorted(s for s, v in splits.items() if v == split) for split in layout.SPLITS},
+        }
+        publish_dataset(staging, out_dir, manifest)
+    return manifest
+
