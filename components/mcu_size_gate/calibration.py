@@ -104,8 +104,23 @@ class RatioPair:
 
 
 @dataclasses.dataclass(frozen=True)
+class SearchedSystem:
+    """A published system that was considered for the fit and not used, with the reason."""
+
+    round: str
+    system: str
+    reason: str
+    source: str
+
+
+@dataclasses.dataclass(frozen=True)
 class CalibrationData:
-    """Everything ``published.yaml`` and the reference models hold."""
+    """Everything ``published.yaml`` and the reference models hold.
+
+    ``depth``: per model and multiply-accumulate class, the MAC-weighted mean reduction depth
+    (MACs per output element: kernel height x width x input channels for a convolution, the
+    input units of a fully connected layer, the kernel's taps for a depthwise one).
+    """
 
     fit: List[System]
     core_ratios: Dict[str, Tuple[str, List[RatioPair]]]
@@ -113,6 +128,8 @@ class CalibrationData:
     comparison: List[System]
     models: Dict[str, Dict[str, object]]
     work: Dict[str, Dict[str, int]]
+    searched: List[SearchedSystem] = dataclasses.field(default_factory=list)
+    depth: Dict[str, Dict[str, float]] = dataclasses.field(default_factory=dict)
 
 
 def _source(repositories: Mapping, round_: str, path: str) -> str:
@@ -154,11 +171,13 @@ def load(published_file: str = PUBLISHED_FILE, models_dir: str = MODELS_DIR) -> 
             core_ratios[core] = (entry["reason"], pairs)
         proxies = {core: (p["core"], p["reason"], bool(p.get("same_core"))) for core, p in raw.get("proxies", {}).items()}
         comparison = [_system(s, repositories) for s in raw.get("comparison", [])]
+        searched = [SearchedSystem(e["round"], e["system"], e["reason"], _source(repositories, e["round"], e["system"]))
+                    for e in raw.get("searched", [])]
         models = raw["models"]
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as err:
         raise CalibrationError(f"The latency calibration {published_file} cannot be read ({err!r}); restore it "
                                "from the repository.") from err
-    work = {}
+    work, depth = {}, {}
     for name, model in models.items():
         path = os.path.join(models_dir, model["file"])
         try:
@@ -167,8 +186,24 @@ def load(published_file: str = PUBLISHED_FILE, models_dir: str = MODELS_DIR) -> 
         except OSError as err:
             raise CalibrationError(f"The reference model {path} of '{name}' is missing ({err}); restore it from "
                                    "the repository.") from err
-        work[name] = measure.work_by_class(measure.op_work(operators))
-    return CalibrationData(fit, core_ratios, proxies, comparison, models, work)
+        op_work = measure.op_work(operators)
+        work[name] = measure.work_by_class(op_work)
+        depth[name] = reduction_depth(operators, op_work)
+    return CalibrationData(fit, core_ratios, proxies, comparison, models, work, searched, depth)
+
+
+MAC_CLASSES = ("conv_2d", "conv_2d_1x1", "depthwise_conv_2d", "fully_connected")
+
+
+def reduction_depth(operators: Sequence[tflm_model.Operator], op_work: Sequence[measure.OpWork]) -> Dict[str, float]:
+    """Per multiply-accumulate class, the MAC-weighted mean of MACs per output element."""
+    macs = {c: 0.0 for c in MAC_CLASSES}
+    weighted = {c: 0.0 for c in MAC_CLASSES}
+    for operator, item in zip(operators, op_work):
+        if item.op_class in MAC_CLASSES and item.work and operator.outputs[0].elements:
+            macs[item.op_class] += item.work
+            weighted[item.op_class] += item.work * item.work / operator.outputs[0].elements
+    return {c: weighted[c] / macs[c] for c in MAC_CLASSES if macs[c]}
 
 
 def predict_cycles(cycles_per_unit: Mapping[str, float], work: Mapping[str, float]) -> float:
@@ -230,6 +265,36 @@ class CoreFit:
         """The range of published / predicted over the held-out models, widened to include 1."""
         ratios = [h.ratio for h in self.held_out]
         return min(min(ratios), 1.0), max(max(ratios), 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Coverage:
+    """What the networks a held-out prediction is fitted on show of the held-out network's main class.
+
+    ``op_class`` is the multiply-accumulate class with most of the held-out network's MACs;
+    ``share``/``fitted_share`` its fraction of the held-out / each fitting network's MACs;
+    ``depth``/``fitted_depth`` its MAC-weighted reduction depth there (absent: the class has no
+    MACs in that network). From the model files alone: no published figure enters it.
+    """
+
+    model: str
+    op_class: str
+    share: float
+    depth: float
+    fitted_share: Dict[str, float]
+    fitted_depth: Dict[str, float]
+
+
+def coverage(data: CalibrationData, model: str, fitted: Sequence[str]) -> Coverage:
+    """How much of ``model``'s dominant multiply-accumulate class the ``fitted`` networks contain."""
+
+    def macs(name):
+        return sum(data.work[name][c] for c in MAC_CLASSES)
+
+    op_class = max(MAC_CLASSES, key=lambda c: data.work[model][c])
+    return Coverage(model, op_class, data.work[model][op_class] / macs(model), data.depth[model][op_class],
+                    {m: data.work[m][op_class] / macs(m) for m in fitted},
+                    {m: data.depth[m][op_class] for m in fitted if op_class in data.depth[m]})
 
 
 def fit_system(system: System, work: Mapping[str, Mapping[str, float]], ridge: float = RIDGE) -> CoreFit:
