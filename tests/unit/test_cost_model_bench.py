@@ -29,3 +29,17 @@ def test_the_report_prints_misses_and_searched_systems(result, capsys):
     out = capsys.readouterr().out
     assert out.count("Miss ") == len(result["misses"])
     assert out.count("Searched, not fitted:") == len(result["searched"]) > 0
+
+
+def test_the_structure_comparison_reproduces_the_shipped_model_before_it_varies_it():
+    from components.mcu_size_gate import calibration
+    from pipeline.bench import cost_structures
+
+    model = calibration.build()
+    errors = cost_structures.held_out(model.data, (), ())
+    for core, fit in model.fits.items():
+        for held in fit.held_out:
+            assert errors[(core, held.model)] == pytest.approx(held.error, rel=1e-6, abs=1e-6)
+    # a tie changes the held-out predictions (so the comparison varies something real)
+    tied = cost_structures.held_out(model.data, (), (("fully_connected", "conv_2d"),))
+    assert abs(tied[("cortex-m4", "ad")] - errors[("cortex-m4", "ad")]) > 0.1
