@@ -41,12 +41,22 @@ why no data that exists can fix it:
   0.96 against 0.33-0.86, and IC 0.33 against 0.63-0.96. Meeting +/-30 % needs a fully
   connected price below every other network's average on the M4 but twice IC's on the M85,
   and an im2col price on the M85 below every other network's average. Nothing the three
-  fitting networks contain says so, and CMSIS-NN's kernel code does not either: on Helium the
-  fully connected kernel (``arm_nn_vec_mat_mult_t_s8``: one input vector against four weight
-  rows) and the convolutions' matrix product (``arm_nn_mat_mult_nt_t_s8``: four im2col rows
-  against one weight row) both issue five vector loads and four ``VMLADAVA`` per 64 MACs; the
-  difference is memory (a fully connected layer streams every weight once per inference, a
-  convolution reuses it), which the board's flash and cache decide, not the kernel.
+  fitting networks contain says so, and CMSIS-NN's kernel code does not either. On the DSP
+  path (M4, M33) the fully connected inner loop (``arm_nn_vec_mat_mult_t_s8`` V.1.5.1: three
+  loads, six ``SXTAB16``, four ``SMLAD`` per 8 MACs) takes more instructions per MAC than the
+  im2col matrix product (``arm_nn_mat_mult_kernel_s8_s16`` V.1.0.3: four loads, two
+  ``read_and_pad`` of five, eight ``SMLAD`` per 16 MACs), about 1.6 against 1.4 (the copies
+  under ``closed/renesas/code/EK_RA6M4/src/tensorflow/lite/micro/tools/make/downloads/cmsis/
+  CMSIS/NN/Source/`` of mlcommons/tiny_results_v0.7@64623f41b672; the M4's build downloads
+  its 2020 copy, not in its submission), while the M4's published figures show it a third
+  cheaper. On Helium the fully connected kernel (``arm_nn_vec_mat_mult_t_s8``: one input
+  vector against four weight rows) and the convolutions' matrix product
+  (``arm_nn_mat_mult_nt_t_s8``: four im2col rows against one weight row) both issue five vector loads and four ``VMLADAVA`` per 64 MACs (the
+  copies the EK-RA8D1 submission builds, V.5.4.1 and V.2.1.2, under
+  ``closed/Renesas/code/EK-RA8D1/src/tflite-micro/cmsis_nn/Source/NNSupportFunctions/`` of
+  mlcommons/tiny_results_v1.2@cadb362343f5); the difference is memory (a fully connected
+  layer streams every weight once per inference from flash, where the submission keeps the
+  model, a convolution reuses it), which the board's flash and cache decide, not the kernel.
 * Structures motivated by the kernels were tried against the held-out errors and none meets
   the target, so none was adopted (that comparison used the held-out errors: model selection
   on the test set, reported here and in the README, not shipped): a free per-output
