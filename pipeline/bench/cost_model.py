@@ -45,7 +45,21 @@ def evaluate(model: Optional[calibration.CostModel] = None) -> Dict[str, Any]:
                                "published_ms": round(result.latency_ms, 3),
                                "tflm_published_ms": round(tflm.latency_ms * fit.system.clock_mhz / system.clock_mhz, 3)
                                if tflm else None, "tflm_system": fit.system.id if tflm else None})
+    misses = []
+    for r in rows:
+        if abs(r["held_out_error"]) > TARGET:
+            fitted = [m for m in model.fits[r["core"]].system.results if m != r["model"]]
+            cov = calibration.coverage(model.data, r["model"], fitted)
+            misses.append({"core": r["core"], "model": r["model"], "held_out_error": r["held_out_error"],
+                           "op_class": cov.op_class, "share": round(cov.share, 4), "depth": round(cov.depth, 1),
+                           "fitted_share": {m: round(v, 5) for m, v in cov.fitted_share.items()},
+                           "fitted_depth": {m: round(v, 1) for m, v in cov.fitted_depth.items()}})
+    cycles_per_mac = {core: {m: round(r.cycles / sum(model.data.work[m][c] for c in calibration.MAC_CLASSES), 3)
+                             for m, r in fit.system.results.items()} for core, fit in model.fits.items()}
+    searched = [{"round": e.round, "system": e.system, "reason": e.reason, "source": e.source}
+                for e in model.data.searched]
     return {"rows": rows, "held_out_within_target": len(within), "pairs": len(rows), "target": TARGET,
+            "misses": misses, "published_cycles_per_mac": cycles_per_mac, "searched": searched,
             "worst_held_out": max(rows, key=lambda r: abs(r["held_out_error"])) if rows else None,
             "bands": {core: [round(b, 3) for b in fit.band] for core, fit in model.fits.items()},
             "derived": derived, "comparison": comparison}
@@ -63,6 +77,15 @@ def print_report(result: Dict[str, Any]) -> None:
     print(f"Held out within +/-{result['target']:.0%}: {result['held_out_within_target']} of {result['pairs']}; "
           f"worst {worst['model']} on {worst['core']} {worst['held_out_error']:+.0%}. Bands (published / estimated): "
           + ", ".join(f"{core} x{lo:.2f}-x{hi:.2f}" for core, (lo, hi) in result["bands"].items()))
+    print("Published cycles per MAC (published cycles / the model's MACs): " + "; ".join(
+        f"{core} " + ", ".join(f"{m} {v:.2f}" for m, v in per.items()) for core, per in result["published_cycles_per_mac"].items()))
+    for miss in result["misses"]:
+        fitted = ", ".join(f"{m} {share:.2%}" + (f" (depth {miss['fitted_depth'][m]:.0f})" if m in miss["fitted_depth"] else "")
+                           for m, share in miss["fitted_share"].items())
+        print(f"Miss {miss['model']} on {miss['core']} ({miss['held_out_error']:+.0%}): {miss['op_class']} is "
+              f"{miss['share']:.0%} of its MACs (reduction depth {miss['depth']:.0f}); in the networks it is fitted on: {fitted}")
+    for e in result["searched"]:
+        print(f"Searched, not fitted: {e['round']} {e['system']}: {e['reason']}")
     for core, d in result["derived"].items():
         print(f"{core}: {d['label']} (band x{d['band'][0]:.2f}-x{d['band'][1]:.2f})")
     for c in result["comparison"]:

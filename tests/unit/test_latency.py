@@ -55,6 +55,43 @@ def test_held_out_predictions_stay_within_the_documented_bound(cost_model):
     assert within >= 9
 
 
+def test_reduction_depth_is_macs_per_output_read_from_the_layer_shapes(cost_model):
+    depth = cost_model.data.depth
+    assert depth["kws"]["conv_2d"] == pytest.approx(10 * 4 * 1)  # the first layer: 10x4 kernel, 1 channel
+    assert depth["vww"]["conv_2d"] == pytest.approx(3 * 3 * 3)
+    assert depth["kws"]["depthwise_conv_2d"] == pytest.approx(9) and depth["kws"]["conv_2d_1x1"] == pytest.approx(64)
+    # AD: two 640-wide layers (81,920 MACs each, depth 640 and 128), the rest 128 and 8 wide
+    ad_macs = cost_model.data.work["ad"]["fully_connected"]
+    assert depth["ad"]["fully_connected"] * ad_macs == pytest.approx(81920 * 640 + 81920 * 128 + 6 * 16384 * 128
+                                                                     + 1024 * 128 + 1024 * 8)
+
+
+def test_the_documented_misses_are_networks_whose_main_kernel_the_other_three_lack(cost_model):
+    # Why no fit on the other three networks can price them (the module doc): AD's fully
+    # connected layers are all its MACs and a few hundredths of a percent of the others'; IC's
+    # im2col convolutions reduce over 144-576 inputs, the only ones in KWS and VWW over 40 and 27.
+    for core, model in DOCUMENTED_EXCEPTIONS:
+        fitted = [m for m in cost_model.fits[core].system.results if m != model]
+        cov = calibration.coverage(cost_model.data, model, fitted)
+        if model == "ad":
+            assert cov.op_class == "fully_connected" and cov.share == 1.0
+            assert max(cov.fitted_share.values()) < 0.001
+        else:
+            assert (core, model, cov.op_class) == ("cortex-m85", "ic", "conv_2d") and cov.share > 0.95
+            assert cov.depth > 6 * max(cov.fitted_depth.values())
+    # a network that is predicted within the target shares its main class with the others
+    kws = calibration.coverage(cost_model.data, "kws", ["vww", "ic", "ad"])
+    assert kws.op_class == "conv_2d_1x1" and kws.fitted_share["vww"] > 0.5
+
+
+def test_systems_searched_and_not_fitted_are_cited_with_a_reason(cost_model):
+    searched = cost_model.data.searched
+    assert any("silicon_labs" in e.system for e in searched) and any("microtvm" in e.system.lower() for e in searched)
+    for entry in searched:
+        assert entry.source.startswith("github.com/mlcommons/tiny_results_v") and "/systems/" in entry.source
+        assert entry.reason
+
+
 def test_a_held_out_prediction_never_sees_its_own_published_figure(cost_model):
     system = cost_model.fits["cortex-m33"].system
     wrong = dataclasses.replace(system.results["kws"], inferences_per_second=system.results["kws"].inferences_per_second / 10)
