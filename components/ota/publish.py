@@ -106,12 +106,16 @@ class Published:
 
 
 def _read(folder: str, name: str) -> bytes:
+    """A run artifact's file; through tf.io.gfile, since a Kubeflow pipeline root is an object store (gs://)."""
+    import tensorflow as tf
+
     path = os.path.join(folder, name)
     try:
-        with open(path, "rb") as f:
+        with tf.io.gfile.GFile(path, "rb") as f:
             return f.read()
-    except OSError as err:
-        raise PublishError(f"Release file {path} cannot be read ({err.strerror}); the quantizer and the size gate "
+    except (OSError, tf.errors.OpError) as err:
+        reason = getattr(err, "strerror", None) or getattr(err, "message", None) or str(err)
+        raise PublishError(f"Release file {path} cannot be read ({reason}); the quantizer and the size gate "
                            "write it, so rerun the pipeline.") from err
 
 

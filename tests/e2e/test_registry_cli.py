@@ -222,3 +222,38 @@ def test_credentials_over_plain_http_to_another_host_need_insecure(tiny_pipeline
     assert "s3cret" not in refused.output
     accepted = invoke("push", *common, "--insecure")  # the user accepts it; nothing listens there
     assert accepted.exit_code == 1 and _said(accepted, "unreachable")
+
+
+def test_a_release_builds_the_same_from_artifacts_on_an_object_store(context):
+    """On Kubeflow the pipeline root is an object store (gs://); TensorFlow's ram:// filesystem stands in for
+    one here. The release read from there equals the one read from the local artifacts."""
+    import dataclasses
+
+    import tensorflow as tf
+
+    from components.ota import publish
+    from components.streaming_evaluator import release as streaming_release
+    from pipeline import pipeline as tinyml_pipeline
+    from pipeline.ui import registry_cli
+
+    config, first = context
+
+    def to_ram(folder):
+        target = f"ram://release-test/{os.path.basename(os.path.dirname(folder))}/{os.path.basename(folder)}"
+        for name in os.listdir(folder):
+            if os.path.isfile(os.path.join(folder, name)):
+                tf.io.gfile.makedirs(target)
+                tf.io.gfile.copy(os.path.join(folder, name), f"{target}/{name}", overwrite=True)
+        return target
+
+    local = registry_cli._run_artifacts(config, first)
+    ids = first.artifact_ids[tinyml_pipeline.STREAMING_EVALUATOR]
+    remote = dataclasses.replace(
+        local, quantized_dir=to_ram(local.quantized_dir), device_report_dir=to_ram(local.device_report_dir),
+        test_evaluation_dir=to_ram(local.test_evaluation_dir),
+        additions=(streaming_release.addition(to_ram(first.streaming["uri"]), ids["evaluation"], ids["blessing"]),))
+    assert remote.quantized_dir.startswith("ram://")
+    assert publish.build_release(remote) == publish.build_release(local)
+    missing = dataclasses.replace(remote, device_report_dir="ram://release-test/nowhere")
+    with pytest.raises(publish.PublishError, match="ram://release-test/nowhere/device_report.json cannot be read"):
+        publish.build_release(missing)
