@@ -46,7 +46,12 @@ def dataset_roots(exec_properties: Mapping[str, Any], fs: "Filesystem") -> List[
     pattern = exec_properties.get(SPAN_FOLDER_KEY) or ""
     if not pattern:
         return [("", root)]
-    newest = int(exec_properties.get(SPAN_PROPERTY) or 0)
+    if exec_properties.get(SPAN_PROPERTY) is not None:
+        newest = int(exec_properties[SPAN_PROPERTY])
+    else:
+        # No driver resolved {SPAN}: Kubeflow v2 runs TFX's span driver only for FileBasedExampleGen
+        # subclasses (tfx/orchestration/kubeflow/v2/step_builder.py); the newest span folder it is.
+        newest = max(_span_numbers(root, pattern, fs), default=0)
     count = max(1, int(exec_properties.get(SPANS_KEY) or 1))
     roots = []
     for span in range(max(0, newest - count + 1), newest + 1):
@@ -57,19 +62,33 @@ def dataset_roots(exec_properties: Mapping[str, Any], fs: "Filesystem") -> List[
     return roots
 
 
+def _span_numbers(root: str, pattern: str, fs: "Filesystem") -> List[int]:
+    head, _, tail = pattern.partition("{SPAN}")
+    numbers = []
+    for name in fs.listdir(root) if fs.isdir(root) else []:
+        name = name.rstrip("/")
+        middle = name[len(head):len(name) - len(tail)] if name.startswith(head) and name.endswith(tail) else ""
+        if middle.isdigit() and str(int(middle)) == middle and fs.isdir(posixpath.join(root, name)):
+            numbers.append(int(middle))
+    return numbers
+
+
 def below_span(prefix: str, relative: str) -> str:
     """A dataset-relative path as seen from the input base: below its span folder ``prefix`` ("" none)."""
     return f"{prefix}/{relative}" if prefix else relative
 
 
 def record_spans_read(examples: Any, folders: Sequence[str], exec_properties: Mapping[str, Any]) -> None:
-    """Puts the spans an Examples artifact holds into ML Metadata (``spans_read``, e.g. "0,1")."""
+    """Puts the spans an Examples artifact holds into ML Metadata (``spans_read``, e.g. "0,1"), and its
+    ``span`` (the newest) where no driver set it."""
     pattern = exec_properties.get(SPAN_FOLDER_KEY) or ""
     if not pattern or not folders:
         return
     head, _, tail = pattern.partition("{SPAN}")
     spans = [f[len(head):len(f) - len(tail)] for f in folders]
     examples.set_string_custom_property(SPANS_READ_PROPERTY, ",".join(spans))
+    if exec_properties.get(SPAN_PROPERTY) is None:
+        examples.set_int_custom_property(SPAN_PROPERTY, int(spans[-1]))
 
 
 @dataclasses.dataclass(frozen=True)

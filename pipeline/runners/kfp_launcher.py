@@ -9,6 +9,9 @@ variables come from the Kubernetes platform spec's ``secretAsEnv`` entries, fill
 secrets the caller hands in (as the cluster's Secrets would be). Trigger conditions are
 evaluated on the input artifacts' metadata, as KFP's driver evaluates their CEL.
 
+A container's ``lifecycle.preCacheCheck`` (TFX's FileBasedExampleGen span driver) runs first, and
+its resolved parameters reach the executor, as KFP's launcher merges them.
+
 Not a KFP backend: no caching and no ML Metadata. Resolver tasks (ML Metadata queries, here
 for the latest blessed model) resolve to nothing, as on a cluster with no blessed model yet.
 """
@@ -122,6 +125,35 @@ def secret_env(executor_config: Mapping[str, Any], secrets: Mapping[str, Mapping
     return env
 
 
+def _run_container(command: List[str], env: Mapping[str, str], task_root: str, log_name: str, task: str,
+                   timeout: float) -> None:
+    result = subprocess.run(command, env=dict(env), capture_output=True, text=True, timeout=timeout)
+    with open(os.path.join(task_root, log_name), "w", encoding="utf-8") as log:
+        log.write(result.stdout + result.stderr)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        raise LaunchError(f"Task {task} failed (exit {result.returncode}); log {task_root}/{log_name} ends:\n{tail}")
+
+
+def _pre_cache_check(hook: Mapping[str, Any], executor_input: Dict[str, Any], outputs: Dict[str, List[Dict[str, Any]]],
+                     task_root: str, env: Mapping[str, str], task: str, timeout: float) -> None:
+    """Runs a container's ``lifecycle.preCacheCheck`` (TFX's FileBasedExampleGen driver: it resolves ``{SPAN}``,
+    the version and the input fingerprint) and, as KFP's launcher does, merges the ``ExecutorOutput`` it writes:
+    its parameters into the executor's input, its artifact metadata into the declared outputs."""
+    driver_input = {**executor_input, "outputs": {**executor_input["outputs"],
+                                                   "outputFile": os.path.join(task_root, "driver_output.json")}}
+    command = list(hook.get("command", [])) + [
+        json.dumps(driver_input) if arg == "{{$}}" else arg for arg in hook.get("args", [])]
+    _run_container(command, env, task_root, "driver_log.txt", task, timeout)
+    with open(driver_input["outputs"]["outputFile"], encoding="utf-8") as f:
+        resolved = json.load(f)
+    executor_input["inputs"]["parameterValues"].update(resolved.get("parameterValues", {}))
+    for key, produced in resolved.get("artifacts", {}).items():
+        if key in outputs:
+            for declared, artifact in zip(outputs[key], produced.get("artifacts", [])):
+                declared["metadata"].update(artifact.get("metadata", {}))
+
+
 def run_package(package: str, pipeline_root: str, parameters: Optional[Mapping[str, Any]] = None,
                 secrets: Optional[Mapping[str, Mapping[str, str]]] = None,
                 env: Optional[Mapping[str, str]] = None, timeout: float = 1800.0) -> Dict[str, TaskRun]:
@@ -181,17 +213,15 @@ def run_package(package: str, pipeline_root: str, parameters: Optional[Mapping[s
                         "outputFile": os.path.join(task_root, "executor_output.json")},
         }
         container = executor["container"]
-        command = list(container.get("command", [])) + [
-            json.dumps(executor_input) if arg == "{{$}}" else arg for arg in container.get("args", [])]
         task_env = dict(os.environ if env is None else env)
         task_env.update(secret_env(kubernetes.get(component["executorLabel"], {}), secrets or {}, name))
         os.makedirs(task_root, exist_ok=True)
-        result = subprocess.run(command, env=task_env, capture_output=True, text=True, timeout=timeout)
-        with open(os.path.join(task_root, "log.txt"), "w", encoding="utf-8") as log:
-            log.write(result.stdout + result.stderr)
-        if result.returncode != 0:
-            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
-            raise LaunchError(f"Task {name} failed (exit {result.returncode}); log {task_root}/log.txt ends:\n{tail}")
+        hook = container.get("lifecycle", {}).get("preCacheCheck")
+        if hook:
+            _pre_cache_check(hook, executor_input, outputs, task_root, task_env, name, timeout)
+        command = list(container.get("command", [])) + [
+            json.dumps(executor_input) if arg == "{{$}}" else arg for arg in container.get("args", [])]
+        _run_container(command, task_env, task_root, "log.txt", name, timeout)
         with open(executor_input["outputs"]["outputFile"], encoding="utf-8") as f:
             produced = json.load(f).get("artifacts", {})
         for key, declared_artifacts in outputs.items():

@@ -118,3 +118,35 @@ def test_the_monitoring_report_renders_offline_in_headless_chromium(monitored, t
     image, page_urls = _render(page, tmp_path)
     assert image.shape == (3000, 1200) and image.std() > 20
     assert not [u for u in page_urls if u.startswith(("http:", "https:"))], page_urls
+
+
+def test_the_compiled_monitoring_package_runs_through_the_container_entrypoint(tmp_path):
+    """Every task of the monitoring package as KFP runs it in pods (pipeline/runners/kfp_launcher.py): TFX's
+    v2 container entrypoint, and for the field ExampleGen TFX's span driver (its lifecycle hook) first,
+    which must pick the newest field span. Telemetry: a reference and two field spans, the newest shifted."""
+    from components.telemetry import ingest
+    from pipeline.runners import kfp_launcher
+
+    base = config_lib.load_config(config_lib.DEFAULT_CONFIG)
+    telemetry = str(tmp_path / "telemetry")
+    config = dataclasses.replace(
+        base, data=dataclasses.replace(base.data, root=str(tmp_path / "data")),
+        kubeflow=config_lib.KubeflowConfig(image="tinyml-tfx:test", pipeline_root=str(tmp_path / "root")),
+        monitoring=config_lib.MonitoringConfig(telemetry_root=telemetry)).for_kubeflow()
+    expect = monitoring.expectations(config)
+    reference = [r for p in range(3) for r in device_records(expect.labels, expect.channels, 40, p, seed=11)]
+    ingest.ingest(write_batch(str(tmp_path / "reference"), reference),
+                  monitoring.dataset_dir(config, monitoring.REFERENCE_DATASET), expect)
+    for day, shift in ((3, 0.0), (4, 15.0)):
+        records = device_records(expect.labels, expect.channels, 30, day, seed=11, shift=shift)
+        ingest.ingest(write_batch(str(tmp_path / f"day{day}"), records),
+                      monitoring.dataset_dir(config, monitoring.FIELD_DATASET), expect)
+    package = str(tmp_path / "monitoring.yaml")
+    monitoring.compile_monitoring_pipeline(config, package)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TINYML_TFX_")}
+    runs = kfp_launcher.run_package(package, str(tmp_path / "root"), env=env)
+    assert {name: run.state for name, run in runs.items()} == {name: "succeeded" for name in runs}
+    field = runs[monitoring.FIELD_EXAMPLE_GEN].outputs["examples"][0]
+    assert int(field["metadata"]["custom:span"]) == 2    # the driver resolved {SPAN} to the newest field span
+    decision = runs[monitoring.DRIFT_DECISION].outputs["decision"][0]["metadata"]
+    assert int(decision["retrain"]) == 1 and decision["drifting_features"]

@@ -37,6 +37,8 @@ class _Artifact:
     def set_string_custom_property(self, key, value):
         self.properties[key] = value
 
+    set_int_custom_property = set_string_custom_property
+
 
 def _roots(root, newest, spans):
     props = {"input_base": root + "/", ingestion.SPAN_FOLDER_KEY: datasets.SPAN_FOLDER,
@@ -54,6 +56,17 @@ def test_an_example_gen_reads_the_newest_spans_up_to_its_window(tmp_path):
     assert artifact.properties == {ingestion.SPANS_READ_PROPERTY: "2,4"}
     assert _roots(root, 1, 5)[0] == [("span-0", f"{root}/span-0"), ("span-1", f"{root}/span-1")]
     assert _roots(root, 0, 1)[0] == [("span-0", f"{root}/span-0")]
+
+
+def test_without_a_driver_the_newest_span_folder_is_read(tmp_path):
+    """On Kubeflow, TFX runs no span driver for these ExampleGens: the executor finds the newest span."""
+    root = _spans_root(tmp_path, "span-0", "span-1", "span-07", "span-x")
+    props = {"input_base": root, ingestion.SPAN_FOLDER_KEY: datasets.SPAN_FOLDER, ingestion.SPANS_KEY: 2}
+    roots = ingestion.dataset_roots(props, ingestion.gfile_filesystem())
+    assert roots == [("span-0", f"{root}/span-0"), ("span-1", f"{root}/span-1")]
+    artifact = _Artifact()
+    ingestion.record_spans_read(artifact, [prefix for prefix, _ in roots], props)
+    assert artifact.properties == {ingestion.SPANS_READ_PROPERTY: "0,1", ingestion.SPAN_PROPERTY: 1}
 
 
 def test_without_span_folders_the_root_is_the_dataset_and_nothing_is_recorded(tmp_path):
