@@ -8,7 +8,7 @@ CONFIG ?= $(CURDIR)/pipeline/configs/kws.yaml
 PYTEST_ARGS ?=
 SCALES ?= 1,10,30,100
 
-.PHONY: env run test bench bench-search bench-scale bench-monitoring data shell clean
+.PHONY: env run test bench bench-search bench-scale bench-monitoring bench-continuous data shell clean
 
 env:
 	@$(DEVENV) ensure
@@ -40,6 +40,12 @@ bench-scale: env
 MONITORING_ARGS ?=
 bench-monitoring: env
 	@$(DEVENV) exec python -m pipeline.bench.monitoring --config $(CONFIG) --workdir $(CURDIR)/work/bench-monitoring $(MONITORING_ARGS)
+
+# Continuous training (pipeline/bench/continuous.py): run 1 on span 0, a field campaign under rain written as
+# span 1, run 2 on spans 0-1, and both int8 models on each span's test split (about 10 minutes on 2 cores).
+bench-continuous: env
+	@rm -rf $(CURDIR)/work/bench-continuous
+	@$(DEVENV) exec python -m pipeline.bench.continuous --config $(CONFIG) --workdir $(CURDIR)/work/bench-continuous
 
 shell: env
 	@$(DEVENV) exec bash

@@ -43,6 +43,7 @@ def accuracy_by_span(examples_uri: str, transform_graph_uri: str, models: Dict[s
     import tensorflow as tf
     import tensorflow_transform as tft
 
+    from components import model_evaluation
     from components.tflm import model as tflm_model, runtime
 
     transform = tft.TFTransformOutput(transform_graph_uri)
@@ -54,8 +55,8 @@ def accuracy_by_span(examples_uri: str, transform_graph_uri: str, models: Dict[s
     for batch in raw:
         sources = [s.decode() for s in batch.pop("source").numpy()]
         out = transform.transform_raw_features({k: v for k, v in batch.items() if k in transform.raw_feature_spec()})
-        features.append(out["features"].numpy())
-        label_ids.append(out["label"].numpy().reshape(-1))
+        features.append(out[model_evaluation.FEATURES_FEATURE].numpy())
+        label_ids.append(out[model_evaluation.LABEL_FEATURE].numpy().reshape(-1))
         spans += [s.split("/", 1)[0] for s in sources]
     x, y, spans = np.concatenate(features), np.concatenate(label_ids), np.asarray(spans)
     result: Dict[str, Dict[str, Any]] = {}
@@ -88,33 +89,18 @@ def _spans_read(config, summary) -> str:
     return artifact.custom_properties[SPANS_READ_PROPERTY].string_value
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=config_lib.DEFAULT_CONFIG)
-    parser.add_argument("--workdir", required=True)
-    parser.add_argument("--shift", default="rain")
-    parser.add_argument("--minutes", type=float, default=60.0, help="Audio the field campaign records.")
-    parser.add_argument("--voices", type=int, default=20, help="New voices in the field campaign.")
-    args = parser.parse_args(argv)
-
+def _run(config, base, args, data_root: str, figures: Dict[str, Any]):
+    """Steps 1-4: span 0, run 1, the field span, run 2 (figures filled in as they are measured)."""
     from pipeline.runners import local as run_local
     from pipeline.tasks.common import datasets
 
-    workdir = os.path.abspath(args.workdir)
-    base = config_lib.load_config(args.config)
-    data_root = os.path.join(workdir, "data")
-    config = dataclasses.replace(base, data=dataclasses.replace(base.data, root=data_root, training_spans=2)
-                                 ).with_workdir(workdir)
     family = config.family
-    figures: Dict[str, Any] = {"config": args.config, "shift": args.shift, "minutes": args.minutes,
-                               "voices": args.voices}
-
     started = time.time()
     datasets.ensure_dataset(family.generation_spec(base), os.path.join(data_root, datasets.span_folder(0)),
                             family.generate_dataset)
     figures["span0_seconds"] = round(time.time() - started, 1)
     if 1 in datasets.span_folders(data_root):
-        raise SystemExit(f"{data_root}/span-1 exists: this benchmark measures the first retrain; remove {workdir}.")
+        raise SystemExit(f"{data_root}/span-1 exists: this benchmark measures the first retrain; remove {os.path.dirname(data_root)}.")
     started = time.time()
     first = run_local.run(config)
     figures["run1_seconds"] = round(time.time() - started, 1)
@@ -132,6 +118,43 @@ def main(argv=None) -> int:
     figures["run2_spans_read"] = _spans_read(config, second)
     print(f"Run 2 (spans 0-1): {second.run_id}, {figures['run2_seconds']} s, spans read {figures['run2_spans_read']}")
 
+    return first, second
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=config_lib.DEFAULT_CONFIG)
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--shift", default="rain")
+    parser.add_argument("--minutes", type=float, default=60.0, help="Audio the field campaign records.")
+    parser.add_argument("--voices", type=int, default=20, help="New voices in the field campaign.")
+    parser.add_argument("--runs", default=None,
+                        help="RUN1,RUN2: evaluate two earlier runs of this workdir instead of running (see step 5).")
+    args = parser.parse_args(argv)
+
+    from pipeline.runners import local as run_local
+
+    workdir = os.path.abspath(args.workdir)
+    base = config_lib.load_config(args.config)
+    data_root = os.path.join(workdir, "data")
+    config = dataclasses.replace(base, data=dataclasses.replace(base.data, root=data_root, training_spans=2)
+                                 ).with_workdir(workdir)
+    family = config.family
+    figures: Dict[str, Any] = {"config": args.config, "shift": args.shift, "minutes": args.minutes,
+                               "voices": args.voices}
+
+    if args.runs:
+        saved = os.path.join(workdir, "continuous.json")
+        if os.path.exists(saved):
+            with open(saved, encoding="utf-8") as f:
+                figures.update(json.load(f))
+        first, second = (run_local.summarise(config, 0.0, run_id) for run_id in args.runs.split(","))
+        with open(os.path.join(data_root, "span-1", "DATASET.json"), encoding="utf-8") as f:
+            manifest = json.load(f)
+        figures["field_span"] = {k: manifest[k] for k in ("clips", "examples_before_sampling", "label_source",
+                                                          "voices", "snr_db")}
+    else:
+        first, second = _run(config, base, args, data_root, figures)
     uris = second.artifact_uris
     figures["accuracy"] = accuracy_by_span(uris[family.example_gen_id]["examples"], uris["Transform"]["transform_graph"],
                                            {"A (span 0)": _model(first), "B (spans 0-1)": _model(second)},
