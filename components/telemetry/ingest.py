@@ -44,6 +44,10 @@ class IngestError(PipelineInputError):
     """The batch cannot become a span (nothing usable in it, or already ingested); the message says why."""
 
 
+class DuplicateBatch(IngestError):
+    """The batch (same files, same bytes) is a span already."""
+
+
 @dataclasses.dataclass
 class IngestResult:
     span: int
@@ -124,7 +128,7 @@ def ingest(batch_dir: str, dataset_dir: str, expect: records_lib.Expectations,
     digest = _digest(batch_dir, names)
     batches = _read_batches(dataset_dir)
     if digest in batches:
-        raise IngestError(f"Telemetry batch {batch_dir} was already ingested as span {batches[digest]} of "
+        raise DuplicateBatch(f"Telemetry batch {batch_dir} was already ingested as span {batches[digest]} of "
                           f"{dataset_dir} (same files, same bytes); nothing was done. A new batch becomes a new span.")
     summaries: List[Dict[str, Any]] = []
     events: List[Dict[str, Any]] = []

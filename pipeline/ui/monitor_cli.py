@@ -45,6 +45,44 @@ def ingest_command(batch_dir: str, config_path: str, workdir: str, reference: bo
             click.echo(f"  ... every reason: {os.path.join(result.span_dir, ingest.REPORT_FILE)}")
 
 
+@telemetry_group.command("serve")
+@config_option
+@workdir_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
+@click.option("--port", default=8750, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--token-file", type=click.Path(dir_okay=False), default=None,
+              help="A file holding the secret gateways send as 'Authorization: Bearer <token>' (needed off loopback).")
+def serve_command(config_path: str, workdir: str, host: str, port: int, token_file) -> None:
+    """Serve POST /v1/telemetry for gateways: each batch (JSON lines, or a tar of a batch folder) becomes the next
+    span of the field dataset, as `telemetry ingest` makes it."""
+    from components.telemetry import http_ingest
+    from pipeline import monitoring
+
+    config = load(config_path, workdir)
+    token = None
+    if token_file:
+        try:
+            with open(token_file, encoding="utf-8") as f:
+                token = f.read()
+        except OSError as err:
+            fail(f"The token file {token_file} cannot be read ({err.strerror}); pass a readable file.", EXIT_USAGE)
+    dataset = monitoring.dataset_dir(config, monitoring.FIELD_DATASET)
+    try:
+        server = http_ingest.TelemetryServer(dataset, monitoring.expectations(config), host, port, token,
+                                             log=click.echo)
+    except http_ingest.HttpIngestError as err:
+        fail(str(err), EXIT_USAGE)
+    except OSError as err:
+        fail(f"Cannot listen on {host}:{port} ({err.strerror}); choose another --port or --host.", EXIT_USAGE)
+    click.echo(f"Telemetry endpoint: http://{host}:{server.server_address[1]}{http_ingest.PATH} -> {dataset}")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 @click.command("monitor")
 @config_option
 @workdir_option
