@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Sequence
 import numpy as np
 
 from components.telemetry import canary, ingest
-from pipeline import monitoring
+from pipeline import continuous, monitoring
 from pipeline.config import PipelineConfig
 from pipeline.ui.report import _plt, _png
 
@@ -75,6 +75,16 @@ def build(config: PipelineConfig) -> Dict[str, Any]:
             ", ".join(d["drifting_features"][:6]) + (" ..." if len(d["drifting_features"]) > 6 else ""), d["reason"])
            for d in history]
     field_shares, reference_shares = _shares(latest, labels), _shares(reference, labels)
+    retrain_rows = []
+    for entry in continuous.retrains(config):
+        accuracy = entry["accuracy"]
+        for span in sorted(accuracy["after"]):
+            before, after = accuracy["before"].get(span), accuracy["after"][span]
+            retrain_rows.append((
+                entry.get("recorded", ""), f"{entry['before']['run_id']} (spans {entry['before']['spans_read']})",
+                f"{entry['after']['run_id']} (spans {entry['after']['spans_read']})", span, after["examples"],
+                f"{before['accuracy']:.4f}" if before else "-", f"{after['accuracy']:.4f}",
+                f"{after['accuracy'] - before['accuracy']:+.4f}" if before else "-"))
     return {
         "name": config.pipeline_name, "written": datetime.datetime.now().isoformat(timespec="seconds"),
         "thresholds": config.monitoring, "spans": spans,
@@ -82,6 +92,7 @@ def build(config: PipelineConfig) -> Dict[str, Any]:
         "class_plot": _class_plot(field_shares, reference_shares, labels) if latest and reference else None,
         "class_rows": [(c, f"{r:.3f}", f"{f:.3f}") for c, r, f in zip(labels, reference_shares, field_shares)],
         "versions": versions, "devices": per_device[:20], "device_count": len(per_device),
+        "retrains": retrain_rows,
     }
 
 

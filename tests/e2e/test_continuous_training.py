@@ -50,17 +50,17 @@ def _training_sources(examples_uri):
 @pytest.fixture(scope="module")
 def retrained(tiny_dataset, tmp_path_factory):
     """Run 1 on span 0 (the tiny dataset), a field span collected under rain through the CLI, run 2; both runs
-    stop after the Trainer."""
+    stop after the quantizer."""
     work = tmp_path_factory.mktemp("continuous")
     data = str(work / "data")
     shutil.copytree(tiny_dataset, os.path.join(data, "span-0"))
     base = tiny_config(str(work / "run"), data)
     config = dataclasses.replace(base, data=dataclasses.replace(base.data, training_spans=2))
     config_file = write_config_yaml(config, str(work / "config.yaml"))
-    first = run_local.run(config, until=tinyml_pipeline.TRAINER)
+    first = run_local.run(config, until=tinyml_pipeline.QUANTIZER)
     collect = CliRunner().invoke(main, ["fleet", "collect", "--config", config_file, "--workdir", str(work / "run"),
                                         "--shift", "rain", "--minutes", "1.5", "--voices", "6"])
-    second = run_local.run(config, until=tinyml_pipeline.TRAINER)
+    second = run_local.run(config, until=tinyml_pipeline.QUANTIZER)
     return config, config_file, first, collect, second
 
 
@@ -114,3 +114,26 @@ def test_collecting_refuses_an_existing_span_and_a_config_without_spans(retraine
     unknown = runner.invoke(main, ["fleet", "collect", "--config", config_file, "--workdir", str(tmp_path),
                                    "--shift", "snow"])
     assert unknown.exit_code != 0 and "Unknown field shift 'snow'" in unknown.output
+
+
+def test_a_retrain_is_compared_per_span_on_tflite_micro_and_shown_in_the_monitoring_report(retrained):
+    from pipeline import continuous
+    from pipeline.ui import monitoring_report
+
+    config, _, first, _, second = retrained
+    comparison = continuous.compare_runs(config, first, second)
+    assert comparison["before"]["spans_read"] == "0" and comparison["after"]["spans_read"] == "0,1"
+    with open(second.ingestion_report) as f:
+        test_examples = sum(json.load(f)["examples"]["test"].values())
+    for model in ("before", "after"):
+        spans = comparison["accuracy"][model]
+        assert set(spans) == {"span-0", "span-1"}
+        # every test example of the run counted once, in its own span
+        assert sum(row["examples"] for row in spans.values()) == test_examples
+        assert all(0.0 <= row["accuracy"] <= 1.0 for row in spans.values())
+    continuous.record_retrain(config, comparison)
+    rows = monitoring_report.build(config)["retrains"]
+    assert [row[3] for row in rows] == ["span-0", "span-1"]
+    assert rows[1][5] == f"{comparison['accuracy']['before']['span-1']['accuracy']:.4f}"
+    page = monitoring_report.write(config, os.path.join(config.workdir, "report"))
+    assert "Accuracy recovered by a retrain" in open(page).read() and "No retrain measured yet" not in open(page).read()
