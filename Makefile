@@ -8,7 +8,7 @@ CONFIG ?= $(CURDIR)/pipeline/configs/kws.yaml
 PYTEST_ARGS ?=
 SCALES ?= 1,10,30,100
 
-.PHONY: env run test bench bench-search bench-scale bench-monitoring bench-continuous data shell clean
+.PHONY: env run test bench bench-search bench-scale bench-monitoring bench-continuous demo-monitoring data shell clean
 
 env:
 	@$(DEVENV) ensure
@@ -46,6 +46,12 @@ bench-monitoring: env
 bench-continuous: env
 	@rm -rf $(CURDIR)/work/bench-continuous
 	@$(DEVENV) exec python -m pipeline.bench.continuous --config $(CONFIG) --workdir $(CURDIR)/work/bench-continuous
+
+# The field loop end to end (pipeline/bench/loop.py): train, a fleet on TFLite Micro, rain, drift detected,
+# a labelled field campaign as span 1, retrain, accuracy before/after, canary and promote if it releases.
+demo-monitoring: env
+	@rm -rf $(CURDIR)/work/demo-monitoring
+	@$(DEVENV) exec python -m pipeline.bench.loop --config $(CONFIG) --workdir $(CURDIR)/work/demo-monitoring
 
 shell: env
 	@$(DEVENV) exec bash
