@@ -23,6 +23,24 @@ RETRAINS_FILE = "retrains.json"
 SPLIT = "test"
 
 
+def spans_workdir_config(config_file: str, workdir: str, training_spans: int = 2) -> PipelineConfig:
+    """``config_file``'s config in ``workdir`` with a data root of spans (``workdir/data``; span 0 is where the
+    config's synthetic dataset goes), training on the newest ``training_spans``."""
+    import dataclasses
+
+    from pipeline import config as config_lib
+    from pipeline.tasks.common import datasets
+
+    base = config_lib.load_config(config_file)
+    workdir = os.path.abspath(workdir)
+    data_root = os.path.join(workdir, "data")
+    config = dataclasses.replace(base, data=dataclasses.replace(base.data, root=data_root,
+                                                                training_spans=training_spans)).with_workdir(workdir)
+    datasets.ensure_dataset(base.family.generation_spec(base), os.path.join(data_root, datasets.span_folder(0)),
+                            base.family.generate_dataset)
+    return config
+
+
 def quantized_model(summary) -> bytes:
     """A run's int8 flatbuffer."""
     with open(os.path.join(summary.artifact_uris["TFLiteQuantizer"]["quantized_model"], "model.tflite"), "rb") as f:

@@ -17,7 +17,6 @@ Usage: python -m pipeline.bench.continuous --config pipeline/configs/kws.yaml --
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import time
@@ -26,18 +25,12 @@ from typing import Any, Dict
 from pipeline import config as config_lib, continuous
 
 
-def _run(config, base, args, data_root: str, figures: Dict[str, Any]):
-    """Steps 1-4: span 0, run 1, the field span, run 2 (figures filled in as they are measured)."""
+def _run(config, args, data_root: str, figures: Dict[str, Any]):
+    """Steps 2-4: run 1, the field span, run 2 (figures filled in as they are measured)."""
     from pipeline.runners import local as run_local
     from pipeline.tasks.common import datasets
 
     family = config.family
-    started = time.time()
-    datasets.ensure_dataset(family.generation_spec(base), os.path.join(data_root, datasets.span_folder(0)),
-                            family.generate_dataset)
-    figures["span0_seconds"] = round(time.time() - started, 1)
-    if 1 in datasets.span_folders(data_root):
-        raise SystemExit(f"{data_root}/span-1 exists: this benchmark measures the first retrain; remove {os.path.dirname(data_root)}.")
     started = time.time()
     first = run_local.run(config)
     figures["run1_seconds"] = round(time.time() - started, 1)
@@ -70,12 +63,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from pipeline.runners import local as run_local
+    from pipeline.tasks.common import datasets
 
     workdir = os.path.abspath(args.workdir)
-    base = config_lib.load_config(args.config)
     data_root = os.path.join(workdir, "data")
-    config = dataclasses.replace(base, data=dataclasses.replace(base.data, root=data_root, training_spans=2)
-                                 ).with_workdir(workdir)
+    if not args.runs and 1 in datasets.span_folders(data_root):
+        raise SystemExit(f"{data_root}/span-1 exists: this benchmark measures the first retrain; remove {workdir}.")
+    config = continuous.spans_workdir_config(args.config, workdir)
     figures: Dict[str, Any] = {"config": args.config, "shift": args.shift, "minutes": args.minutes,
                                "voices": args.voices}
 
@@ -90,9 +84,10 @@ def main(argv=None) -> int:
         figures["field_span"] = {k: manifest[k] for k in ("clips", "examples_before_sampling", "label_source",
                                                           "voices", "snr_db")}
     else:
-        first, second = _run(config, base, args, data_root, figures)
+        first, second = _run(config, args, data_root, figures)
     comparison = continuous.compare_runs(config, first, second)
-    continuous.record_retrain(config, comparison)   # the monitoring report shows it
+    if not args.runs:
+        continuous.record_retrain(config, comparison)   # the monitoring report shows it
     figures["accuracy"] = {"A (span 0)": comparison["accuracy"]["before"],
                            "B (spans 0-1)": comparison["accuracy"]["after"]}
     figures["runs"] = {name: {"run_id": r.run_id, "eval_accuracy": r.eval_accuracy, "blessed": r.blessed,

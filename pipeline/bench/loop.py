@@ -101,16 +101,12 @@ def main(argv=None) -> int:
     from pipeline.tasks.common import datasets
 
     workdir = os.path.abspath(args.workdir)
-    base = config_lib.load_config(args.config)
     data_root = os.path.join(workdir, "data")
-    config = dataclasses.replace(base, data=dataclasses.replace(base.data, root=data_root, training_spans=2)
-                                 ).with_workdir(workdir)
-    family, log = config.family, print
-    figures: Dict[str, Any] = {"config": config.source, "shift": args.shift}
     if datasets.span_folders(data_root).keys() - {0}:
         raise SystemExit(f"{data_root} already holds field spans: this demo starts from span 0; remove {workdir}.")
-    datasets.ensure_dataset(family.generation_spec(base), os.path.join(data_root, datasets.span_folder(0)),
-                            family.generate_dataset)
+    config = continuous.spans_workdir_config(args.config, workdir)
+    family, log = config.family, print
+    figures: Dict[str, Any] = {"config": config.source, "shift": args.shift}
     run_local.ensure_dev_signing_key(config)
 
     log("1. Training run 1 on span 0")
