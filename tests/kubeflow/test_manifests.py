@@ -46,7 +46,11 @@ def test_kustomization_renders_valid_resources_in_one_namespace(rendered):
     assert "Secret" not in kinds
     referenced = {v["secret"]["secretName"] for r in rendered if r["kind"] == "Deployment"
                   for v in r["spec"]["template"]["spec"].get("volumes", []) if "secret" in v}
-    assert referenced == {"ota-registry-credentials"}
+    assert referenced == {"ota-registry-credentials", "telemetry-ingest-token"}
+    from tests.kubeflow.test_compile import REPO, documented_secrets
+
+    documented = documented_secrets(os.path.join(REPO, "kubernetes", "README.md"))
+    assert "token" in documented["telemetry-ingest-token"]     # the README's command creates what is mounted
     for resource in rendered:
         kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
         assert resource["metadata"]["labels"]["app.kubernetes.io/part-of"] == "tinyml-tfx"
@@ -85,3 +89,23 @@ def test_the_cronjob_retrains_only_when_the_monitoring_blesses_it(rendered):
     (config_map,) = [r for r in rendered if r["kind"] == "ConfigMap" and r["metadata"]["name"].startswith("pipeline-config")]
     config = config_lib.parse_config(yaml.safe_load(config_map["data"]["kws.yaml"]), "pipeline-config.yaml")
     assert config.monitoring.telemetry_root.startswith(mounts["telemetry"] + "/")
+
+
+def test_the_telemetry_endpoint_writes_where_the_monitoring_reads(rendered):
+    deployment = next(r for r in rendered if r["kind"] == "Deployment" and r["metadata"]["name"] == "telemetry-endpoint")
+    pod = deployment["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    assert args[:3] == ["tinyml-tfx", "telemetry", "serve"] and "--token-file" in args
+    mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert not mounts["telemetry"].get("readOnly") and args[args.index("--token-file") + 1].startswith(
+        mounts["token"]["mountPath"] + "/")
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+    cronjob = next(r for r in rendered if r["kind"] == "CronJob")
+    cron_pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    cron_claims = {v["persistentVolumeClaim"]["claimName"] for v in cron_pod["volumes"] if "persistentVolumeClaim" in v}
+    assert claims["telemetry"] in cron_claims
+    # a ReadWriteOnce volume: the CronJob is scheduled beside the endpoint
+    term = cron_pod["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+    assert term["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    service = next(r for r in rendered if r["kind"] == "Service" and r["metadata"]["name"] == "telemetry-endpoint")
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
