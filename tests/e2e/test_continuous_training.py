@@ -17,7 +17,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from components.ingestion import SPANS_READ_PROPERTY
-from pipeline import pipeline as tinyml_pipeline
+from pipeline import continuous, pipeline as tinyml_pipeline
 from pipeline.runners import local as run_local
 from pipeline.ui.cli import main
 from tests.helpers import tiny_config, write_config_yaml
@@ -49,8 +49,8 @@ def _training_sources(examples_uri):
 
 @pytest.fixture(scope="module")
 def retrained(tiny_dataset, tmp_path_factory):
-    """Run 1 on span 0 (the tiny dataset), a field span collected under rain through the CLI, run 2; both runs
-    stop after the quantizer."""
+    """Run 1 on span 0 (the tiny dataset; it stops after the quantizer), a field span collected under rain
+    through the CLI, run 2 through every gate to the OTA registry."""
     work = tmp_path_factory.mktemp("continuous")
     data = str(work / "data")
     shutil.copytree(tiny_dataset, os.path.join(data, "span-0"))
@@ -60,7 +60,7 @@ def retrained(tiny_dataset, tmp_path_factory):
     first = run_local.run(config, until=tinyml_pipeline.QUANTIZER)
     collect = CliRunner().invoke(main, ["fleet", "collect", "--config", config_file, "--workdir", str(work / "run"),
                                         "--shift", "rain", "--minutes", "1.5", "--voices", "6"])
-    second = run_local.run(config, until=tinyml_pipeline.QUANTIZER)
+    second = run_local.run(config)
     return config, config_file, first, collect, second
 
 
@@ -117,7 +117,6 @@ def test_collecting_refuses_an_existing_span_and_a_config_without_spans(retraine
 
 
 def test_a_retrain_is_compared_per_span_on_tflite_micro_and_shown_in_the_monitoring_report(retrained):
-    from pipeline import continuous
     from pipeline.ui import monitoring_report
 
     config, _, first, _, second = retrained
@@ -137,3 +136,26 @@ def test_a_retrain_is_compared_per_span_on_tflite_micro_and_shown_in_the_monitor
     assert rows[1][5] == f"{comparison['accuracy']['before']['span-1']['accuracy']:.4f}"
     page = monitoring_report.write(config, os.path.join(config.workdir, "report"))
     assert "Accuracy recovered by a retrain" in open(page).read() and "No retrain measured yet" not in open(page).read()
+
+
+def test_the_retrained_model_passes_every_gate_and_goes_to_canary_with_its_spans_in_the_lineage(retrained):
+    from components.ota import publish, releases
+
+    config, _, _, _, second = retrained
+    assert second.blessed and second.quantization["blessed"] and second.size_gate["blessed"], \
+        "the tiny config's gates are expected to bless the retrained model"
+    assert second.release["pushed"] and second.release["pushed_version"] == "0.1.0"
+    store = publish.open_store(config.release.registry, config.repository)
+    public_key = open(config.release.signing_key_file + ".pub", "rb").read()
+    files = releases.pull_release(store, f"{config.target_device}-canary", config.repository, public_key)
+    assert files["model.tflite"] == continuous.quantized_model(second)
+    assert f"{config.target_device}-stable" not in store.tags()     # stable only through `promote`'s canary gate
+    # the release's ML Metadata lineage leads back to the examples of both spans
+    lineage = json.loads(store.get_manifest(store.resolve("0.1.0")["digest"])["annotations"][
+        releases.LINEAGE_ANNOTATION])
+    mlmd = _store(config)
+    quantizer = [e for e in mlmd.get_events_by_artifact_ids([lineage["model"]])
+                 if e.type == metadata_store_pb2.Event.OUTPUT][0]
+    assert quantizer.execution_id == _node_execution(mlmd, second, tinyml_pipeline.QUANTIZER).id
+    assert continuous.spans_read(config, second) == "0,1"
+
