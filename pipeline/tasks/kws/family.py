@@ -87,12 +87,13 @@ class KeywordSpotting(TaskFamily):
     # ------------------------------------------------------------------ features and training
 
     def transform_config(self, config) -> Dict[str, Any]:
-        from pipeline.tasks.kws import preprocessing
+        from pipeline.tasks.kws import features, preprocessing
 
         return {
             preprocessing.LABELS_CONFIG_KEY: list(config.data.labels),
             preprocessing.FRONTEND_CONFIG_KEY: self.frontend_params(config),
             preprocessing.CLIP_SAMPLES_CONFIG_KEY: config.data.clip_samples,
+            preprocessing.WARMUP_MS_CONFIG_KEY: features.WARMUP_MS,
         }
 
     def model_input_shape(self, config) -> Tuple[int, int]:
