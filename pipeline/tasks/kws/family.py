@@ -77,7 +77,7 @@ class KeywordSpotting(TaskFamily):
         return generate.GenerationSpec(
             words=config.data.words, unknown_words=s.unknown_words, speakers=s.speakers,
             repetitions=s.repetitions, noise_seconds=s.noise_seconds, sample_rate=config.data.sample_rate,
-            clip_samples=config.data.clip_samples, seed=config.data.seed)
+            clip_samples=config.data.clip_samples, seed=config.data.seed, phrase_clips=s.phrase_clips)
 
     def generate_dataset(self, spec, out_dir: str, progress: Progress = None) -> Dict[str, Any]:
         from pipeline.tasks.kws import generate
