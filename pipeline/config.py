@@ -60,6 +60,7 @@ class SyntheticData:
     unknown_words: Tuple[str, ...] = ("bed", "bird", "cat", "dog", "happy", "house", "marvin",
                                       "sheila", "tree", "wow")
     noise_seconds: int = 60
+    phrase_clips: int = 0           # per speaker: one-second cuts of everyday phrases, as _unknown_
 
 
 @dataclasses.dataclass(frozen=True)

@@ -63,7 +63,8 @@ def tiny_config(workdir: str, data_root: str, words=TINY_WORDS) -> config_lib.Pi
     """The default config scaled down to the tiny dataset, with run directories under ``workdir``."""
     base = config_lib.load_config(config_lib.DEFAULT_CONFIG)
     os.makedirs(workdir, exist_ok=True)
-    data = dataclasses.replace(base.data, words=tuple(words), root=data_root)
+    # unknown_fraction as the tiny splits were sized for (the default draws one _unknown_ per keyword example)
+    data = dataclasses.replace(base.data, words=tuple(words), root=data_root, unknown_fraction=0.1)
     data = dataclasses.replace(data, schema=write_schema_for(data.labels, os.path.join(workdir, "schema.pbtxt")))
     return dataclasses.replace(
         base,

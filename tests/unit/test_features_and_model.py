@@ -40,6 +40,22 @@ def test_preprocessing_fn_outputs_flat_features_and_label():
     assert out[features.LABEL_KEY].numpy().tolist() == [config.data.labels.index("go")] * 3
 
 
+def test_preprocessing_fn_computes_features_from_a_warmed_up_front_end(tiny_dataset):
+    import os
+
+    config = config_lib.load_config(config_lib.DEFAULT_CONFIG)
+    custom = tinyml_pipeline.transform_config(config)
+    assert custom[preprocessing.WARMUP_MS_CONFIG_KEY] == features.WARMUP_MS >= 2000
+    folder = os.path.join(tiny_dataset, "yes")
+    clip = wav.read_wav(open(os.path.join(folder, sorted(os.listdir(folder))[0]), "rb").read(), 16000)
+    audio = tf.constant([[clip.astype("<i2").tobytes()]])
+    out = preprocessing.preprocessing_fn({"audio": audio, "label": tf.constant([[b"yes"]])}, custom)
+    warm = features.warm_clip_features(tf.constant(clip), PARAMS, features.WARMUP_MS).numpy()
+    fresh = features.clip_features(tf.constant(clip), PARAMS).numpy()
+    np.testing.assert_array_equal(out[features.FEATURES_KEY].numpy().reshape(49, 40), warm)
+    assert np.abs(warm - fresh).mean() > 1.0
+
+
 def test_models_map_features_to_class_probabilities():
     for name in model.MODEL_BUILDERS:
         m = model.build_model(name, (49, 40), 12, width=16)

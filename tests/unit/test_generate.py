@@ -1,3 +1,5 @@
+import dataclasses
+import hashlib
 import json
 import os
 
@@ -51,3 +53,37 @@ def test_ensure_dataset_reuses_matching_data_and_replaces_stale(tmp_path):
     assert generate.ensure_dataset(spec, out, processes=1) is False and os.path.exists(marker)
     other = generate.GenerationSpec(words=("go",), unknown_words=(), speakers=4, repetitions=1, noise_seconds=5)
     assert generate.ensure_dataset(other, out, processes=1) is True and not os.path.exists(marker)
+
+
+def test_phrase_cuts_are_unknown_examples_of_their_speakers_split(tmp_path):
+    from components.ingestion import gfile_filesystem
+    from pipeline.tasks.kws import streams
+
+    spec = generate.GenerationSpec(words=("go", "night"), unknown_words=(), speakers=10, repetitions=1,
+                                   noise_seconds=5, seed=11, phrase_clips=2)
+    # No sentence holds a keyword as a word, and none is a sentence of the test streams.
+    assert spec.phrases() and len(spec.phrases()) < len(generate.TRAINING_PHRASES)
+    assert not any({"go", "night"} & set(p.split()) for p in spec.phrases())
+    assert not set(generate.TRAINING_PHRASES) & set(streams.PHRASES)
+    root = str(tmp_path / "d")
+    generate.generate_dataset(spec, root, processes=2)
+    names = sorted(os.listdir(os.path.join(root, generate.PHRASES_DIR)))
+    assert len(names) == 10 * 2
+    cuts = [wav.read_wav(open(os.path.join(root, generate.PHRASES_DIR, n), "rb").read(), 16000) for n in names]
+    assert all(len(c) == 16000 and wav.rms_dbfs(c) > -45 for c in cuts) and len({c.tobytes() for c in cuts}) == 20
+    manifest = json.load(open(os.path.join(root, datasets.MANIFEST_FILE)))
+    noise = {n: 5 * 16000 for n in layout.noise_files(root, gfile_filesystem())}
+    planned = layout.plan_clips(root, ("go", "night"), gfile_filesystem(), noise, clip_samples=16000,
+                                unknown_fraction=10.0, silence_fraction=0.0, seed=1)
+    phrase_clips = [c for c in planned if c.word == generate.PHRASES_DIR]
+    assert len(phrase_clips) == 20 and all(c.label == layout.UNKNOWN_LABEL for c in phrase_clips)
+    assert all(c.split == manifest["speakers"][c.speaker]["split"] for c in phrase_clips)
+    assert generate.spec_of(manifest) == spec
+
+
+def test_specs_without_phrases_keep_their_fingerprint():
+    spec = generate.GenerationSpec(words=("go",), unknown_words=(), speakers=3, repetitions=1, noise_seconds=5)
+    before = {"words": ["go"], "unknown_words": [], "speakers": 3, "repetitions": 1, "noise_seconds": 5,
+              "sample_rate": 16000, "clip_samples": 16000, "seed": 59185}
+    assert spec.fingerprint() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
+    assert dataclasses.replace(spec, phrase_clips=1).fingerprint() != spec.fingerprint()

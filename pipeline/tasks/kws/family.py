@@ -77,7 +77,7 @@ class KeywordSpotting(TaskFamily):
         return generate.GenerationSpec(
             words=config.data.words, unknown_words=s.unknown_words, speakers=s.speakers,
             repetitions=s.repetitions, noise_seconds=s.noise_seconds, sample_rate=config.data.sample_rate,
-            clip_samples=config.data.clip_samples, seed=config.data.seed)
+            clip_samples=config.data.clip_samples, seed=config.data.seed, phrase_clips=s.phrase_clips)
 
     def generate_dataset(self, spec, out_dir: str, progress: Progress = None) -> Dict[str, Any]:
         from pipeline.tasks.kws import generate
@@ -87,12 +87,13 @@ class KeywordSpotting(TaskFamily):
     # ------------------------------------------------------------------ features and training
 
     def transform_config(self, config) -> Dict[str, Any]:
-        from pipeline.tasks.kws import preprocessing
+        from pipeline.tasks.kws import features, preprocessing
 
         return {
             preprocessing.LABELS_CONFIG_KEY: list(config.data.labels),
             preprocessing.FRONTEND_CONFIG_KEY: self.frontend_params(config),
             preprocessing.CLIP_SAMPLES_CONFIG_KEY: config.data.clip_samples,
+            preprocessing.WARMUP_MS_CONFIG_KEY: features.WARMUP_MS,
         }
 
     def model_input_shape(self, config) -> Tuple[int, int]:

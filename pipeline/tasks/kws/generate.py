@@ -2,7 +2,8 @@
 
 Every clip is eSpeak NG speech (English voices with varied accents, voice
 variants, speaking rate and pitch), shifted to a random place in the one-second
-clip and mixed with generated background noise. Speakers are split between train,
+clip and mixed with generated background noise. With ``phrase_clips``, each
+speaker also says everyday phrases, cut into one-second ``_unknown_`` clips. Speakers are split between train,
 eval and test, never shared. The result is deterministic for a given seed and
 settings, and is clearly labelled synthetic in its ``DATASET.json``.
 """
@@ -15,6 +16,7 @@ import json
 import multiprocessing
 import os
 import random
+import re
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -27,6 +29,26 @@ from pipeline.tasks.common.datasets import (assign_speaker_splits, publish_datas
 from pipeline.tasks.kws import speech
 
 _SYNTH_TRIM_DBFS = -45.0  # eSpeak pads utterances with silence; cut it before placing the word
+
+# Phrase cuts (``GenerationSpec.phrase_clips``): one-second stretches of everyday speech, as ``_unknown_``.
+# A device hears speech that is not a command far more often than single unknown words, and a window of
+# it holds word fragments and words that rhyme with commands (night, bright, cup). None of these
+# sentences is one of the test streams' phrases (pipeline/tasks/kws/streams.py PHRASES); a phrase
+# holding a configured keyword as a word is left out.
+PHRASES_DIR = "_phrases_"
+PHRASE_EDGE_SECONDS = 0.3   # a cut may start this much before the phrase or end this much after it
+TRAINING_PHRASES = (
+    "the night is cold and quiet", "a white kite in the sky", "the flight was quite long", "it is time for dinner",
+    "I like the blue bike", "nice to meet you", "we need more light in here", "the dog barked all night",
+    "that was a great fight", "write your name here", "keep the door closed", "my sister plays the piano",
+    "the bus comes at nine", "a bright red apple", "I know that song", "the show was funny",
+    "put the cup by the sink", "it was a lot of fun", "the shop closes early", "we have a new neighbour",
+    "she bought some bread and milk", "the car is in the garage", "please pass the salt", "the baby is sleeping",
+    "how was your day", "the snow fell last winter", "that sounds like a plan", "the clock is slow",
+    "a quiet walk in the park", "my favourite colour is green", "the light turned green", "we should buy a sofa",
+    "the children are playing outside", "open the box carefully", "it might rain later", "the coffee is too hot",
+    "do you want some water", "the kettle is boiling", "lots of people came", "he rode his bike to town",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,9 +63,18 @@ class GenerationSpec:
     sample_rate: int = 16000
     clip_samples: int = 16000
     seed: int = 59185
+    phrase_clips: int = 0     # per speaker: one-second cuts of TRAINING_PHRASES, in PHRASES_DIR (_unknown_)
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        data = dataclasses.asdict(self)
+        if not data["phrase_clips"]:
+            del data["phrase_clips"]   # specs without phrases fingerprint as before the field existed
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def phrases(self) -> Tuple[str, ...]:
+        """TRAINING_PHRASES without those that hold a keyword as a word."""
+        words = {w.lower() for w in self.words}
+        return tuple(p for p in TRAINING_PHRASES if not words & set(re.findall(r"[\w']+", p.lower())))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,11 +161,14 @@ def synthesize(tts: speech.Speaker, text: str, profile: SpeakerProfile, rng: np.
     return signal.resample_poly(voiced, sample_rate, tts.sample_rate)
 
 
+def _clip_rng(spec: GenerationSpec, *parts: object) -> np.random.Generator:
+    return np.random.default_rng(int(hashlib.sha1(":".join(map(str, (spec.seed,) + parts)).encode()).hexdigest()[:12], 16))
+
+
 def render_clip(tts: speech.Speaker, noise: Dict[str, np.ndarray], word: str, profile: SpeakerProfile,
                 repetition: int, spec: GenerationSpec) -> np.ndarray:
     """Renders one clip of ``word`` by ``profile``: int16 samples of ``spec.clip_samples``."""
-    rng = np.random.default_rng(
-        int(hashlib.sha1(f"{spec.seed}:{profile.speaker_id}:{word}:{repetition}".encode()).hexdigest()[:12], 16))
+    rng = _clip_rng(spec, profile.speaker_id, word, repetition)
     speech_16k = synthesize(tts, word, profile, rng, spec.sample_rate)[: spec.clip_samples]
     speech_16k = _normalise(speech_16k, rng.uniform(0.2, 0.9))
 
@@ -142,7 +176,29 @@ def render_clip(tts: speech.Speaker, noise: Dict[str, np.ndarray], word: str, pr
     slack = spec.clip_samples - len(speech_16k)
     start = int(rng.integers(0, slack + 1)) if slack > 0 else 0
     clip[start:start + len(speech_16k)] = speech_16k
+    return _mix_noise(clip, speech_16k, noise, rng, spec)
 
+
+def render_phrase_clip(tts: speech.Speaker, noise: Dict[str, np.ndarray], profile: SpeakerProfile, index: int,
+                       spec: GenerationSpec) -> np.ndarray:
+    """Cut ``index`` of ``profile``'s phrases: one of ``spec.phrases()`` (drawn per speaker and cut), said
+    whole, and a one-second stretch of it from a random place (up to PHRASE_EDGE_SECONDS before its start
+    or after its end), mixed with noise like a word clip: int16 samples of ``spec.clip_samples``."""
+    rng = _clip_rng(spec, profile.speaker_id, PHRASES_DIR, index)
+    phrases = spec.phrases()
+    speech_16k = synthesize(tts, phrases[int(rng.integers(len(phrases)))], profile, rng, spec.sample_rate)
+    speech_16k = _normalise(speech_16k, rng.uniform(0.2, 0.9))
+    edge = int(PHRASE_EDGE_SECONDS * spec.sample_rate)
+    first = int(rng.integers(-edge, max(-edge, len(speech_16k) - spec.clip_samples + edge) + 1))
+    clip = np.zeros(spec.clip_samples)
+    lo, hi = max(0, first), min(len(speech_16k), first + spec.clip_samples)
+    clip[lo - first:hi - first] = speech_16k[lo:hi]
+    return _mix_noise(clip, speech_16k[lo:hi], noise, rng, spec)
+
+
+def _mix_noise(clip: np.ndarray, speech_16k: np.ndarray, noise: Dict[str, np.ndarray], rng: np.random.Generator,
+               spec: GenerationSpec) -> np.ndarray:
+    """``clip`` with a stretch of one background of ``noise`` at 10 to 40 dB below ``speech_16k``'s level."""
     name = sorted(noise)[int(rng.integers(0, len(noise)))]
     bed = noise[name]
     offset = int(rng.integers(0, len(bed) - spec.clip_samples))
@@ -165,7 +221,11 @@ def _render_speaker(job: Tuple[SpeakerProfile, Tuple[str, ...], GenerationSpec, 
                 path = os.path.join(out_dir, word, f"{profile.speaker_id}_nohash_{repetition}.wav")
                 with open(path, "wb") as f:
                     f.write(wav.write_wav(samples, spec.sample_rate))
-    return len(words) * spec.repetitions
+        for index in range(spec.phrase_clips if spec.phrases() else 0):
+            samples = render_phrase_clip(tts, noise, profile, index, spec)
+            with open(os.path.join(out_dir, PHRASES_DIR, f"{profile.speaker_id}_nohash_{index}.wav"), "wb") as f:
+                f.write(wav.write_wav(samples, spec.sample_rate))
+    return len(words) * spec.repetitions + (spec.phrase_clips if spec.phrases() else 0)
 
 
 def generate_dataset(spec: GenerationSpec, out_dir: str, *, processes: Optional[int] = None,
@@ -188,10 +248,11 @@ def generate_dataset(spec: GenerationSpec, out_dir: str, *, processes: Optional[
                 f.write(wav.write_wav(np.round(samples * 32767).astype(np.int16), spec.sample_rate))
 
         all_words = tuple(spec.words) + tuple(w for w in spec.unknown_words if w not in spec.words)
-        for word in all_words:
+        phrase_clips = spec.phrase_clips if spec.phrases() else 0
+        for word in all_words + ((PHRASES_DIR,) if phrase_clips else ()):
             os.makedirs(os.path.join(staging, word))
         jobs = [(p, all_words, spec, staging) for p in profiles]
-        total = len(profiles) * len(all_words) * spec.repetitions
+        total = len(profiles) * (len(all_words) * spec.repetitions + phrase_clips)
         done = 0
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(processes or os.cpu_count() or 1, initializer=_init_worker,
@@ -207,6 +268,10 @@ def generate_dataset(spec: GenerationSpec, out_dir: str, *, processes: Optional[
                 split = splits[p.speaker_id]
                 if split in lists:
                     lists[split].extend(f"{word}/{p.speaker_id}_nohash_{r}.wav" for r in range(spec.repetitions))
+        for p in profiles:
+            if splits[p.speaker_id] in lists:
+                lists[splits[p.speaker_id]].extend(f"{PHRASES_DIR}/{p.speaker_id}_nohash_{i}.wav"
+                                                   for i in range(phrase_clips))
         write_split_lists(staging, lists)
 
         manifest = {
