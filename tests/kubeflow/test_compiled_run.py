@@ -71,14 +71,15 @@ def test_every_task_runs_through_the_container_entrypoint(compiled_run):
 
 
 def test_the_run_knobs_reach_the_trainer_and_the_evaluator(compiled_run):
-    _, _, runs, _ = compiled_run
+    config, _, runs, _ = compiled_run
+    epochs = config.training.epochs
     trainer_log = open(os.path.join(os.path.dirname(runs[tinyml_pipeline.TRAINER].outputs["model"][0]["uri"]),
                                     "log.txt")).read()
-    assert re.search(r"Training epoch 20/20: .*", trainer_log)
+    assert re.search(rf"Training epoch {epochs}/{epochs}: .*", trainer_log)
     with open(os.path.join(runs[tinyml_pipeline.TRAINER].outputs["model_run"][0]["uri"], HISTORY_FILE)) as f:
         history = json.load(f)
-    # The budget of 100 steps, not the 20 full epochs the config asks for, is what training took.
-    assert history[OPTIMIZER_STEPS] == 100 and len(history["loss"]) == 20
+    # The budget of 100 steps, not the full epochs the config asks for, is what training took.
+    assert history[OPTIMIZER_STEPS] == 100 and len(history["loss"]) == epochs
     evaluator_log = open(os.path.join(os.path.dirname(runs[tinyml_pipeline.EVALUATOR].outputs["blessing"][0]["uri"]),
                                       "log.txt")).read()
     assert re.search(r"lowerBound.{1,4}0\.25", evaluator_log)
