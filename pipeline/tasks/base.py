@@ -227,6 +227,12 @@ class TaskFamily(abc.ABC):
         ExampleGen reads, for a new training span (``data.training_spans``); returns its manifest."""
         raise NotImplementedError(f"Task family '{self.name}' has no simulated field data collection.")
 
+    def write_sample_span(self, config: "PipelineConfig", samples: Sequence[Any], out_dir: str,
+                          synthetic: bool = False, log: Callable[[str], None] = lambda m: None) -> Dict[str, Any]:
+        """Writes labelled windows the devices uploaded (``field_span.LabelledSample``-like: ``path``,
+        ``device_id``, ``label``, ``label_source``, ``name``) as a dataset for a new training span."""
+        raise NotImplementedError(f"Task family '{self.name}' cannot make training data of uploaded windows.")
+
     def provenance(self, config: "PipelineConfig") -> Dict[str, str]:
         """Extra provenance lines for the model card (e.g. the front-end hash)."""
         return {}

@@ -230,3 +230,44 @@ def collect_command(config_path, workdir, shift, minutes, voices, seed, span) ->
     counts = manifest.get("examples_before_sampling", {})
     click.echo(f"Span {number}: {manifest.get('clips', '?')} labelled clips in {out_dir} (" + ", ".join(
         f"{split} {sum(c.values())}" for split, c in counts.items()) + f"); labels: {manifest.get('label_source')}")
+
+
+@telemetry_group.command("to-span")
+@config_option
+@workdir_option
+@click.option("--from-span", type=int, default=1, show_default=True, help="The first field telemetry span to read.")
+@click.option("--to-span", type=int, default=None, help="The last field telemetry span to read (default: the newest).")
+def to_span_command(config_path, workdir, from_span, to_span) -> None:
+    """Write the labelled windows of field telemetry spans (sample records with a label) as the next training
+    span (data.root/span-N), for a config with data.training_spans; split by device."""
+    from components.telemetry import ingest
+    from pipeline import fleet, monitoring
+    from pipeline.tasks.common import datasets
+
+    config = load(config_path, workdir)
+    if not config.data.training_spans or config.uses_synthetic_data:
+        fail(f"Config file {config.source}: making a training span needs data.root (a folder of span-0, span-1, ... "
+             "datasets) and data.training_spans > 0. Fix: set both.", EXIT_USAGE)
+    field = monitoring.dataset_dir(config, monitoring.FIELD_DATASET)
+    chosen = [s for s in ingest.spans(field) if s >= from_span and (to_span is None or s <= to_span)]
+    samples = []
+    for span in chosen:
+        folder = ingest.span_dir(field, span)
+        for row in ingest.read_span(field, span, ingest.EVENTS_FILE):
+            if row["type"] == "sample" and row.get("label"):
+                samples.append(datasets.LabelledSample(path=os.path.join(folder, ingest.SAMPLES_DIR, row["file"]),
+                                              device_id=row["device_id"], label=row["label"],
+                                              label_source=row.get("label_source", ""), name=row["file"]))
+    if not samples:
+        fail(f"No labelled sample in field telemetry spans {chosen or 'none'} of {field}: label the uploaded windows "
+             "(the sample records' 'label') and ingest them first.", EXIT_USAGE)
+    existing = datasets.span_folders(config.data_root)
+    number = max(existing) + 1 if existing else 0
+    out_dir = os.path.join(config.data_root, datasets.span_folder(number))
+    synthetic = all(s.label_source == fleet.GROUND_TRUTH for s in samples)
+    try:
+        manifest = config.family.write_sample_span(config, samples, out_dir, synthetic=synthetic, log=click.echo)
+    except (ValueError, NotImplementedError) as err:
+        fail(str(err), EXIT_USAGE)
+    click.echo(f"Span {number}: {manifest['clips']} labelled clips from telemetry spans {chosen[0]}-{chosen[-1]} in "
+               f"{out_dir} ({len(manifest['skipped'])} skipped; labels: {', '.join(manifest['label_source']) or '?'})")

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
@@ -159,3 +160,50 @@ def test_the_retrained_model_passes_every_gate_and_goes_to_canary_with_its_spans
     assert quantizer.execution_id == _node_execution(mlmd, second, tinyml_pipeline.QUANTIZER).id
     assert continuous.spans_read(config, second) == "0,1"
 
+
+
+def test_labelled_uploaded_windows_become_the_next_training_span(tiny_dataset, tmp_path):
+    """The path real data takes: windows devices uploaded with their telemetry, labelled, ingested, then written
+    as a training span by `telemetry to-span`, split by device; a window that is not audio is skipped."""
+    from components.audio_example_gen import wav
+    from pipeline import fleet
+    from tests.support.telemetry import write_batch
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data / "span-0")
+    base = tiny_config(str(tmp_path / "run"), str(data))
+    config = dataclasses.replace(base, data=dataclasses.replace(base.data, training_spans=2))
+    config_file = write_config_yaml(config, str(tmp_path / "config.yaml"))
+    batch = tmp_path / "batch"
+    (batch / "samples").mkdir(parents=True)
+    records = []
+    words = [w for w in config.data.words]
+    for device in range(6):
+        for n, label in enumerate(words + ["_unknown_", "_silence_"]):
+            name = f"dev{device}_{n}.wav"
+            clip = glob.glob(os.path.join(tiny_dataset, words[n % len(words)], "*.wav"))[device]
+            payload = open(clip, "rb").read() if label != "_silence_" else wav.write_wav(
+                np.zeros(16000, np.int16), 16000)
+            (batch / "samples" / name).write_bytes(payload)
+            records.append({"type": "sample", "device_id": f"dev-{device:04d}", "device_class": config.target_device,
+                            "model_version": "0.1.0", "time": "2026-12-01T10:00:00Z", "period": 0, "file": name,
+                            "label": label, "label_source": fleet.GROUND_TRUTH})
+    (batch / "samples" / "dev0_junk.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    records.append({**records[0], "file": "dev0_junk.wav"})
+    runner = CliRunner()
+    ingested = runner.invoke(main, ["telemetry", "ingest", write_batch(str(batch), records), "--config", config_file,
+                                    "--workdir", str(tmp_path / "run")])
+    assert ingested.exit_code == 0, ingested.output
+    made = runner.invoke(main, ["telemetry", "to-span", "--config", config_file, "--workdir", str(tmp_path / "run")])
+    assert made.exit_code == 0, made.output
+    assert "Span 1:" in made.output and "1 skipped" in made.output
+    span = data / "span-1"
+    manifest = json.loads((span / "DATASET.json").read_text())
+    assert manifest["clips"] == 6 * (len(words) + 1) and manifest["background_windows"] == 6
+    assert manifest["synthetic"] is True and manifest["skipped"][0]["file"] == "dev0_junk.wav"
+    devices = manifest["devices"]
+    assert all(devices[s] for s in ("train", "eval", "test")) and not set(devices["train"]) & set(devices["test"])
+    assert sorted(os.listdir(span / "_unknown_")) and os.listdir(span / "_background_noise_") == ["field_silence.wav"]
+    again = runner.invoke(main, ["telemetry", "to-span", "--config", config_file, "--workdir", str(tmp_path / "run"),
+                                 "--from-span", "5"])
+    assert again.exit_code != 0 and "No labelled sample" in again.output

@@ -8,6 +8,7 @@ A generated dataset is a folder in the layout the family's ExampleGen reads, wit
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -23,6 +24,17 @@ MANIFEST_FILE = "DATASET.json"
 # FileBasedDriver replaces {SPAN} and ingests the newest span (tfx/components/example_gen/utils.py).
 SPAN_FOLDER = "span-{SPAN}"
 _SPAN_FOLDER_RE = re.compile(r"^span-(0|[1-9]\d*)$")   # TFX writes spans unpadded
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelledSample:
+    """One window a device uploaded, with its label: where its file is, the device, who labelled it."""
+
+    path: str
+    device_id: str
+    label: str
+    label_source: str
+    name: str
 
 
 def span_folder(span: int) -> str:

@@ -170,6 +170,11 @@ class KeywordSpotting(TaskFamily):
         return field_span.write_field_span(
             config, field_span.FieldCampaign(shift=shift, minutes=minutes, voices=voices, seed=seed), out_dir, log)
 
+    def write_sample_span(self, config, samples, out_dir, synthetic=False, log=lambda m: None):
+        from pipeline.tasks.kws import field_span
+
+        return field_span.write_sample_span(config, samples, out_dir, synthetic, log)
+
     def field_streams(self, config, shift, seed, minutes):
         """The test streams' recipe (unseen speakers of the dataset's distribution) at ``minutes`` and ``seed``;
         a shift replaces the backgrounds with one the dataset lacks, at low SNR (0 and 5 dB)."""

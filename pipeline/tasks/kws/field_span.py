@@ -9,18 +9,23 @@ folder per word (keywords, and other words that become ``_unknown_``), the stret
 utterances as ``_background_noise_`` recordings (``_silence_`` is cut from them), split lists by
 speaker (so the span's test split holds voices its train split lacks) and a ``DATASET.json``
 that says it is synthetic and how it was labelled. Phrases are left out: longer than a clip.
+
+``write_sample_span`` is the path real data takes: the labelled one-second windows devices uploaded
+with their telemetry (``sample`` records whose ``label`` a labelling step filled in) become a span
+in the same layout, split by device; windows labelled ``_silence_`` become background recordings.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
 from components.audio_example_gen import layout, wav
-from pipeline.tasks.common.datasets import assign_speaker_splits, publish_dataset, staging_dir, write_split_lists
+from pipeline.tasks.common.datasets import (LabelledSample, assign_speaker_splits, publish_dataset, staging_dir,
+                                            write_split_lists)
 
 GROUND_TRUTH = "fleet simulator ground truth (synthetic streams' labels)"
 VOICE_SEED_OFFSET = 7919   # the campaign's voices are drawn apart from the dataset's
@@ -112,3 +117,64 @@ def write_field_span(config, campaign: FieldCampaign, out_dir: str,
         publish_dataset(staging, out_dir, manifest)
     return manifest
 
+
+
+def write_sample_span(config, samples: Sequence[LabelledSample], out_dir: str, synthetic: bool = False,
+                      log: Callable[[str], None] = lambda m: None) -> Dict[str, Any]:
+    """Writes labelled uploaded windows as a dataset in ``out_dir`` (split by device); returns its manifest.
+
+    Untrusted input: a window that is not a WAV at ``data.sample_rate``, or whose label is not a class of
+    the config, is skipped and listed in the manifest; names come from the record, never from the upload.
+    """
+    rate, length = config.data.sample_rate, config.data.clip_samples
+    words = set(config.data.words)
+    skipped: List[Dict[str, str]] = []
+    kept: List[Tuple[str, str, str, bytes]] = []   # (folder, device, name, wav bytes)
+    background: List[Any] = []
+    sources = sorted({s.label_source for s in samples if s.label_source})
+    for sample in samples:
+        label = sample.label
+        if label not in words and label not in (layout.UNKNOWN_LABEL, layout.SILENCE_LABEL):
+            skipped.append({"file": sample.name, "reason": f"label '{label}' is not a class of this config"})
+            continue
+        try:
+            with open(sample.path, "rb") as f:
+                samples_16 = wav.read_wav(f.read(), rate)
+        except (OSError, wav.WavError) as err:
+            skipped.append({"file": sample.name, "reason": str(err)})
+            continue
+        if label == layout.SILENCE_LABEL:
+            background.append(samples_16)
+            continue
+        clip = wav.fit_to_length(samples_16, length)
+        kept.append((label, sample.device_id, sample.name, wav.write_wav(clip, rate)))
+    if not kept:
+        raise ValueError(f"None of the {len(samples)} labelled windows is a usable keyword or _unknown_ clip "
+                         f"({len(skipped)} skipped); nothing was written.")
+    with staging_dir(out_dir) as staging:
+        os.makedirs(os.path.join(staging, layout.NOISE_DIR))
+        splits = assign_speaker_splits(sorted({device for _, device, _, _ in kept}))
+        lists: Dict[str, List[str]] = {layout.EVAL: [], layout.TEST: []}
+        counts: Dict[str, Dict[str, int]] = {s: {} for s in layout.SPLITS}
+        for folder, device, name, data in kept:
+            relative = f"{folder}/{device}_nohash_{os.path.splitext(name)[0]}.wav"
+            os.makedirs(os.path.join(staging, folder), exist_ok=True)
+            with open(os.path.join(staging, relative), "wb") as f:
+                f.write(data)
+            split = splits[device]
+            if split in lists:
+                lists[split].append(relative)
+            counts[split][folder] = counts[split].get(folder, 0) + 1
+        if background:
+            import numpy as np
+
+            with open(os.path.join(staging, layout.NOISE_DIR, "field_silence.wav"), "wb") as f:
+                f.write(wav.write_wav(np.concatenate(background).astype("int16"), rate))
+        write_split_lists(staging, lists)
+        manifest = {"kind": "field span from telemetry samples", "label_source": sources,
+                    "clips": len(kept), "background_windows": len(background), "skipped": skipped,
+                    "examples_before_sampling": counts, "synthetic": bool(synthetic),
+                    "devices": {split: sorted(d for d, v in splits.items() if v == split) for split in layout.SPLITS}}
+        publish_dataset(staging, out_dir, manifest)
+    log(f"  {len(kept)} clips, {len(background)} background windows, {len(skipped)} skipped")
+    return manifest
