@@ -42,10 +42,6 @@ def _ingest_and_judge(config, batch: str, log) -> Dict[str, Any]:
 def _canary(config, second, first, model_b: bytes, device_b, spec: fleet.FleetSpec, start_day: int,
             log) -> Dict[str, Any]:
     """Canary devices on B, the others on the stable version, in the shifted field; then promote to stable."""
-    from click.testing import CliRunner
-
-    from pipeline.ui.cli import main
-
     version_b = str(second.release.get("pushed_version"))
     version_a = str(first.release.get("pushed_version")) if first.release.get("pushed") else None
     m = config.monitoring
@@ -67,11 +63,20 @@ def _canary(config, second, first, model_b: bytes, device_b, spec: fleet.FleetSp
         if stable_pools is not None:
             _ingest_and_judge(config, fleet.day_batch(config, stable_pools, stable_spec, day, stable_spec.devices,
                                                       os.path.join(out, f"stable-{day:03d}"), seed_tag=37), log)
-    result = CliRunner().invoke(main, ["promote", "--workdir", config.workdir, "--config", config.source,
-                                       "--device-class", config.target_device])
-    log(result.output.strip())
     return {"canary_version": version_b, "stable_version": version_a, "canary_devices": canary_devices,
-            "promote_exit_code": result.exit_code, "promote_output": result.output.strip()}
+            "promote": _promote(config, log)}
+
+
+def _promote(config, log) -> Dict[str, Any]:
+    """``tinyml-tfx promote`` of the board's canary to stable, through the canary gate."""
+    from click.testing import CliRunner
+
+    from pipeline.ui.cli import main
+
+    result = CliRunner().invoke(main, ["promote", "--config", config.source, "--workdir", config.workdir,
+                                       "--device-class", config.target_device])
+    log("   " + " ".join(result.output.split()))
+    return {"exit_code": result.exit_code, "output": " ".join(result.output.split())}
 
 
 def _refusals(summary) -> List[str]:
@@ -115,11 +120,15 @@ def main(argv=None) -> int:
     figures["run1"] = {"run_id": first.run_id, "seconds": round(time.time() - started, 1),
                        "released": bool(first.release.get("pushed")), "refused_by": _refusals(first)}
     log(f"   {first.run_id}: eval {first.eval_accuracy:.4f}; released: {figures['run1']['released']}")
+    if figures["run1"]["released"]:
+        # The first release has no field telemetry to be judged on: it goes to stable (the gate says it is not applied).
+        figures["run1"]["promote"] = _promote(config, log)
 
     log(f"2. A fleet of {args.devices} devices runs model A; {args.shift} from day {args.shift_day}")
     model_a, device_a = fleet.released_model(first)
     spec = fleet.FleetSpec(devices=args.devices, days=args.days, shift=args.shift, shift_day=args.shift_day,
-                           pool_minutes=3.0, seconds_per_day=60.0)
+                           pool_minutes=3.0, seconds_per_day=60.0,
+                           model_version=str(first.release.get("pushed_version") or fleet.FleetSpec.model_version))
     pools = fleet.build_pools(config, model_a, spec, device_a, log)
     ingest.ingest(fleet.write_batch(os.path.join(workdir, "fleet", "reference"),
                                     fleet.reference_summaries(config, pools["base"], spec, args.reference_days), [], []),
