@@ -51,7 +51,7 @@ def dataset_roots(exec_properties: Mapping[str, Any], fs: "Filesystem") -> List[
     else:
         # No driver resolved {SPAN}: Kubeflow v2 runs TFX's span driver only for FileBasedExampleGen
         # subclasses (tfx/orchestration/kubeflow/v2/step_builder.py); the newest span folder it is.
-        newest = max(_span_numbers(root, pattern, fs), default=0)
+        newest = max(span_numbers(root, pattern, fs), default=0)
     count = max(1, int(exec_properties.get(SPANS_KEY) or 1))
     roots = []
     for span in range(max(0, newest - count + 1), newest + 1):
@@ -62,7 +62,8 @@ def dataset_roots(exec_properties: Mapping[str, Any], fs: "Filesystem") -> List[
     return roots
 
 
-def _span_numbers(root: str, pattern: str, fs: "Filesystem") -> List[int]:
+def span_numbers(root: str, pattern: str, fs: "Filesystem") -> List[int]:
+    """The span numbers of ``root``'s folders named by ``pattern`` (with ``{SPAN}``; unpadded, as TFX writes them)."""
     head, _, tail = pattern.partition("{SPAN}")
     numbers = []
     for name in fs.listdir(root) if fs.isdir(root) else []:
@@ -70,7 +71,7 @@ def _span_numbers(root: str, pattern: str, fs: "Filesystem") -> List[int]:
         middle = name[len(head):len(name) - len(tail)] if name.startswith(head) and name.endswith(tail) else ""
         if middle.isdigit() and str(int(middle)) == middle and fs.isdir(posixpath.join(root, name)):
             numbers.append(int(middle))
-    return numbers
+    return sorted(numbers)
 
 
 def below_span(prefix: str, relative: str) -> str:

@@ -14,16 +14,14 @@ import json
 import os
 import shutil
 import tempfile
-import re
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
-from components.ingestion import EVAL, SPLIT_LISTS, TEST, TRAIN
+from components.ingestion import EVAL, SPLIT_LISTS, TEST, TRAIN, Filesystem, gfile_filesystem, span_numbers
 
 MANIFEST_FILE = "DATASET.json"
 # With data.training_spans, the data root holds one dataset per span in folders named so; TFX's
 # FileBasedDriver replaces {SPAN} and ingests the newest span (tfx/components/example_gen/utils.py).
 SPAN_FOLDER = "span-{SPAN}"
-_SPAN_FOLDER_RE = re.compile(r"^span-(0|[1-9]\d*)$")   # TFX writes spans unpadded
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,22 +40,14 @@ def span_folder(span: int) -> str:
     return SPAN_FOLDER.replace("{SPAN}", str(int(span)))
 
 
-def span_folders(data_root: str, listdir: Optional[Callable[[str], List[str]]] = None) -> Dict[int, str]:
+def span_folders(data_root: str, fs: Optional[Filesystem] = None) -> Dict[int, str]:
     """Span number -> folder (full path) of every ``span-N`` folder of ``data_root``; {} when it has none.
 
-    ``listdir`` defaults to ``tf.io.gfile.listdir`` (object stores as well as local folders).
+    ``fs`` defaults to tf.io.gfile's (object stores as well as local folders).
     """
-    if listdir is None:
-        import tensorflow as tf
-
-        def listdir(path):
-            return tf.io.gfile.listdir(path) if tf.io.gfile.isdir(path) else []
-    found = {}
-    for name in listdir(data_root):
-        match = _SPAN_FOLDER_RE.match(name.rstrip("/"))
-        if match:
-            found[int(match.group(1))] = f"{data_root.rstrip('/')}/{name.rstrip('/')}"
-    return dict(sorted(found.items()))
+    fs = fs or gfile_filesystem()
+    root = data_root.rstrip("/")
+    return {n: f"{root}/{span_folder(n)}" for n in span_numbers(root, SPAN_FOLDER, fs)}
 
 
 def dataset_folders(data_root: str, spans: bool) -> List[str]:
