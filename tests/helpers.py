@@ -194,7 +194,8 @@ def write_config_yaml(config: config_lib.PipelineConfig, path: str, **sections) 
         raw = yaml.safe_load(f)
     raw["pipeline_name"] = config.pipeline_name
     raw["data"].update(words=list(config.data.words), root=config.data.root, schema=config.data.schema,
-                       training_spans=config.data.training_spans)
+                       training_spans=config.data.training_spans, unknown_fraction=config.data.unknown_fraction,
+                       silence_fraction=config.data.silence_fraction)
     raw["requirements"].update(dataclasses.asdict(config.requirements))
     raw["streaming"] = {k: list(v) if isinstance(v, tuple) else v
                         for k, v in dataclasses.asdict(config.streaming).items()}
