@@ -183,6 +183,16 @@ def _budget_plot(rows: List[Dict[str, Any]]) -> str:
     return _png(fig)
 
 
+def longest_trained(trained: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The candidates trained for the most epochs: the search's winner is chosen among these
+    (``components/model_search/tuner.py``), and only trials of one fidelity compare fairly."""
+    def epochs(r):
+        return int(r["hyperparameters"].get("tuner/epochs", 0) or 0)
+
+    top = max((epochs(r) for r in trained), default=0)
+    return [r for r in trained if epochs(r) == top]
+
+
 def pareto_front(trained: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """The trained candidates no other beats on both eval accuracy and estimated latency, fastest first."""
     def latency(r):
@@ -206,9 +216,9 @@ def _search_plot(results: Dict[str, Any], max_latency_ms: Optional[float]) -> st
                             c=[r["cost_arena_bytes"] / 1024 for r in trained], cmap="viridis", s=36,
                             label="trained candidate")
         fig.colorbar(points, ax=ax, label="tensor arena (KiB)")
-        front = pareto_front(trained)
+        front = pareto_front(longest_trained(trained))
         ax.plot([r["cost_latency_ms"] for r in front], [r["val_accuracy"] for r in front], "-", color="#2a9d8f",
-                lw=1, label="Pareto front")
+                lw=1, label="Pareto front (longest-trained)")
     floor = min([r["val_accuracy"] for r in trained] or [0.0])
     if rejected:
         ax.scatter([r["cost_latency_ms"] for r in rejected], [floor] * len(rejected), marker="x", color="#e63946",
@@ -237,6 +247,7 @@ def _search_section(summary, config: PipelineConfig) -> Optional[Dict[str, Any]]
     if not results:
         return None
     trained = [r for r in results["candidates"] if r["status"] == "trained"]
+    finalists = longest_trained(trained)
     winner = results["summary"].get("winner") or {}
 
     def row(r):
@@ -251,7 +262,9 @@ def _search_section(summary, config: PipelineConfig) -> Optional[Dict[str, Any]]
         "plot": _search_plot(results, config.requirements.max_latency_ms),
         "header": ("candidate", "eval accuracy", "est. latency ms", "arena B", "flash KiB", "MACs", "epochs",
                    "hyperparameters"),
-        "front": [row(r) for r in pareto_front(trained)],
+        "front": [row(r) for r in pareto_front(finalists)],
+        "front_epochs": finalists[0]["hyperparameters"].get("tuner/epochs", "") if finalists else "",
+        "shorter_trials": len(trained) - len(finalists),
         "rejected": sum(r["status"] == "rejected" for r in results["candidates"]),
         "uri": summary.search["uri"],
     }
