@@ -20,6 +20,7 @@ from ml_metadata.proto import metadata_store_pb2
 from components.ingestion import SPANS_READ_PROPERTY
 from pipeline import continuous, pipeline as tinyml_pipeline
 from pipeline.runners import local as run_local
+from pipeline.tasks.kws import generate
 from pipeline.ui.cli import main
 from tests.helpers import tiny_config, write_config_yaml
 
@@ -81,6 +82,11 @@ def test_a_field_span_is_collected_with_ground_truth_labels_and_speaker_splits(r
                                                                                            "*", "*.wav")))
     assert not original & set(speakers["train"] + speakers["eval"] + speakers["test"])   # voices new to the data
     assert os.listdir(os.path.join(span, "_background_noise_"))
+    # Speech that is not a command is labelled too: cuts of the campaign's phrases, as _unknown_.
+    cuts = glob.glob(os.path.join(span, generate.PHRASES_DIR, "*.wav"))
+    assert manifest["phrase_cuts"] == len(cuts) > 0
+    assert manifest["examples_before_sampling"]["train"].get("_unknown_", 0) >= sum(
+        os.path.basename(c).split("_nohash_")[0] in speakers["train"] for c in cuts)
 
 
 def test_the_retrained_model_trained_on_the_old_and_the_new_span(retrained):

@@ -8,7 +8,13 @@ a one-second clip centred on it, in the Speech Commands layout the AudioExampleG
 folder per word (keywords, and other words that become ``_unknown_``), the stretches between
 utterances as ``_background_noise_`` recordings (``_silence_`` is cut from them), split lists by
 speaker (so the span's test split holds voices its train split lacks) and a ``DATASET.json``
-that says it is synthetic and how it was labelled. Phrases are left out: longer than a clip.
+that says it is synthetic and how it was labelled.
+
+Speech that is not a command is labelled too, as the training data has it: each phrase said in the
+campaign gives a one-second cut from a random place in it (``generate.PHRASES_DIR``, ``_unknown_``),
+as ``generate.render_phrase_clip`` cuts the dataset's. The campaign's people say the dataset's
+training phrases (``GenerationSpec.phrases``), never the test streams' (``streams.PHRASES``): the
+streaming evaluation's phrases stay unseen by every model it judges.
 
 ``write_sample_span`` is the path real data takes: the labelled one-second windows devices uploaded
 with their telemetry (``sample`` records whose ``label`` a labelling step filled in) become a span
@@ -53,6 +59,7 @@ def recipe(config, campaign: FieldCampaign):
         spec, speakers=int(campaign.voices), seed=spec.seed + VOICE_SEED_OFFSET + int(campaign.seed)))
     return dataclasses.replace(
         base, minutes=float(campaign.minutes), seed=int(campaign.seed), shift=campaign.shift, snr_db=(0.0, 5.0),
+        phrases=spec.phrases(),
         speakers=tuple({**dataclasses.asdict(v), "speaker_id": f"field{campaign.seed}-{v.speaker_id}"} for v in voices),
         speakers_source=f"{campaign.voices} synthetic eSpeak NG voices drawn for the field campaign, none of them "
                         "the dataset's")
@@ -63,6 +70,15 @@ def _clip(samples: np.ndarray, centre: int, length: int) -> np.ndarray:
     return wav.fit_to_length(samples[start:start + length], length)
 
 
+def _phrase_cut_centre(start: int, end: int, length: int, rate: int, rng: np.random.Generator) -> int:
+    """The centre of a one-second cut from a random place in a phrase (up to PHRASE_EDGE_SECONDS outside it)."""
+    from pipeline.tasks.kws import generate
+
+    edge = int(generate.PHRASE_EDGE_SECONDS * rate)
+    first = int(rng.integers(start - edge, max(start - edge, end + edge - length) + 1))
+    return first + length // 2
+
+
 def write_field_span(config, campaign: FieldCampaign, out_dir: str,
                      log: Callable[[str], None] = lambda m: None) -> Dict[str, Any]:
     """Renders the campaign's streams and writes their labelled clips as a dataset in ``out_dir``.
@@ -70,11 +86,12 @@ def write_field_span(config, campaign: FieldCampaign, out_dir: str,
     Returns:
         the span's manifest (also its ``DATASET.json``): clips per split and label, where they come from.
     """
-    from pipeline.tasks.kws import streams
+    from pipeline.tasks.kws import generate, streams
 
     field = recipe(config, campaign)
     rate, length = config.data.sample_rate, config.data.clip_samples
     wanted = {w.lower(): w for w in (*config.data.words, *field.unknown_words)}
+    phrases = {p.lower() for p in field.phrases}
     clips: List[tuple] = []   # (relative path, speaker, label)
     with staging_dir(out_dir) as staging:
         os.makedirs(os.path.join(staging, layout.NOISE_DIR))
@@ -82,16 +99,21 @@ def write_field_span(config, campaign: FieldCampaign, out_dir: str,
             stream = streams.render_stream(field, index)
             samples = stream.samples
             keep = np.ones(len(samples), dtype=bool)
+            cuts = np.random.default_rng([int(campaign.seed), index])
             for n, event in enumerate(stream.events):
                 start, end = event.start_ms * rate // 1000, event.end_ms * rate // 1000
                 keep[max(0, start - rate // 10):end + rate // 10] = False
                 word = wanted.get(event.label.lower())
-                if word is None or end - start > length:
-                    continue   # a phrase, or an utterance longer than a clip
+                if event.label.lower() in phrases:
+                    word, centre = generate.PHRASES_DIR, _phrase_cut_centre(start, end, length, rate, cuts)
+                elif word is None or end - start > length:
+                    continue   # an utterance longer than a clip
+                else:
+                    centre = (start + end) // 2
                 relative = f"{word}/{event.speaker}_nohash_{stream.name}_{n:04d}.wav"
                 os.makedirs(os.path.join(staging, word), exist_ok=True)
                 with open(os.path.join(staging, relative), "wb") as f:
-                    f.write(wav.write_wav(_clip(samples, (start + end) // 2, length), rate))
+                    f.write(wav.write_wav(_clip(samples, centre, length), rate))
                 clips.append((relative, event.speaker, word))
             background = samples[keep]   # what the field hears between words, joined
             if len(background) >= MIN_BACKGROUND_MS * rate // 1000:
@@ -111,6 +133,7 @@ def write_field_span(config, campaign: FieldCampaign, out_dir: str,
         manifest = {
             "synthetic": True, "kind": "field span", "shift": campaign.shift, "campaign": dataclasses.asdict(campaign),
             "label_source": GROUND_TRUTH, "voices": field.speakers_source, "snr_db": list(field.snr_db),
+            "phrase_cuts": sum(word == generate.PHRASES_DIR for _, _, word in clips),
             "clips": len(clips), "examples_before_sampling": counts,
             "speakers": {split: sorted(s for s, v in splits.items() if v == split) for split in layout.SPLITS},
         }
