@@ -7,6 +7,7 @@ WORKDIR ?= $(CURDIR)/work
 CONFIG ?= $(CURDIR)/pipeline/configs/kws.yaml
 PYTEST_ARGS ?=
 SCALES ?= 1,10,30,100
+SEARCH_SEEDS ?= 3
 
 .PHONY: env run test bench bench-search bench-scale bench-monitoring bench-continuous demo-monitoring data shell clean
 
@@ -27,7 +28,7 @@ bench: env
 
 # The model search against MLPerf Tiny's reference DS-CNN and the old default (about 40 minutes on 2 cores).
 bench-search: env
-	@$(DEVENV) exec python -m pipeline.bench.search --config $(CONFIG) --workdir $(CURDIR)/work/bench-search --search
+	@$(DEVENV) exec python -m pipeline.bench.search --config $(CONFIG) --workdir $(CURDIR)/work/bench-search --search --seeds $(SEARCH_SEEDS)
 
 # Growth of time, memory and disk with 1x..100x the synthetic data (each scale only if the disk
 # keeps 10 GB free), and the DirectRunner's parallel modes at 10x; see pipeline/bench/scale.py.

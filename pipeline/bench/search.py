@@ -8,7 +8,11 @@ Trains three keyword-spotting models through the same pipeline on the default da
     (c) the searched winner (the repository's hyperparameters file, as the default config
     uses it). Optionally runs the search first (``--search``), timing it.
 
-Usage: ``python -m pipeline.bench.search --config CONFIG --workdir DIR [--search]``
+With ``--seeds N`` it trains (a) and (c) again with N-1 more training seeds (the same data and
+Transform, answered from TFX's cache) and reports each one's int8 accuracy over the seeds: the
+accuracy gap the issue's target judges is a few clips, the size of seed-to-seed variation.
+
+Usage: ``python -m pipeline.bench.search --config CONFIG --workdir DIR [--search] [--seeds N]``
 (``make bench-search``). Prints a table and writes DIR/search_bench.json.
 """
 
@@ -69,8 +73,13 @@ def main(argv=None) -> None:
     parser.add_argument("--config", default=config_lib.DEFAULT_CONFIG)
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--search", action="store_true", help="Run the search first (its default budget).")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="Training seeds for (a) and (c): the first is the config's, then seed+1, ...")
+    parser.add_argument("--reuse", action="store_true",
+                        help="Keep DIR: TFX's cache answers every run already made (e.g. to add --seeds later).")
     args = parser.parse_args(argv)
-    shutil.rmtree(args.workdir, ignore_errors=True)
+    if not args.reuse:
+        shutil.rmtree(args.workdir, ignore_errors=True)
     base = config_lib.load_config(args.config)
     base = dataclasses.replace(base, extra_targets=tuple(sorted(set(base.extra_targets) | set(BOARDS))))
     data_root = os.path.join(args.workdir, "data")
@@ -112,7 +121,17 @@ def main(argv=None) -> None:
         config = on_data(config).with_workdir(os.path.join(args.workdir, name.split()[0].strip("()")))
         # up to the size gate: the figures compared are the quantizer's and the gate's (no stream, no push)
         summary = run_local.run(config, until=tinyml_pipeline.SIZE_GATE)
-        results["models"].append(_figures(name, summary, config))
+        figures = _figures(name, summary, config)
+        if args.seeds > 1 and not name.startswith("(b)"):
+            figures["seeds"] = [{"seed": config.training.seed, "float_accuracy": figures["float_accuracy"],
+                                 "int8_accuracy": figures["int8_accuracy"]}]
+            for extra in range(1, args.seeds):
+                seeded = dataclasses.replace(config, training=dataclasses.replace(
+                    config.training, seed=config.training.seed + extra))
+                again = _figures(name, run_local.run(seeded, until=tinyml_pipeline.SIZE_GATE), seeded)
+                figures["seeds"].append({"seed": seeded.training.seed, "float_accuracy": again["float_accuracy"],
+                                         "int8_accuracy": again["int8_accuracy"]})
+        results["models"].append(figures)
         print(f"{name}: done", flush=True)
 
     print("| model | input | float acc | int8 acc | parameters | model bytes | MACs | arena B | "
@@ -122,6 +141,11 @@ def main(argv=None) -> None:
         print(f"| {m['model']} | {m['input']} | {m['float_accuracy']:.4f} | {m['int8_accuracy']:.4f} | "
               f"{m['parameters']:,} | {m['model_bytes']:,} | {m['macs']:,} | {m['arena_bytes']:,} | " + " | ".join(
                   f"{m['latency_ms'][b]:.1f} ({m['latency_high_ms'][b]:.1f})" for b in BOARDS) + " |")
+    for m in results["models"]:
+        if m.get("seeds"):
+            int8 = [r["int8_accuracy"] for r in m["seeds"]]
+            print(f"{m['model']}: int8 accuracy over {len(int8)} training seeds: mean {sum(int8) / len(int8):.4f}, "
+                  f"min {min(int8):.4f}, max {max(int8):.4f} ({', '.join(f'{a:.4f}' for a in int8)})")
     if results["search"]:
         s = results["search"]
         print(f"Search: {s['candidates']} candidates, {s['rejected_before_training']} rejected before training, "
