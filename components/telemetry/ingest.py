@@ -17,13 +17,15 @@ Re-ingesting the same batch (same files, same bytes) is refused with the span it
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from components.errors import PipelineInputError
 from components.telemetry import records as records_lib
@@ -34,6 +36,7 @@ EVENTS_FILE = "events.jsonl"
 SAMPLES_DIR = "samples"
 REPORT_FILE = "ingest_report.json"
 BATCHES_FILE = "batches.json"
+LOCK_FILE = ".ingest.lock"
 MAX_FILE_BYTES = 256 * 1024 * 1024     # one telemetry file
 MAX_SAMPLE_BYTES = 1024 * 1024         # one sampled raw window (a second of 16 kHz audio is 32 kB)
 MAX_FILES = 10000
@@ -89,10 +92,17 @@ def _batch_files(batch_dir: str) -> List[str]:
     return names
 
 
+def _readable(path: str) -> bool:
+    """A regular file (not a link, a folder or a device) small enough to read."""
+    return not os.path.islink(path) and os.path.isfile(path) and os.path.getsize(path) <= MAX_FILE_BYTES
+
+
 def _digest(batch_dir: str, names: List[str]) -> str:
     digest = hashlib.sha256()
     for name in names:
         digest.update(name.encode() + b"\0")
+        if not _readable(os.path.join(batch_dir, name)):
+            continue   # skipped and reported by ingest(); only its name counts
         with open(os.path.join(batch_dir, name), "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
@@ -126,10 +136,29 @@ def ingest(batch_dir: str, dataset_dir: str, expect: records_lib.Expectations,
     """
     names = _batch_files(batch_dir)
     digest = _digest(batch_dir, names)
+    os.makedirs(dataset_dir, exist_ok=True)
+    with _dataset_lock(dataset_dir):
+        return _ingest_locked(batch_dir, names, digest, dataset_dir, expect, max_sample_bytes)
+
+
+@contextlib.contextmanager
+def _dataset_lock(dataset_dir: str) -> Iterator[None]:
+    """One ingestion at a time per dataset, across processes (a CLI ingest beside a running server)."""
+    with open(os.path.join(dataset_dir, LOCK_FILE), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _ingest_locked(batch_dir: str, names: List[str], digest: str, dataset_dir: str,
+                   expect: records_lib.Expectations, max_sample_bytes: int) -> IngestResult:
     batches = _read_batches(dataset_dir)
     if digest in batches:
         raise DuplicateBatch(f"Telemetry batch {batch_dir} was already ingested as span {batches[digest]} of "
-                          f"{dataset_dir} (same files, same bytes); nothing was done. A new batch becomes a new span.")
+                             f"{dataset_dir} (same files, same bytes); nothing was done. A new batch becomes a "
+                             "new span.")
     summaries: List[Dict[str, Any]] = []
     events: List[Dict[str, Any]] = []
     problems: List[records_lib.Problem] = []

@@ -83,8 +83,8 @@ def _summary_problem(record: Dict[str, Any], expect: Expectations) -> Optional[s
         values = record[field]
         if len(values) != len(expect.channels):
             return f"summary record's {field} has {len(values)} values for {len(expect.channels)} channels"
-        if not all(math.isfinite(v) for v in values):
-            return f"summary record's {field} holds a NaN or infinite value"
+        if not all(_finite(v) for v in values):
+            return f"summary record's {field} holds a NaN, infinite or out-of-range value"
     for field in ("top_class_counts", "detections"):
         unknown = sorted(set(record.get(field, {})) - set(expect.labels))
         if unknown:
@@ -98,6 +98,18 @@ def _summary_problem(record: Dict[str, Any], expect: Expectations) -> Optional[s
     return None
 
 
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:   # a JSON integer with hundreds of digits
+        return False
+
+
+# The schema's patterns end in "$", which Python's re (jsonschema's engine) also matches before a final
+# newline: "dev0\n" would pass and split a file list in two. These fields are names: no control characters.
+NAME_FIELDS = ("device_id", "device_class", "model_version", "file")
+
+
 def check_record(record: Any, expect: Expectations) -> Optional[str]:
     """None when ``record`` is a usable telemetry record, else the reason it is not (one line)."""
     if not isinstance(record, dict):
@@ -105,6 +117,10 @@ def check_record(record: Any, expect: Expectations) -> Optional[str]:
     problem = _schema_problem(record)
     if problem:
         return problem
+    for field in NAME_FIELDS:
+        value = record.get(field)
+        if isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value):
+            return f"{record['type']} record, field '{field}': holds a control character (a newline?)"
     if record["device_class"] not in expect.device_classes:
         return (f"device_class '{record['device_class']}' is not a board this model was released for "
                 f"({', '.join(expect.device_classes)})")
@@ -134,6 +150,9 @@ def read_lines(path: str, display: str, expect: Expectations
                 record = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
             except (UnicodeDecodeError, ValueError) as err:
                 yield None, Problem(display, number, f"not a JSON object ({str(err)[:120]})")
+                continue
+            except RecursionError:
+                yield None, Problem(display, number, "not a JSON object (nested too deeply)")
                 continue
             reason = check_record(record, expect)
             yield (record, None) if reason is None else (None, Problem(display, number, reason))

@@ -131,6 +131,56 @@ def test_oversized_batches_are_refused_before_they_are_read(tmp_path):
         server.server_close()
 
 
+def test_an_archive_that_unpacks_too_large_is_refused_before_anything_is_written(tmp_path):
+    config = config_lib.load_config(config_lib.DEFAULT_CONFIG).with_workdir(str(tmp_path / "work"))
+    expect = monitoring.expectations(config)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    server = http_ingest.TelemetryServer(str(tmp_path / "field"), expect, staging_root=str(staging),
+                                         max_unpacked_bytes=64 * 1024)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            info = tarfile.TarInfo("telemetry.jsonl")
+            info.size = 4 * 1024 * 1024   # newlines compress about a thousandfold
+            tar.addfile(info, io.BytesIO(b"\n" * info.size))
+        assert len(buffer.getvalue()) < 64 * 1024
+        status, answer = _post(url, buffer.getvalue(), "application/gzip", token=None)
+        assert status == 413 and "unpacks to more than 65536 bytes" in answer["error"], answer
+        assert os.listdir(staging) == [] and ingest.spans(str(tmp_path / "field")) == []
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_odd_headers_and_request_lines_get_answers_and_clean_log_lines(tmp_path):
+    import socket
+
+    config = config_lib.load_config(config_lib.DEFAULT_CONFIG).with_workdir(str(tmp_path / "work"))
+    logged = []
+    server = http_ingest.TelemetryServer(str(tmp_path / "field"), monitoring.expectations(config), log=logged.append)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def raw(request: bytes) -> bytes:
+        with socket.create_connection(server.server_address, timeout=10) as connection:
+            connection.sendall(request)
+            return connection.recv(4096)
+
+    try:
+        answer = raw(f"POST {http_ingest.PATH} HTTP/1.0\r\nContent-Length: \u00b2\r\n\r\n".encode())
+        assert answer.startswith(b"HTTP/1.0 411"), answer
+        raw(b"GET /x\x1b[2Jforged HTTP/1.0\r\n\r\n")
+        assert logged and not any("\x1b" in line for line in logged)
+        assert any("\\x1b[2Jforged" in line for line in logged)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_an_endpoint_off_loopback_needs_a_token(tmp_path):
     config = config_lib.load_config(config_lib.DEFAULT_CONFIG).with_workdir(str(tmp_path / "work"))
     with pytest.raises(http_ingest.HttpIngestError, match="without a token"):

@@ -116,3 +116,21 @@ def test_a_samples_folder_that_is_a_link_is_not_followed(tmp_path):
     write_batch(str(batch), _good(1) + [sample])
     result = ingest.ingest(str(batch), str(tmp_path / "field"), EXPECT)
     assert (result.samples, result.skipped) == (0, 1) and "links are not followed" in result.problems[0]
+
+
+def test_hostile_lines_are_skipped_not_raised(tmp_path):
+    good = _good()
+    huge = dict(good[1], feature_mean=[10 ** 400] + good[1]["feature_mean"][1:])
+    newline_id = dict(good[2], device_id=good[2]["device_id"] + "\n")   # passes the schema's "$" in Python's re
+    lines = [json.dumps(good[0]), "[" * 20_000 + "]" * 20_000, json.dumps(huge), json.dumps(newline_id)]
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    (batch / "a.jsonl").write_text("\n".join(lines) + "\n")
+    (batch / "folder.jsonl").mkdir()   # a folder with a .jsonl name: reported, not opened
+    result = ingest.ingest(str(batch), str(tmp_path / "field"), EXPECT)
+    reasons = dict(p.split(": ", 1) for p in result.problems)
+    assert result.summaries == 1 and result.skipped == 4
+    assert "nested too deeply" in reasons["a.jsonl:2"]
+    assert "out-of-range" in reasons["a.jsonl:3"]
+    assert "control character" in reasons["a.jsonl:4"]
+    assert "not a regular file" in reasons["folder.jsonl:0"]
