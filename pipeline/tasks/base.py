@@ -228,9 +228,12 @@ class TaskFamily(abc.ABC):
         raise NotImplementedError(f"Task family '{self.name}' has no simulated field data collection.")
 
     def write_sample_span(self, config: "PipelineConfig", samples: Sequence[Any], out_dir: str,
-                          synthetic: bool = False, log: Callable[[str], None] = lambda m: None) -> Dict[str, Any]:
+                          synthetic: bool = False, log: Callable[[str], None] = lambda m: None,
+                          known_splits: Optional[Dict[str, str]] = None,
+                          source: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         """Writes labelled windows the devices uploaded (``field_span.LabelledSample``-like: ``path``,
-        ``device_id``, ``label``, ``label_source``, ``name``) as a dataset for a new training span."""
+        ``device_id``, ``label``, ``label_source``, ``name``) as a dataset for a new training span; devices in
+        ``known_splits`` keep their split, ``source`` goes into the manifest."""
         raise NotImplementedError(f"Task family '{self.name}' cannot make training data of uploaded windows.")
 
     def provenance(self, config: "PipelineConfig") -> Dict[str, str]:

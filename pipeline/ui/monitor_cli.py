@@ -201,10 +201,12 @@ def simulate_command(config_path, workdir, out_dir, run_id, model_path, devices,
 @config_option
 @workdir_option
 @click.option("--shift", required=True, help="The field condition to collect (keyword spotting: rain).")
-@click.option("--minutes", default=60.0, show_default=True, help="Audio the campaign records.")
-@click.option("--voices", default=20, show_default=True, help="New voices (speakers) the campaign hears.")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              help="Audio the campaign records.")
+@click.option("--voices", type=click.IntRange(min=1), default=20, show_default=True,
+              help="New voices (speakers) the campaign hears.")
 @click.option("--seed", default=1, show_default=True)
-@click.option("--span", type=int, default=None,
+@click.option("--span", type=click.IntRange(min=0), default=None,
               help="The span to write (default: one after the newest span folder of data.root).")
 def collect_command(config_path, workdir, shift, minutes, voices, seed, span) -> None:
     """Collect labelled field data under a shift and write it as the next training span (data.root/span-N), for
@@ -217,6 +219,7 @@ def collect_command(config_path, workdir, shift, minutes, voices, seed, span) ->
         fail(f"Config file {config.source}: collecting a training span needs data.root (a folder of span-0, "
              "span-1, ... datasets) and data.training_spans > 0. Fix: set both (data.training_spans: 2 trains on "
              "the newest two spans).", EXIT_USAGE)
+    _check_span_root(config)
     existing = datasets.span_folders(config.data_root)
     number = span if span is not None else (max(existing) + 1 if existing else 0)
     if number in existing:
@@ -235,39 +238,90 @@ def collect_command(config_path, workdir, shift, minutes, voices, seed, span) ->
 @telemetry_group.command("to-span")
 @config_option
 @workdir_option
-@click.option("--from-span", type=int, default=1, show_default=True, help="The first field telemetry span to read.")
+@click.option("--from-span", type=int, default=None,
+              help="The first field telemetry span to read (default: the one after the last made into a training span).")
 @click.option("--to-span", type=int, default=None, help="The last field telemetry span to read (default: the newest).")
-def to_span_command(config_path, workdir, from_span, to_span) -> None:
-    """Write the labelled windows of field telemetry spans (sample records with a label) as the next training
-    span (data.root/span-N), for a config with data.training_spans; split by device."""
+@click.option("--labels", "labels_file", type=click.Path(dir_okay=False), default=None,
+              help="Your labelling step's labels: a CSV with columns span,file,label (the telemetry span, the sample "
+                   "record's file, the class).")
+@click.option("--trust-uploaded-labels", is_flag=True,
+              help="Use the 'label' the sample records were uploaded with. Only when the gateway's labels are your "
+                   "own labelling step's: a device or gateway can claim any label.")
+@click.option("--synthetic", is_flag=True, help="Say in the span's DATASET.json that the windows are simulated.")
+def to_span_command(config_path, workdir, from_span, to_span, labels_file, trust_uploaded_labels, synthetic) -> None:
+    """Write labelled windows of field telemetry spans (sample records) as the next training span (data.root/span-N),
+    for a config with data.training_spans; split by device, a device keeping its split from earlier spans."""
     from components.telemetry import ingest
-    from pipeline import fleet, monitoring
+    from pipeline import monitoring
     from pipeline.tasks.common import datasets
 
     config = load(config_path, workdir)
-    if not config.data.training_spans or config.uses_synthetic_data:
-        fail(f"Config file {config.source}: making a training span needs data.root (a folder of span-0, span-1, ... "
-             "datasets) and data.training_spans > 0. Fix: set both.", EXIT_USAGE)
+    _check_span_root(config)
+    if (labels_file is None) == (not trust_uploaded_labels):
+        fail("Say where the labels come from: --labels FILE (a CSV of span,file,label your labelling step wrote), or "
+             "--trust-uploaded-labels to use the labels the sample records were uploaded with (anyone holding the "
+             "gateway token can claim any label, so only when the gateway is your labelling step).", EXIT_USAGE)
+    labels = _read_labels(labels_file) if labels_file else None
+    manifests = datasets.dataset_manifests(config.data_root, spans=True)
+    if from_span is None:
+        converted = [s for m in manifests for s in m.get("telemetry_spans", []) if isinstance(s, int)]
+        from_span = max(converted) + 1 if converted else 1
     field = monitoring.dataset_dir(config, monitoring.FIELD_DATASET)
     chosen = [s for s in ingest.spans(field) if s >= from_span and (to_span is None or s <= to_span)]
     samples = []
     for span in chosen:
         folder = ingest.span_dir(field, span)
         for row in ingest.read_span(field, span, ingest.EVENTS_FILE):
-            if row["type"] == "sample" and row.get("label"):
+            if row["type"] != "sample":
+                continue
+            label = labels.get((span, row["file"])) if labels is not None else row.get("label")
+            if label:
+                source = f"labels file {os.path.basename(labels_file)}" if labels is not None else \
+                    f"uploaded with the telemetry ({row.get('label_source') or 'source not said'})"
                 samples.append(datasets.LabelledSample(path=os.path.join(folder, ingest.SAMPLES_DIR, row["file"]),
-                                              device_id=row["device_id"], label=row["label"],
-                                              label_source=row.get("label_source", ""), name=row["file"]))
+                                                       device_id=row["device_id"], label=label, label_source=source,
+                                                       name=row["file"]))
     if not samples:
-        fail(f"No labelled sample in field telemetry spans {chosen or 'none'} of {field}: label the uploaded windows "
-             "(the sample records' 'label') and ingest them first.", EXIT_USAGE)
+        fail(f"No labelled sample in field telemetry spans {chosen or 'none'} of {field} (from span {from_span}): "
+             + ("the labels file names none of their sample records." if labels is not None else
+                "label the uploaded windows and ingest them first."), EXIT_USAGE)
     existing = datasets.span_folders(config.data_root)
     number = max(existing) + 1 if existing else 0
     out_dir = os.path.join(config.data_root, datasets.span_folder(number))
-    synthetic = all(s.label_source == fleet.GROUND_TRUTH for s in samples)
     try:
-        manifest = config.family.write_sample_span(config, samples, out_dir, synthetic=synthetic, log=click.echo)
+        manifest = config.family.write_sample_span(
+            config, samples, out_dir, synthetic=synthetic, log=click.echo,
+            known_splits=datasets.recorded_splits(manifests, "devices"),
+            source={"telemetry_spans": chosen, "labels": "labels file" if labels is not None else
+                    "uploaded labels, trusted by --trust-uploaded-labels"})
     except (ValueError, NotImplementedError) as err:
         fail(str(err), EXIT_USAGE)
     click.echo(f"Span {number}: {manifest['clips']} labelled clips from telemetry spans {chosen[0]}-{chosen[-1]} in "
                f"{out_dir} ({len(manifest['skipped'])} skipped; labels: {', '.join(manifest['label_source']) or '?'})")
+
+
+def _check_span_root(config) -> None:
+    """Spans are written with the local file system: refuse an object-store data.root rather than write beside it."""
+    if "://" in str(config.data_root):
+        fail(f"Config file {config.source}: data.root is {config.data_root}; writing a training span to an object "
+             "store is not supported. Fix: write the span to a local data.root and copy it to the bucket.", EXIT_USAGE)
+
+
+def _read_labels(path: str):
+    """(telemetry span, file) -> label from the labelling step's CSV (columns span,file,label)."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        fail(f"Labels file {path} cannot be read ({err}). Fix: a UTF-8 CSV with the columns span,file,label.",
+             EXIT_USAGE)
+    labels = {}
+    for number, row in enumerate(rows, start=2):
+        span, name, label = (row.get(k) for k in ("span", "file", "label"))
+        if not (span and span.strip().isascii() and span.strip().isdigit() and name and label):
+            fail(f"Labels file {path}, line {number}: expected span (a number), file and label; got {row}. Fix the "
+                 "line (columns span,file,label).", EXIT_USAGE)
+        labels[(int(span), name.strip())] = label.strip()
+    return labels

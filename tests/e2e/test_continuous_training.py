@@ -200,16 +200,49 @@ def test_labelled_uploaded_windows_become_the_next_training_span(tiny_dataset, t
     ingested = runner.invoke(main, ["telemetry", "ingest", write_batch(str(batch), records), "--config", config_file,
                                     "--workdir", str(tmp_path / "run")])
     assert ingested.exit_code == 0, ingested.output
-    made = runner.invoke(main, ["telemetry", "to-span", "--config", config_file, "--workdir", str(tmp_path / "run")])
+    to_span = ["telemetry", "to-span", "--config", config_file, "--workdir", str(tmp_path / "run")]
+    unsaid = runner.invoke(main, to_span)   # a label a device uploaded is a claim: the operator says whose labels
+    assert unsaid.exit_code != 0 and "Say where the labels come from" in unsaid.output
+    assert not (data / "span-1").exists()
+    made = runner.invoke(main, to_span + ["--trust-uploaded-labels", "--synthetic"])
     assert made.exit_code == 0, made.output
     assert "Span 1:" in made.output and "1 skipped" in made.output
     span = data / "span-1"
     manifest = json.loads((span / "DATASET.json").read_text())
     assert manifest["clips"] == 6 * (len(words) + 1) and manifest["background_windows"] == 6
     assert manifest["synthetic"] is True and manifest["skipped"][0]["file"] == "dev0_junk.wav"
+    assert manifest["telemetry_spans"] == [1] and "trusted" in manifest["labels"]
     devices = manifest["devices"]
     assert all(devices[s] for s in ("train", "eval", "test")) and not set(devices["train"]) & set(devices["test"])
     assert sorted(os.listdir(span / "_unknown_")) and os.listdir(span / "_background_noise_") == ["field_silence.wav"]
+
+    # The next batch: the same devices and a new one, labelled by a labelling step's file. By default only the
+    # telemetry not yet made into a span is read, and every device keeps the split it had.
+    second = tmp_path / "batch2"
+    (second / "samples").mkdir(parents=True)
+    later, rows = [], ["span,file,label"]
+    for device in range(7):
+        name = f"later{device}.wav"
+        shutil.copy(batch / "samples" / f"dev{min(device, 5)}_0.wav", second / "samples" / name)
+        later.append({**records[0], "device_id": f"dev-{device:04d}", "file": name, "label": "_silence_"})
+        rows.append(f"2,{name},{words[0]}")   # the file's label overrides the uploaded claim
+    rows.append("2,not-uploaded.wav,yes")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    assert runner.invoke(main, ["telemetry", "ingest", write_batch(str(second), later), "--config", config_file,
+                                "--workdir", str(tmp_path / "run")]).exit_code == 0
+    labelled = runner.invoke(main, to_span + ["--labels", str(tmp_path / "labels.csv")])
+    assert labelled.exit_code == 0, labelled.output
+    manifest2 = json.loads((data / "span-2" / "DATASET.json").read_text())
+    assert manifest2["telemetry_spans"] == [2] and manifest2["clips"] == 7 and manifest2["synthetic"] is False
+    assert manifest2["label_source"] == ["labels file labels.csv"]
+    before = {d: split for split, ids in devices.items() for d in ids}
+    after = {d: split for split, ids in manifest2["devices"].items() for d in ids}
+    assert all(after[d] == before[d] for d in before) and after["dev-0006"] == "train"
+    assert len(os.listdir(data / "span-2" / words[0])) == 7
+    bad = tmp_path / "bad.csv"
+    bad.write_text("span,file,label\nseven,x.wav,yes\n")
+    refused = runner.invoke(main, to_span + ["--labels", str(bad), "--from-span", "1"])
+    assert refused.exit_code != 0 and "line 2" in refused.output and "Traceback" not in refused.output
     again = runner.invoke(main, ["telemetry", "to-span", "--config", config_file, "--workdir", str(tmp_path / "run"),
-                                 "--from-span", "5"])
+                                 "--from-span", "5", "--trust-uploaded-labels"])
     assert again.exit_code != 0 and "No labelled sample" in again.output

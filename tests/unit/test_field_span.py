@@ -25,3 +25,15 @@ def test_a_phrase_cut_stays_within_the_phrase_and_its_edges():
         for _ in range(200):
             first = field_span._phrase_cut_centre(start, end, length, rate, rng) - length // 2
             assert start - edge <= first and first + length <= max(end + edge, start - edge + length)
+
+
+def test_collect_refuses_impossible_campaigns_before_reading_anything(tmp_path):
+    from click.testing import CliRunner
+
+    from pipeline.ui.cli import main
+
+    for option, value in (("--voices", "0"), ("--minutes", "0"), ("--span", "-1")):
+        result = CliRunner().invoke(main, ["fleet", "collect", "--workdir", str(tmp_path), "--shift", "rain",
+                                           option, value])
+        assert result.exit_code == 2 and option in result.output and "Traceback" not in result.output
+    assert not any(tmp_path.iterdir())

@@ -73,6 +73,25 @@ def assign_speaker_splits(speaker_ids: Sequence[str], eval_fraction: float = 0.1
     return splits
 
 
+def recorded_splits(manifests: Sequence[Dict[str, object]], key: str) -> Dict[str, str]:
+    """Which split each id (device, speaker) has in earlier datasets: their manifests' ``key`` ({split: [ids]})."""
+    splits: Dict[str, str] = {}
+    for manifest in manifests:
+        recorded = manifest.get(key)
+        if isinstance(recorded, dict):
+            for split, ids in recorded.items():
+                if split in (TRAIN, EVAL, TEST) and isinstance(ids, list):
+                    splits.update({str(i): split for i in ids})
+    return splits
+
+
+def assign_splits_keeping(ids: Sequence[str], known: Dict[str, str]) -> Dict[str, str]:
+    """``assign_speaker_splits`` for the ids not in ``known``; the others keep their split. A device whose
+    clips were test data in one span must not be training data in the next."""
+    new = [i for i in ids if i not in known]
+    return {**{i: known[i] for i in ids if i in known}, **assign_speaker_splits(new)}
+
+
 @contextlib.contextmanager
 def staging_dir(out_dir: str) -> Iterator[str]:
     """A fresh folder next to ``out_dir`` to generate into; removed unless published."""

@@ -170,10 +170,11 @@ class KeywordSpotting(TaskFamily):
         return field_span.write_field_span(
             config, field_span.FieldCampaign(shift=shift, minutes=minutes, voices=voices, seed=seed), out_dir, log)
 
-    def write_sample_span(self, config, samples, out_dir, synthetic=False, log=lambda m: None):
+    def write_sample_span(self, config, samples, out_dir, synthetic=False, log=lambda m: None, known_splits=None,
+                          source=None):
         from pipeline.tasks.kws import field_span
 
-        return field_span.write_sample_span(config, samples, out_dir, synthetic, log)
+        return field_span.write_sample_span(config, samples, out_dir, synthetic, log, known_splits, source)
 
     def field_streams(self, config, shift, seed, minutes):
         """The test streams' recipe (unseen speakers of the dataset's distribution) at ``minutes`` and ``seed``;

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from components.audio_example_gen import layout, wav
-from pipeline.tasks.common.datasets import (LabelledSample, assign_speaker_splits, publish_dataset, staging_dir,
-                                            write_split_lists)
+from components.errors import PipelineInputError
+from pipeline.tasks.common.datasets import (LabelledSample, assign_speaker_splits, assign_splits_keeping,
+                                            publish_dataset, staging_dir, write_split_lists)
 
 GROUND_TRUTH = "fleet simulator ground truth (synthetic streams' labels)"
 VOICE_SEED_OFFSET = 7919   # the campaign's voices are drawn apart from the dataset's
@@ -95,6 +96,8 @@ def write_field_span(config, campaign: FieldCampaign, out_dir: str,
     clips: List[tuple] = []   # (relative path, speaker, label)
     with staging_dir(out_dir) as staging:
         os.makedirs(os.path.join(staging, layout.NOISE_DIR))
+        for word in config.data.words:   # the ExampleGen wants every word's folder in every span, even empty
+            os.makedirs(os.path.join(staging, word), exist_ok=True)
         for index in range(len(field.stream_seconds())):
             stream = streams.render_stream(field, index)
             samples = stream.samples
@@ -120,6 +123,9 @@ def write_field_span(config, campaign: FieldCampaign, out_dir: str,
                 with open(os.path.join(staging, layout.NOISE_DIR, f"{stream.name}.wav"), "wb") as f:
                     f.write(wav.write_wav(background, rate))
             log(f"  {stream.name} ({stream.background}): {stream.duration_s:.0f} s, {len(stream.events)} utterances")
+        if not clips:
+            raise PipelineInputError(f"The {campaign.minutes:g}-minute campaign under '{campaign.shift}' yielded no "
+                                     "labelled clip; nothing was written. Collect longer (--minutes).")
         splits = assign_speaker_splits(sorted({speaker for _, speaker, _ in clips}))
         lists: Dict[str, List[str]] = {layout.EVAL: [], layout.TEST: []}
         counts: Dict[str, Dict[str, int]] = {s: {} for s in layout.SPLITS}
@@ -143,11 +149,17 @@ def write_field_span(config, campaign: FieldCampaign, out_dir: str,
 
 
 def write_sample_span(config, samples: Sequence[LabelledSample], out_dir: str, synthetic: bool = False,
-                      log: Callable[[str], None] = lambda m: None) -> Dict[str, Any]:
+                      log: Callable[[str], None] = lambda m: None, known_splits: Optional[Dict[str, str]] = None,
+                      source: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Writes labelled uploaded windows as a dataset in ``out_dir`` (split by device); returns its manifest.
 
     Untrusted input: a window that is not a WAV at ``data.sample_rate``, or whose label is not a class of
     the config, is skipped and listed in the manifest; names come from the record, never from the upload.
+
+    Args:
+        known_splits: device -> split from earlier spans: those devices keep their split (a device's clips
+            are never test data in one span and training data in the next).
+        source: where the windows and their labels come from, recorded in the manifest.
     """
     rate, length = config.data.sample_rate, config.data.clip_samples
     words = set(config.data.words)
@@ -176,11 +188,14 @@ def write_sample_span(config, samples: Sequence[LabelledSample], out_dir: str, s
                          f"({len(skipped)} skipped); nothing was written.")
     with staging_dir(out_dir) as staging:
         os.makedirs(os.path.join(staging, layout.NOISE_DIR))
-        splits = assign_speaker_splits(sorted({device for _, device, _, _ in kept}))
+        for word in config.data.words:   # the ExampleGen wants every word's folder in every span, even empty
+            os.makedirs(os.path.join(staging, word), exist_ok=True)
+        splits = assign_splits_keeping(sorted({device for _, device, _, _ in kept}), known_splits or {})
         lists: Dict[str, List[str]] = {layout.EVAL: [], layout.TEST: []}
         counts: Dict[str, Dict[str, int]] = {s: {} for s in layout.SPLITS}
-        for folder, device, name, data in kept:
-            relative = f"{folder}/{device}_nohash_{os.path.splitext(name)[0]}.wav"
+        for number, (folder, device, name, data) in enumerate(kept):
+            # numbered: uploads from several telemetry spans (or a.wav and a.raw) may share a name
+            relative = f"{folder}/{device}_nohash_{number:05d}_{os.path.splitext(name)[0]}.wav"
             os.makedirs(os.path.join(staging, folder), exist_ok=True)
             with open(os.path.join(staging, relative), "wb") as f:
                 f.write(data)
@@ -196,7 +211,7 @@ def write_sample_span(config, samples: Sequence[LabelledSample], out_dir: str, s
         write_split_lists(staging, lists)
         manifest = {"kind": "field span from telemetry samples", "label_source": sources,
                     "clips": len(kept), "background_windows": len(background), "skipped": skipped,
-                    "examples_before_sampling": counts, "synthetic": bool(synthetic),
+                    "examples_before_sampling": counts, "synthetic": bool(synthetic), **(source or {}),
                     "devices": {split: sorted(d for d, v in splits.items() if v == split) for split in layout.SPLITS}}
         publish_dataset(staging, out_dir, manifest)
     log(f"  {len(kept)} clips, {len(background)} background windows, {len(skipped)} skipped")
