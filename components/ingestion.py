@@ -69,7 +69,7 @@ def span_numbers(root: str, pattern: str, fs: "Filesystem") -> List[int]:
     for name in fs.listdir(root) if fs.isdir(root) else []:
         name = name.rstrip("/")
         middle = name[len(head):len(name) - len(tail)] if name.startswith(head) and name.endswith(tail) else ""
-        if middle.isdigit() and str(int(middle)) == middle and fs.isdir(posixpath.join(root, name)):
+        if middle.isascii() and middle.isdigit() and str(int(middle)) == middle and fs.isdir(posixpath.join(root, name)):
             numbers.append(int(middle))
     return sorted(numbers)
 

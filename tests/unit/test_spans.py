@@ -23,7 +23,7 @@ def _spans_root(tmp_path, *names):
 
 
 def test_span_folders_are_found_in_span_order_and_others_ignored(tmp_path):
-    root = _spans_root(tmp_path, "span-0", "span-10", "span-2", "span-03", "span-x", "notes", "span-")
+    root = _spans_root(tmp_path, "span-0", "span-10", "span-2", "span-03", "span-x", "notes", "span-", "span-\u00b2")
     assert list(datasets.span_folders(root)) == [0, 2, 10]
     assert datasets.span_folders(root)[10] == os.path.join(root, "span-10")
     assert datasets.span_folders(str(tmp_path / "absent")) == {}
