@@ -13,10 +13,9 @@ import apache_beam as beam
 import numpy as np
 import tensorflow as tf
 from absl import logging
-from tfx.components.example_gen import base_example_gen_executor
 from tfx.types import artifact_utils, standard_component_specs
 
-from components import ingestion
+from components import ingestion, planned_example_gen
 from components.ingestion import INGESTION_REPORT_FILE, gfile_filesystem  # noqa: F401 (this ExampleGen's)
 from components.audio_example_gen import layout, wav
 
@@ -119,15 +118,12 @@ class _DecodeClip(beam.DoFn):
             "file": clip.relative, "split": clip.split, "label": clip.label, "reason": reason})
 
 
-class Executor(base_example_gen_executor.BaseExampleGenExecutor):
+class Executor(planned_example_gen.PlannedExampleGenExecutor):
     """Generates train/eval/test tf.Examples from a Speech Commands style folder.
 
     Splits come from the dataset's own split lists (by speaker), not from hashing,
     so the output config must not define hash buckets.
     """
-
-    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
-        raise NotImplementedError("AudioExampleGen builds all splits at once in GenerateExamplesByBeam.")
 
     def Do(self, input_dict: Dict[str, List[Any]], output_dict: Dict[str, List[Any]],
            exec_properties: Dict[str, Any]) -> None:

@@ -12,10 +12,9 @@ from typing import Any, Dict, Iterator, List
 import apache_beam as beam
 import tensorflow as tf
 from absl import logging
-from tfx.components.example_gen import base_example_gen_executor
 from tfx.types import artifact_utils, standard_component_specs
 
-from components import ingestion
+from components import ingestion, planned_example_gen
 from components.ingestion import INGESTION_REPORT_FILE, gfile_filesystem
 from components.motion_example_gen import recordings
 
@@ -86,11 +85,8 @@ class _WindowRecording(beam.DoFn):
         yield beam.pvalue.TaggedOutput(_TALLY_TAG, (recording.split, recording.label, len(cut)))
 
 
-class Executor(base_example_gen_executor.BaseExampleGenExecutor):
+class Executor(planned_example_gen.PlannedExampleGenExecutor):
     """Generates train/eval/test windows from a folder of CSV recordings (one folder per label)."""
-
-    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
-        raise NotImplementedError("MotionExampleGen builds all splits at once in GenerateExamplesByBeam.")
 
     def Do(self, input_dict: Dict[str, List[Any]], output_dict: Dict[str, List[Any]],
            exec_properties: Dict[str, Any]) -> None:

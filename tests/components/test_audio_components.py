@@ -63,11 +63,35 @@ def ingested(tiny_dataset, tmp_path_factory):
         example_gen_executor.SEED_KEY: 3,
     }
     example_gen_executor.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, exec_properties)
-    return work, examples
+    return work, examples, exec_properties
+
+
+def test_splits_are_written_as_tfx_writes_them_without_its_in_memory_shuffle(ingested):
+    """The ExampleGen skips TFX's pre-write Reshuffle (a GroupByKey that holds a split in memory on the
+    DirectRunner: components/planned_example_gen.py); the examples, and their order, are what TFX's
+    WriteSplit writes."""
+    from tfx.components.example_gen import write_split
+
+    class WithTfxWriteSplit(example_gen_executor.Executor):
+        def write_split(self, output_split_path):
+            return write_split.WriteSplit(output_split_path, "tfrecords_gzip")
+
+    work, examples, exec_properties = ingested
+    tfx_written = _artifact(standard_artifacts.Examples, work / "tfx_written")
+    WithTfxWriteSplit().Do({}, {standard_component_specs.EXAMPLES_KEY: [tfx_written]}, exec_properties)
+    assert tfx_written.split_names == examples.split_names
+
+    def content(example):
+        feature = example.features.feature
+        return feature["source"].bytes_list.value[0], feature["audio"].SerializeToString()
+
+    for split in ("train", "eval", "test"):
+        ours, theirs = _read_examples(examples, split), _read_examples(tfx_written, split)
+        assert ours and [content(e) for e in ours] == [content(e) for e in theirs]
 
 
 def test_example_gen_writes_three_splits_with_decodable_audio(ingested):
-    _, examples = ingested
+    _, examples, _ = ingested
     assert artifact_utils.decode_split_names(examples.split_names) == list(layout.SPLITS)
     for split in layout.SPLITS:
         records = _read_examples(examples, split)
@@ -80,7 +104,7 @@ def test_example_gen_writes_three_splits_with_decodable_audio(ingested):
 
 
 def test_example_gen_reports_and_skips_bad_files(ingested):
-    _, examples = ingested
+    _, examples, _ = ingested
     with open(os.path.join(examples.uri, example_gen_executor.INGESTION_REPORT_FILE)) as f:
         report = json.load(f)
     skipped = {item["file"]: item["reason"] for item in report["skipped"]}
@@ -98,7 +122,7 @@ def test_example_gen_reports_and_skips_bad_files(ingested):
 
 
 def test_example_gen_keeps_each_speaker_in_one_split(ingested):
-    _, examples = ingested
+    _, examples, _ = ingested
     seen = {}
     for split in layout.SPLITS:
         for example in _read_examples(examples, split):
@@ -110,7 +134,7 @@ def test_example_gen_keeps_each_speaker_in_one_split(ingested):
 
 @pytest.fixture(scope="module")
 def statistics(ingested):
-    work, examples = ingested
+    work, examples, _ = ingested
     stats = _artifact(standard_artifacts.ExampleStatistics, work / "statistics", layout.SPLITS)
     statistics_executor.Executor().Do(
         {standard_component_specs.EXAMPLES_KEY: [examples]},

@@ -1,0 +1,74 @@
+"""The base of our ExampleGens: every file is planned before Beam runs, and splits are written as they stream.
+
+TFX's ``BaseExampleGenExecutor.Do`` writes each split through ``write_split.WriteSplit``, which puts a
+``Reshuffle`` before the TFRecord sink. On Beam's in-process DirectRunner a Reshuffle is a GroupByKey,
+and a GroupByKey holds its whole input in memory: every serialized example of the split. Measured on
+the default keyword-spotting data (``AudioExampleGen`` alone, peak RSS of the process): 1,974 MB at 1x
+and 3,890 MB at 3x with it; 1,126 MB and 1,160 MB without (``make bench-scale`` measures the pipeline).
+
+Our ExampleGens do not need that shuffle: their ``GenerateExamplesByBeam`` starts from a list of planned
+files (``beam.Create(..., reshuffle=True)``), so work is already spread over workers on a distributed
+runner, and on the DirectRunner the written examples are the same, in the same order, with and without
+it (checked on all three splits at 3x). The Trainer shuffles its input. So this executor is TFX's
+``Do`` with the write step as an overridable method (``write_split``): serialize and write.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List
+
+import apache_beam as beam
+from absl import logging
+from tfx.components.example_gen import base_example_gen_executor, utils, write_split as tfx_write_split
+from tfx.components.util import examples_utils
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+
+
+@beam.ptransform_fn
+def WriteSplitAsItStreams(examples: beam.pvalue.PCollection, output_split_path: str) -> beam.pvalue.PDone:  # noqa: N802 (Beam's naming)
+    """Serialized examples into gzipped TFRecords, without a shuffle that would hold the split in memory."""
+    return (examples
+            | "MaybeSerialize" >> beam.ParDo(tfx_write_split.MaybeSerialize())
+            | "Write" >> beam.io.WriteToTFRecord(os.path.join(output_split_path, tfx_write_split.DEFAULT_FILE_NAME),
+                                                 file_name_suffix=".gz"))
+
+
+class PlannedExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
+    """TFX's ExampleGen executor for sources planned up front, writing splits without a pre-write shuffle."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        raise NotImplementedError(f"{type(self).__name__} builds all splits at once in GenerateExamplesByBeam.")
+
+    def write_split(self, output_split_path: str) -> beam.PTransform:
+        """The transform that writes one split's examples (override to write elsewhere or in another format)."""
+        return WriteSplitAsItStreams(output_split_path)
+
+    def Do(self, input_dict: Dict[str, List[Any]], output_dict: Dict[str, List[Any]],
+           exec_properties: Dict[str, Any]) -> None:
+        # BaseExampleGenExecutor.Do (TFX 1.21) with self.write_split in place of write_split.WriteSplit.
+        self._log_startup(input_dict, output_dict, exec_properties)
+        input_config = example_gen_pb2.Input()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+        output_config = example_gen_pb2.Output()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+        outputs = output_dict[standard_component_specs.EXAMPLES_KEY]
+        examples_artifact = artifact_utils.get_single_instance(outputs)
+        examples_artifact.split_names = artifact_utils.encode_split_names(
+            utils.generate_output_split_names(input_config, output_config))
+        output_file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY,
+                                                 example_gen_pb2.FILE_FORMAT_UNSPECIFIED)
+        logging.info("Generating examples.")
+        with self._make_beam_pipeline() as pipeline:
+            for split_name, examples in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
+                _ = examples | f"WriteSplit[{split_name}]" >> self.write_split(
+                    artifact_utils.get_split_uri(outputs, split_name))
+        payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
+        for artifact in outputs:
+            if payload_format:
+                examples_utils.set_payload_format(artifact, payload_format)
+            if output_file_format:
+                examples_utils.set_file_format(artifact, tfx_write_split.to_file_format_str(output_file_format))
+        logging.info("Examples generated.")
