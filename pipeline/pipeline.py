@@ -208,6 +208,22 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
         ])])
 
 
+def training_stats_options():
+    """TFDV's options for the training data's statistics: top-k and uniques from sketches.
+
+    TFDV's default counts every distinct value of every string feature in a Beam combine keyed by
+    value; a clip's bytes (``audio``) are distinct per example, so on the in-process DirectRunner the
+    statistics held every clip in memory. Measured (StatisticsGen alone on the default data, peak RSS):
+    1,836 MiB at 1x and 2,682 MiB at 3x by default; 1,073 and 1,085 MiB with the sketches. On that data
+    the label, word and speaker top values, counts and unique counts are the same either way; values
+    longer than 1 KiB are counted as one placeholder, and counts of values seen once (``source``) are
+    the sketch's estimates.
+    """
+    import tensorflow_data_validation as tfdv
+
+    return tfdv.StatsOptions(use_sketch_based_topk_uniques=True)
+
+
 def create_pipeline(config: PipelineConfig, until: Optional[str] = None) -> tfx.dsl.Pipeline:
     """Builds the pipeline for ``config``.
 
@@ -231,7 +247,8 @@ def create_pipeline(config: PipelineConfig, until: Optional[str] = None) -> tfx.
     example_gen = family.example_gen(config)
     examples = example_gen.outputs["examples"]
 
-    statistics_gen = tfx.components.StatisticsGen(examples=examples).with_id(STATISTICS_GEN)
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=examples, stats_options=training_stats_options()).with_id(STATISTICS_GEN)
     if data.schema:
         schema_gen = tfx.components.ImportSchemaGen(schema_file=data.schema).with_id(SCHEMA_GEN)
     else:
