@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import time
 from typing import Any, Dict, List
 
@@ -32,6 +33,9 @@ def _scenario(config, model, device, spec: fleet.FleetSpec, pools, out_dir: str,
     """Ingests a simulated fleet day by day and runs the monitoring after each day."""
     from components.telemetry import ingest
 
+    # Each run simulates its fleet afresh: a folder left by an earlier run (another --shifted-fraction)
+    # would hold its spans, and ingestion refuses the same batch twice.
+    shutil.rmtree(out_dir, ignore_errors=True)
     config = dataclasses.replace(config, monitoring=dataclasses.replace(
         config.monitoring, telemetry_root=os.path.join(out_dir, "telemetry")))
     mon_config = dataclasses.replace(config, metadata_path=os.path.join(out_dir, "metadata", "m.sqlite"),
