@@ -112,6 +112,7 @@ def main(argv=None) -> int:
 
     log(f"One day of {args.timing_devices} devices")
     timing_dir = os.path.join(workdir, "fleet", f"timing-{args.timing_devices}")
+    shutil.rmtree(timing_dir, ignore_errors=True)   # cold, as the figure says; and no batch ingested twice
     timing_config = dataclasses.replace(config, monitoring=dataclasses.replace(
         config.monitoring, telemetry_root=os.path.join(timing_dir, "telemetry")))
     expect = monitoring.expectations(timing_config)
