@@ -268,6 +268,10 @@ def create_pipeline(config: PipelineConfig, until: Optional[str] = None) -> tfx.
         preprocessing_fn=family.preprocessing_fn,
         custom_config=transform_config(config),
         splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN], transform=[TRAIN, EVAL, TEST]),
+        # Transform's own pre/post-transform statistics are read by nothing here (the raw data's are
+        # StatisticsGen's, checked by the DataValidationGate) and were what grew Transform's memory with
+        # the data: 1,533 -> 2,016 MiB from 1x to 3x with them, 1,303 -> 1,367 without (README, Scale).
+        disable_statistics=True,
     ).with_id(TRANSFORM)
     # Nothing is transformed, let alone trained, from data that failed validation.
     transform.add_upstream_node(validator)
