@@ -26,7 +26,6 @@ import re
 import shutil
 import tarfile
 import tempfile
-import threading
 from typing import Any, Dict, Optional, Tuple
 
 from components.errors import PipelineInputError
@@ -157,13 +156,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 except (tarfile.TarError, OSError, EOFError) as err:
                     return 400, {"error": f"The batch archive cannot be unpacked ({err}); nothing was ingested. "
                                           "Send a tar of the batch folder: *.jsonl files and samples/, no links."}
-            with self.server.ingest_lock:
-                try:
-                    result = ingest.ingest(batch_dir, self.server.dataset_dir, self.server.expect)
-                except ingest.DuplicateBatch as err:
-                    return 409, {"error": _public(str(err), batch_dir, self.server.dataset_dir)}
-                except ingest.IngestError as err:
-                    return 400, {"error": _public(str(err), batch_dir, self.server.dataset_dir)}
+            try:   # one ingestion at a time: ingest() locks the dataset, across threads and processes
+                result = ingest.ingest(batch_dir, self.server.dataset_dir, self.server.expect)
+            except ingest.DuplicateBatch as err:
+                return 409, {"error": _public(str(err), batch_dir, self.server.dataset_dir)}
+            except ingest.IngestError as err:
+                return 400, {"error": _public(str(err), batch_dir, self.server.dataset_dir)}
             answer = result.to_json()
             answer.pop("span_dir", None)   # the server's own paths stay on the server
             return 201, answer
@@ -193,6 +191,5 @@ class TelemetryServer(http.server.ThreadingHTTPServer):
         self.max_body_bytes = max_body_bytes
         self.max_unpacked_bytes = max_unpacked_bytes
         self.staging_root = staging_root or tempfile.gettempdir()
-        self.ingest_lock = threading.Lock()
         self.log = log
         super().__init__((host, port), _Handler)

@@ -92,16 +92,20 @@ def _batch_files(batch_dir: str) -> List[str]:
     return names
 
 
-def _readable(path: str) -> bool:
-    """A regular file (not a link, a folder or a device) small enough to read."""
-    return not os.path.islink(path) and os.path.isfile(path) and os.path.getsize(path) <= MAX_FILE_BYTES
+def _file_problem(path: str) -> Optional[str]:
+    """Why a batch's .jsonl file is not read (None: it is a regular file small enough to read)."""
+    if os.path.islink(path) or not os.path.isfile(path):
+        return "not a regular file (links are not followed)"
+    if os.path.getsize(path) > MAX_FILE_BYTES:
+        return f"file larger than {MAX_FILE_BYTES} bytes; split it"
+    return None
 
 
 def _digest(batch_dir: str, names: List[str]) -> str:
     digest = hashlib.sha256()
     for name in names:
         digest.update(name.encode() + b"\0")
-        if not _readable(os.path.join(batch_dir, name)):
+        if _file_problem(os.path.join(batch_dir, name)):
             continue   # skipped and reported by ingest(); only its name counts
         with open(os.path.join(batch_dir, name), "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
@@ -168,12 +172,9 @@ def _ingest_locked(batch_dir: str, names: List[str], digest: str, dataset_dir: s
     for name in names:
         path = os.path.join(batch_dir, name)
         counts = per_file.setdefault(name, {"records": 0, "skipped": 0})
-        if os.path.islink(path) or not os.path.isfile(path):
-            problems.append(records_lib.Problem(name, 0, "not a regular file (links are not followed)"))
-            counts["skipped"] += 1
-            continue
-        if os.path.getsize(path) > MAX_FILE_BYTES:
-            problems.append(records_lib.Problem(name, 0, f"file larger than {MAX_FILE_BYTES} bytes; split it"))
+        reason = _file_problem(path)
+        if reason:
+            problems.append(records_lib.Problem(name, 0, reason))
             counts["skipped"] += 1
             continue
         for number, (record, problem) in enumerate(records_lib.read_lines(path, name, expect), start=1):

@@ -71,6 +71,13 @@ def _clip(samples: np.ndarray, centre: int, length: int) -> np.ndarray:
     return wav.fit_to_length(samples[start:start + length], length)
 
 
+def _make_span_folders(staging: str, words: Sequence[str]) -> None:
+    """The background folder and every word's folder: the ExampleGen wants each word's in every span, even empty."""
+    os.makedirs(os.path.join(staging, layout.NOISE_DIR))
+    for word in words:
+        os.makedirs(os.path.join(staging, word), exist_ok=True)
+
+
 def _phrase_cut_centre(start: int, end: int, length: int, rate: int, rng: np.random.Generator) -> int:
     """The centre of a one-second cut from a random place in a phrase (up to PHRASE_EDGE_SECONDS outside it)."""
     from pipeline.tasks.kws import generate
@@ -95,9 +102,7 @@ def write_field_span(config, campaign: FieldCampaign, out_dir: str,
     phrases = {p.lower() for p in field.phrases}
     clips: List[tuple] = []   # (relative path, speaker, label)
     with staging_dir(out_dir) as staging:
-        os.makedirs(os.path.join(staging, layout.NOISE_DIR))
-        for word in config.data.words:   # the ExampleGen wants every word's folder in every span, even empty
-            os.makedirs(os.path.join(staging, word), exist_ok=True)
+        _make_span_folders(staging, config.data.words)
         for index in range(len(field.stream_seconds())):
             stream = streams.render_stream(field, index)
             samples = stream.samples
@@ -187,9 +192,7 @@ def write_sample_span(config, samples: Sequence[LabelledSample], out_dir: str, s
         raise ValueError(f"None of the {len(samples)} labelled windows is a usable keyword or _unknown_ clip "
                          f"({len(skipped)} skipped); nothing was written.")
     with staging_dir(out_dir) as staging:
-        os.makedirs(os.path.join(staging, layout.NOISE_DIR))
-        for word in config.data.words:   # the ExampleGen wants every word's folder in every span, even empty
-            os.makedirs(os.path.join(staging, word), exist_ok=True)
+        _make_span_folders(staging, config.data.words)
         splits = assign_splits_keeping(sorted({device for _, device, _, _ in kept}), known_splits or {})
         lists: Dict[str, List[str]] = {layout.EVAL: [], layout.TEST: []}
         counts: Dict[str, Dict[str, int]] = {s: {} for s in layout.SPLITS}
