@@ -167,14 +167,19 @@ def outputs_verdict(same: Dict[str, bool]) -> str:
         return "not compared"
     exact = ("examples", "transformed_examples", "transform_graph")
     different = [part for part in exact if not same.get(part, False)]
-    if not same.get("statistics_rounded", False):
+    if not same.get("statistics_rounded", False) and not same.get("statistics_exact", False):
         different.append("statistics")
     if different:
         return "DIFFERENT: " + ", ".join(different)
     if same.get("statistics"):
         return "identical (examples, statistics, transform graph, transformed examples)"
-    return ("identical examples, transform graph and transformed examples; statistics equal to "
-            f"{outputs.STATISTICS_DIGITS} significant digits (float sums added in another order)")
+    if same.get("statistics_rounded"):
+        return ("identical examples, transform graph and transformed examples; statistics equal to "
+                f"{outputs.STATISTICS_DIGITS} significant digits (float sums added in another order)")
+    return ("identical examples, transform graph and transformed examples; statistics: counts, min, max, mean, "
+            f"standard deviation, uniques and top values equal to {outputs.STATISTICS_DIGITS} significant digits, "
+            "the sketch estimates (quantile histograms, median, rank histogram among ties) differ: "
+            "TFDV merged its partial sketches from other bundles")
 
 
 def _fmt_cores(value: Optional[float]) -> str:

@@ -102,6 +102,46 @@ def test_statistics_that_really_differ_are_not_equal(tmp_path, other):
     assert not outputs.compare_statistics(a, b).equal
 
 
+def _with_sketches(path, *, boundary: float, median: float, top_label: str, count: int = 10, std_dev: float = 2.0,
+                   label_count: int = 6):
+    stats = statistics_pb2.DatasetFeatureStatisticsList()
+    dataset = stats.datasets.add(name="train", num_examples=count)
+    number = dataset.features.add()
+    number.path.step.append("energy")
+    number.num_stats.common_stats.num_non_missing = count
+    number.num_stats.std_dev = std_dev
+    number.num_stats.median = median
+    bucket = number.num_stats.histograms.add(type=statistics_pb2.Histogram.QUANTILES).buckets.add()
+    bucket.low_value, bucket.high_value, bucket.sample_count = -30.0, boundary, count / 2
+    text = dataset.features.add()
+    text.path.step.append("source")
+    text.string_stats.unique = count
+    text.string_stats.rank_histogram.buckets.add(low_rank=0, high_rank=0, label=top_label, sample_count=1)
+    text.string_stats.top_values.add(value=top_label, frequency=2 if top_label.startswith("up") else 1)
+    label = dataset.features.add()    # two values, both listed: the sketch counted them exactly
+    label.path.step.append("label")
+    label.string_stats.unique = 2
+    for rank, (value, n) in enumerate((("yes", label_count), ("no", count - label_count))):
+        label.string_stats.top_values.add(value=value, frequency=n)
+        label.string_stats.rank_histogram.buckets.add(low_rank=rank, high_rank=rank, label=value, sample_count=n)
+    with open(path, "wb") as f:
+        f.write(stats.SerializeToString())
+    return str(path)
+
+
+def test_the_exact_statistics_digest_ignores_only_what_tfdv_estimates_with_sketches(tmp_path):
+    # What two worker counts gave at 3x: another quantile boundary and median, another file name on top
+    # (the file names' top-k counts are estimates: 10 distinct values, one listed).
+    a = _with_sketches(tmp_path / "a.pb", boundary=-31.24976, median=-24.507932, top_label="yes/27cc_nohash_3.wav")
+    b = _with_sketches(tmp_path / "b.pb", boundary=-31.24581, median=-24.507720, top_label="up/5a4d_nohash_2.wav")
+    assert outputs.rounded_statistics_digest(a) != outputs.rounded_statistics_digest(b)
+    assert outputs.exact_statistics_digest(a) == outputs.exact_statistics_digest(b)
+    for other in (dict(count=11), dict(std_dev=2.1), dict(label_count=7)):
+        c = _with_sketches(tmp_path / "c.pb", boundary=-31.24976, median=-24.507932, top_label="yes/27cc_nohash_3.wav",
+                           **other)
+        assert outputs.exact_statistics_digest(a) != outputs.exact_statistics_digest(c)
+
+
 def test_traced_function_names_lose_their_counter_but_keep_their_order():
     mapping = outputs.canonical_function_names(
         ["__inference_signature_wrapper_812", "__inference_signature_wrapper_160", "map_while_cond_683",

@@ -95,6 +95,11 @@ def test_the_outputs_verdict_names_what_differs():
     assert scale.outputs_verdict({**exact, "transform_graph": False}) == "DIFFERENT: transform_graph"
     assert scale.outputs_verdict({**exact, "statistics": False, "statistics_rounded": False}) == \
         "DIFFERENT: statistics"
+    sketches_only = scale.outputs_verdict({**exact, "statistics": False, "statistics_rounded": False,
+                                           "statistics_exact": True})
+    assert sketches_only.startswith("identical examples") and "sketch estimates" in sketches_only
+    assert scale.outputs_verdict({**exact, "statistics": False, "statistics_rounded": False,
+                                  "statistics_exact": False}) == "DIFFERENT: statistics"
     assert scale.outputs_verdict({}) == "not compared"
 
 
