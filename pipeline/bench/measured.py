@@ -165,6 +165,24 @@ def _examples_ingested(summary) -> Optional[int]:
     return sum(n for split in report["examples"].values() for n in split.values())
 
 
+def trainer_fit(summary) -> Optional[Dict[str, float]]:
+    """The Trainer's ``model.fit``: wall and CPU seconds and the cores it kept busy (None if it did not train)."""
+    from pipeline import pipeline as tinyml_pipeline
+    from pipeline.tasks.common import training
+
+    model_run = summary.artifact_uris.get(tinyml_pipeline.TRAINER, {}).get("model_run")
+    path = os.path.join(model_run, training.HISTORY_FILE) if model_run else None
+    if not path or not os.path.exists(path):
+        return None
+    with open(path) as f:
+        history = json.load(f)
+    seconds, cpu_seconds = history.get(training.FIT_SECONDS), history.get(training.FIT_CPU_SECONDS)
+    if not seconds or cpu_seconds is None:
+        return None
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "cores": cpu_seconds / seconds,
+            "steps": history.get(training.OPTIMIZER_STEPS)}
+
+
 def _child(step: str, config: config_lib.PipelineConfig, train_steps: Optional[int]) -> Dict[str, Any]:
     from pipeline.bench import outputs, stages
     from pipeline.runners import local as run_local
@@ -182,7 +200,7 @@ def _child(step: str, config: config_lib.PipelineConfig, train_steps: Optional[i
         "run_id": summary.run_id, "wall_seconds": summary.wall_seconds,
         "components": _component_windows(config, summary.run_id), "artifact_uris": summary.artifact_uris,
         "examples": _examples_ingested(summary), "eval_accuracy": summary.eval_accuracy,
-        "beam_args": list(config.beam_args)}
+        "trainer_fit": trainer_fit(summary), "beam_args": list(config.beam_args)}
     if step == "stages":
         from components.audio_example_gen.layout import SPLITS
 

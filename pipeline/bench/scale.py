@@ -307,7 +307,7 @@ class ScaleBenchmark:
         figures = component_figures(run)
         artifacts = sum(f.bytes_written for f in figures.values())
         scale.update(examples=run.result["examples"], pipeline_seconds=run.result["wall_seconds"],
-                     eval_accuracy=run.result["eval_accuracy"],
+                     eval_accuracy=run.result["eval_accuracy"], trainer_fit=run.result.get("trainer_fit"),
                      components={node: dataclasses.asdict(f) for node, f in figures.items()},
                      artifact_bytes=artifacts, bytes_per_clip=(data_bytes + artifacts) / max(1, scale["clips"]),
                      free_disk_gib_after=round(free_bytes(self.args.workdir) / GIB, 1))
@@ -440,6 +440,11 @@ class ScaleBenchmark:
             cores = [s["components"]["Trainer"]["cpu_cores"] for s in done if "Trainer" in s["components"]]
             lines.append(f"  Trainer: peak memory {trainer['memory_ratio']:.2f}x the smallest scale's; CPU cores busy "
                          + ", ".join(_fmt_cores(c) for c in cores) + f" of {os.cpu_count()}")
+            fits = [(s["factor"], s["trainer_fit"]) for s in done if s.get("trainer_fit")]
+            if fits:
+                lines.append("  Trainer's model.fit alone (no start-up or export): " + ", ".join(
+                    f"{factor}x {fit['steps']} steps in {fit['seconds']:.1f} s, {fit['cores']:.2f} cores busy"
+                    for factor, fit in fits) + f" of {os.cpu_count()}")
         return ["Targets:"] + lines if lines else []
 
     def runner_report(self, runners: Dict[str, Any]) -> List[str]:

@@ -19,7 +19,7 @@ from pipeline import config as config_lib
 from pipeline.runners import kfp_launcher
 from pipeline.runners import kubeflow as run_kubeflow
 from pipeline import pipeline as tinyml_pipeline
-from pipeline.tasks.common.training import HISTORY_FILE, OPTIMIZER_STEPS
+from pipeline.tasks.common.training import FIT_CPU_SECONDS, FIT_SECONDS, HISTORY_FILE, OPTIMIZER_STEPS
 from tests.helpers import AUDIO_EXAMPLE_GEN, reference_registry, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -80,6 +80,7 @@ def test_the_run_knobs_reach_the_trainer_and_the_evaluator(compiled_run):
         history = json.load(f)
     # The budget of 100 steps, not the full epochs the config asks for, is what training took.
     assert history[OPTIMIZER_STEPS] == 100 and len(history["loss"]) == epochs
+    assert history[FIT_SECONDS] > 0 and history[FIT_CPU_SECONDS] > 0   # what bench-scale reports as fit cores
     evaluator_log = open(os.path.join(os.path.dirname(runs[tinyml_pipeline.EVALUATOR].outputs["blessing"][0]["uri"]),
                                       "log.txt")).read()
     assert re.search(r"lowerBound.{1,4}0\.25", evaluator_log)

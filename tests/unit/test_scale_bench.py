@@ -2,6 +2,7 @@
 
 import argparse
 import dataclasses
+import json
 import os
 
 import pytest
@@ -133,7 +134,8 @@ def _results(tmp_path):
             "components": {"AudioExampleGen": _figures(8.0 * factor, 1200 * (1 + factor / 4)),
                            "StatisticsGen": _figures(6.0 * factor ** 1.3, 1300),
                            "ImportSchemaGen": _figures(0.05, 1300),
-                           "Trainer": _figures(40.0 + factor, 1500, cores=1.8)}})
+                           "Trainer": _figures(40.0 + factor, 1500, cores=1.8)},
+            "trainer_fit": {"seconds": 10.0 * factor, "cpu_seconds": 13.0 * factor, "cores": 1.3, "steps": 200}})
     runs = [{"mode": "in_memory:1", "components": {"StatisticsGen": _figures(60.0, 1300, others=0.9)},
              "digests": {}},
             {"mode": "multi_processing:2", "components": {"StatisticsGen": _figures(30.0, 2100)},
@@ -163,7 +165,23 @@ def test_the_report_fits_growth_judges_the_targets_and_flags_a_busy_machine(tmp_
     assert "AudioExampleGen: peak memory 2.80x the smallest scale's (ABOVE the target: target <= 2.0x)" in report
     assert "ImportSchemaGen: time exponent" not in report   # too fast to fit a growth on
     assert "Trainer: peak memory 1.00x the smallest scale's; CPU cores busy 1.80, 1.80 of" in report
+    assert "model.fit alone (no start-up or export): 1x 200 steps in 10.0 s, 1.30 cores busy, 10x 200 steps in " \
+           "100.0 s, 1.30 cores busy of" in report
     assert "| StatisticsGen | 60.0 (others 0.90) | 30.0 (others 0.10) | 2.00x (multi_processing:2) |" in report
     assert "statistics equal to 10 significant digits" in report
     assert "7,685 clips of the 1x dataset are byte-identical in the 10x dataset" in report
     assert "kept up to 0.9 of the" in report and "StatisticsGen with in_memory:1" in report
+
+
+def test_the_trainer_fit_figures_come_from_the_trainers_history(tmp_path):
+    import types
+
+    from pipeline.tasks.common import training
+
+    run_dir = tmp_path / "model_run"
+    run_dir.mkdir()
+    (run_dir / training.HISTORY_FILE).write_text(json.dumps(
+        {"loss": [1.0], training.OPTIMIZER_STEPS: 200, training.FIT_SECONDS: 8.0, training.FIT_CPU_SECONDS: 12.0}))
+    summary = types.SimpleNamespace(artifact_uris={"Trainer": {"model_run": str(run_dir)}})
+    assert measured.trainer_fit(summary) == {"seconds": 8.0, "cpu_seconds": 12.0, "cores": 1.5, "steps": 200}
+    assert measured.trainer_fit(types.SimpleNamespace(artifact_uris={})) is None   # the data stages only

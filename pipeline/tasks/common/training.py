@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
@@ -23,6 +24,8 @@ FEATURE_SIGNATURE = "serving_features"
 HISTORY_FILE = "history.json"   # per-epoch metrics beside the model, for the run report
 FEATURES_KEY = "features"       # the transformed model input, flattened (rows x columns)
 OPTIMIZER_STEPS = "optimizer_steps"  # in history.json: the optimizer steps training took
+FIT_SECONDS = "fit_seconds"          # in history.json: wall seconds of model.fit (training and per-epoch evaluation)
+FIT_CPU_SECONDS = "fit_cpu_seconds"  # in history.json: CPU seconds of the Trainer's process meanwhile (all threads)
 
 
 def dataset(file_pattern, data_accessor, tf_transform_output, batch_size: int, seed: int, shuffle: bool,
@@ -79,7 +82,8 @@ class EpochLogger(keras.callbacks.Callback):
 
 def fit(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Dataset, epochs: int,
         train_steps: Optional[int], callbacks: List[keras.callbacks.Callback] = ()) -> Dict[str, Any]:
-    """Trains ``model`` for ``epochs``; returns the per-epoch metrics and ``optimizer_steps``, the steps taken.
+    """Trains ``model`` for ``epochs``; returns the per-epoch metrics, ``optimizer_steps`` (the steps taken),
+    and the wall and CPU seconds that ``model.fit`` took (``fit_seconds``, ``fit_cpu_seconds``).
 
     With a step budget (TrainArgs.num_steps, the ``train_steps`` run knob) each of the
     epochs is cut to its share of the budget, and the data repeats if the budget is larger.
@@ -88,10 +92,14 @@ def fit(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Dataset,
     if train_steps:
         steps_per_epoch = max(1, math.ceil(train_steps / epochs))
         train = train.repeat()
+    wall_start, cpu_start = time.monotonic(), time.process_time()
     history = model.fit(train, validation_data=evaluation, epochs=epochs, steps_per_epoch=steps_per_epoch,
                         callbacks=[*callbacks, EpochLogger(epochs)], verbose=0)
+    fit_seconds, fit_cpu_seconds = time.monotonic() - wall_start, time.process_time() - cpu_start
     metrics: Dict[str, Any] = {k: [float(v) for v in values] for k, values in history.history.items()}
     metrics[OPTIMIZER_STEPS] = int(model.optimizer.iterations.numpy())  # what a step budget is checked against
+    # How busy training kept the cores (CPU seconds per wall second), without the Trainer's start-up and export.
+    metrics[FIT_SECONDS], metrics[FIT_CPU_SECONDS] = round(fit_seconds, 3), round(fit_cpu_seconds, 3)
     return metrics
 
 
