@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -21,24 +21,87 @@ FEATURES_FEATURE = "features"   # the transformed model input
 LABEL_FEATURE = "label_id"      # the transformed label
 
 
-def load_split(split_uri: str, feature_spec, shape) -> Tuple[np.ndarray, np.ndarray]:
-    """Transformed features of one split (Transform's gzipped TFRecords in ``split_uri``), reshaped to
-    the model input ``shape``, and their labels.
+CHUNK_EXAMPLES = 4096   # examples held at once when a split is streamed (32 MB of 49x40 float features)
+
+
+def _split_batches(split_uri: str, spec, batch_size: int) -> tf.data.Dataset:
+    files = tf.io.gfile.glob(os.path.join(split_uri, "*"))
+    if not files:
+        raise ValueError(f"No transformed examples in {split_uri}.")
+    return tf.data.TFRecordDataset(sorted(files), compression_type="GZIP").batch(batch_size).map(
+        lambda s: tf.io.parse_example(s, spec))
+
+
+def split_labels(split_uri: str, feature_spec) -> np.ndarray:
+    """The label of every example of one split, in file order (the features are not parsed).
 
     Raises:
         ValueError: the split has no examples.
     """
-    files = tf.io.gfile.glob(os.path.join(split_uri, "*"))
-    if not files:
-        raise ValueError(f"No transformed examples in {split_uri}.")
+    batches = _split_batches(split_uri, {LABEL_FEATURE: feature_spec[LABEL_FEATURE]}, CHUNK_EXAMPLES)
+    labels = [batch[LABEL_FEATURE].numpy().reshape(-1) for batch in batches]
+    return np.concatenate(labels) if labels else np.zeros((0,), np.int64)
+
+
+def iter_split(split_uri: str, feature_spec, shape, batch_size: int = CHUNK_EXAMPLES
+               ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+    """Transformed features (reshaped to the model input ``shape``) and labels of one split, a chunk at a time.
+
+    Raises:
+        ValueError: the split has no examples.
+    """
     spec = {FEATURES_FEATURE: feature_spec[FEATURES_FEATURE], LABEL_FEATURE: feature_spec[LABEL_FEATURE]}
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1024).map(
-        lambda s: tf.io.parse_example(s, spec))
-    xs, ys = [], []
-    for batch in dataset:
-        xs.append(batch[FEATURES_FEATURE].numpy())
-        ys.append(batch[LABEL_FEATURE].numpy().reshape(-1))
-    return np.concatenate(xs).reshape([-1] + list(shape)).astype(np.float32), np.concatenate(ys)
+    for batch in _split_batches(split_uri, spec, batch_size):
+        yield (batch[FEATURES_FEATURE].numpy().reshape([-1] + list(shape)).astype(np.float32),
+               batch[LABEL_FEATURE].numpy().reshape(-1))
+
+
+def load_split(split_uri: str, feature_spec, shape, indices: Optional[np.ndarray] = None
+               ) -> Tuple[np.ndarray, np.ndarray]:
+    """Transformed features of one split (Transform's gzipped TFRecords in ``split_uri``), reshaped to
+    the model input ``shape``, and their labels: every example, or only those at ``indices``
+    (increasing positions in file order, as ``split_labels`` numbers them). The split is streamed:
+    only the examples kept are held.
+
+    Raises:
+        ValueError: the split has no examples, or ``indices`` are not increasing.
+    """
+    if indices is not None:
+        indices = np.asarray(indices, dtype=np.int64)
+        if np.any(np.diff(indices) <= 0):
+            raise ValueError("load_split: indices must be increasing positions (as stratified_indices returns).")
+    xs, ys, offset = [], [], 0
+    for x, y in iter_split(split_uri, feature_spec, shape):
+        chunk = len(y)
+        if indices is not None:
+            rows = indices[(indices >= offset) & (indices < offset + chunk)] - offset
+            x, y = x[rows], y[rows]
+        xs.append(x)
+        ys.append(y)
+        offset += chunk
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def evaluate_split(split_uri: str, feature_spec, shape, saved_model_dir: str, signature: str, flatbuffer: bytes,
+                   class_names: Sequence[str]) -> "Fidelity":
+    """``fidelity`` of the float model (its ``signature``) and the flatbuffer on every example of one split.
+
+    The split is streamed ``CHUNK_EXAMPLES`` at a time: only the predictions are kept, so memory
+    does not grow with the split. The quantized model runs on TFLite Micro, cross-checked by the
+    desktop TFLite interpreter.
+
+    Raises:
+        ValueError: the split has no examples.
+    """
+    fn = tf.saved_model.load(saved_model_dir).signatures[signature]
+    labels, float_probs, tflm_probs, tflite_probs = [], [], [], []
+    for x, y in iter_split(split_uri, feature_spec, shape):
+        labels.append(y)
+        float_probs.append(_predict_signature(fn, x))
+        tflm_probs.append(runtime.predict(flatbuffer, x))
+        tflite_probs.append(predict_tflite(flatbuffer, x))
+    return fidelity(np.concatenate(labels), np.concatenate(float_probs), np.concatenate(tflm_probs),
+                    np.concatenate(tflite_probs), class_names)
 
 
 def predict_tflite(model: bytes, features: np.ndarray) -> np.ndarray:
@@ -60,7 +123,10 @@ def predict_tflite(model: bytes, features: np.ndarray) -> np.ndarray:
 def predict_saved_model(saved_model_dir: str, signature: str, features: np.ndarray,
                         batch_size: int = 256) -> np.ndarray:
     """Outputs of the float model (the Trainer's signature) on ``features``."""
-    fn = tf.saved_model.load(saved_model_dir).signatures[signature]
+    return _predict_signature(tf.saved_model.load(saved_model_dir).signatures[signature], features, batch_size)
+
+
+def _predict_signature(fn, features: np.ndarray, batch_size: int = 256) -> np.ndarray:
     (input_name, _), = fn.structured_input_signature[1].items()
     outputs = []
     for start in range(0, len(features), batch_size):

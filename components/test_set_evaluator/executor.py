@@ -14,7 +14,7 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from components import model_evaluation
-from components.tflm import model as tflm_model, runtime as tflm_runtime
+from components.tflm import model as tflm_model
 
 MODEL_KEY = "model"
 QUANTIZED_MODEL_KEY = "quantized_model"
@@ -43,12 +43,9 @@ class Executor(base_executor.BaseExecutor):
             flatbuffer = f.read()
         shape = tflm_model.describe(flatbuffer)["inputs"][0]["shape"][1:]
         feature_spec = tft.TFTransformOutput(transform_graph.uri).transformed_feature_spec()
-        test_x, test_y = model_evaluation.load_split(
-            artifact_utils.get_split_uri([examples], TEST_SPLIT), feature_spec, shape)
-        float_probs = model_evaluation.predict_saved_model(
-            path_utils.serving_model_path(model.uri), exec_properties[SIGNATURE_KEY], test_x)
-        result = model_evaluation.fidelity(test_y, float_probs, tflm_runtime.predict(flatbuffer, test_x),
-                                           model_evaluation.predict_tflite(flatbuffer, test_x), labels)
+        result = model_evaluation.evaluate_split(
+            artifact_utils.get_split_uri([examples], TEST_SPLIT), feature_spec, shape,
+            path_utils.serving_model_path(model.uri), exec_properties[SIGNATURE_KEY], flatbuffer, labels)
         report = {"split": TEST_SPLIT, "labels": labels, **result.to_dict()}
         tf.io.gfile.makedirs(output.uri)
         with tf.io.gfile.GFile(os.path.join(output.uri, REPORT_FILE), "w") as f:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 import numpy as np
 import tensorflow as tf
@@ -19,7 +19,7 @@ from components import model_evaluation
 from components.blessing import write_blessing
 from components.tflite_quantizer import codegen, quantize
 from components.tflite_quantizer import labels as labels_lib
-from components.tflm import model as tflm_model, ops as tflm_ops, runtime as tflm_runtime
+from components.tflm import model as tflm_model, ops as tflm_ops
 
 # Input, output and parameter keys.
 MODEL_KEY = "model"
@@ -66,10 +66,9 @@ class Executor(base_executor.BaseExecutor):
         feature_spec = tft.TFTransformOutput(transform_graph.uri).transformed_feature_spec()
         shape = quantize.feature_shape(saved_model_dir, signature)
 
-        train_x, train_y = self._load_split(examples, CALIBRATION_SPLIT, feature_spec, shape)
-        eval_x, eval_y = self._load_split(examples, FIDELITY_SPLIT, feature_spec, shape)
-        calibration = train_x[quantize.stratified_indices(
-            train_y, int(exec_properties[CALIBRATION_EXAMPLES_KEY]), int(exec_properties[SEED_KEY]))]
+        calibration = self._calibration_examples(examples, feature_spec, shape,
+                                                 int(exec_properties[CALIBRATION_EXAMPLES_KEY]),
+                                                 int(exec_properties[SEED_KEY]))
 
         started = time.time()
         quantized = quantize.convert(saved_model_dir, signature, mode, calibration)
@@ -77,7 +76,8 @@ class Executor(base_executor.BaseExecutor):
         float_model = quantize.convert(saved_model_dir, signature, None)
         tflm_ops.check_supported(tflm_model.describe(quantized)["ops"])
 
-        fidelity = self._fidelity(saved_model_dir, signature, quantized, eval_x, eval_y, labels)
+        fidelity = self._fidelity(saved_model_dir, signature, quantized,
+                                  artifact_utils.get_split_uri([examples], FIDELITY_SPLIT), feature_spec, shape, labels)
         report = self._report(quantized, float_model, saved_model_dir, mode, len(calibration),
                               conversion_seconds, fidelity)
         firmware = {**_firmware_files(saved_model_dir),
@@ -90,15 +90,18 @@ class Executor(base_executor.BaseExecutor):
         reasons = self._refusals(fidelity, float(exec_properties[MAX_ACCURACY_DROP_KEY]))
         write_blessing(blessing, output.uri, reasons, "within the accuracy budget", "TFLiteQuantizer")
 
-    def _load_split(self, examples, split: str, feature_spec, shape) -> Tuple[np.ndarray, np.ndarray]:
-        """Transformed features reshaped to the signature's input, and labels, of one split."""
-        return model_evaluation.load_split(artifact_utils.get_split_uri([examples], split), feature_spec, shape)
+    def _calibration_examples(self, examples, feature_spec, shape, count: int, seed: int) -> np.ndarray:
+        """Up to ``count`` train examples, the classes in their proportions: the labels are read first,
+        then only the chosen examples' features (the split is never held whole)."""
+        split_uri = artifact_utils.get_split_uri([examples], CALIBRATION_SPLIT)
+        chosen = quantize.stratified_indices(model_evaluation.split_labels(split_uri, feature_spec), count, seed)
+        features, _ = model_evaluation.load_split(split_uri, feature_spec, shape, indices=chosen)
+        return features
 
-    def _fidelity(self, saved_model_dir, signature, quantized, eval_x, eval_y, labels) -> model_evaluation.Fidelity:
-        float_probs = model_evaluation.predict_saved_model(saved_model_dir, signature, eval_x)
-        tflm_probs = tflm_runtime.predict(quantized, eval_x)
-        tflite_probs = model_evaluation.predict_tflite(quantized, eval_x)
-        result = model_evaluation.fidelity(eval_y, float_probs, tflm_probs, tflite_probs, labels)
+    def _fidelity(self, saved_model_dir, signature, quantized, split_uri, feature_spec, shape,
+                  labels) -> model_evaluation.Fidelity:
+        result = model_evaluation.evaluate_split(split_uri, feature_spec, shape, saved_model_dir, signature,
+                                                 quantized, labels)
         if result.tflm_tflite_disagreements:
             logging.warning("TFLite Micro and the desktop TFLite interpreter disagree on %d of %d eval "
                             "examples (largest output difference %.4f).", result.tflm_tflite_disagreements,
