@@ -50,7 +50,6 @@ def run(config: PipelineConfig, *, train_steps: Optional[int] = None, only: Opti
     """
     from google.protobuf import json_format
     from tfx import v1 as tfx
-    from tfx.orchestration.portable import runtime_parameter_utils
 
     run_local.preflight(config)
     run_id = run_id or workdir.new_run_id()
@@ -58,11 +57,11 @@ def run(config: PipelineConfig, *, train_steps: Optional[int] = None, only: Opti
         stack.enter_context(workdir.WorkdirLock(config.workdir, run_id))
         run_local.ensure_dev_signing_key(config)
         os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
-        pipeline_ir = run_local.compile_for_run(config, run_id)
+        parameters = {}
         if train_steps is not None:
             default = json_format.MessageToJson(tinyml_pipeline.train_args(config))
-            runtime_parameter_utils.substitute_runtime_parameter(pipeline_ir, {
-                tinyml_pipeline.TRAIN_ARGS_PARAMETER: tinyml_pipeline.with_train_steps(default, train_steps)})
+            parameters[tinyml_pipeline.TRAIN_ARGS_PARAMETER] = tinyml_pipeline.with_train_steps(default, train_steps)
+        pipeline_ir = run_local.compile_for_run(config, run_id, parameters=parameters)
         if only is not None:
             _skip_all_but(pipeline_ir, set(only))
         start = time.time()

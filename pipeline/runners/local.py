@@ -275,8 +275,14 @@ def run(config: PipelineConfig, run_id: Optional[str] = None,
         return summarise(config, time.time() - start, run_id=run_id)
 
 
-def compile_for_run(config: PipelineConfig, run_id: str, until: Optional[str] = None):
-    """The pipeline's IR with ``run_id`` as its run id, so that the caller knows which run is its own."""
+def compile_for_run(config: PipelineConfig, run_id: str, until: Optional[str] = None,
+                    parameters: Optional[Dict[str, Any]] = None):
+    """The pipeline's IR with ``run_id`` as its run id, so that the caller knows which run is its own.
+
+    Every run parameter is bound here, to its config default or to its value in ``parameters``
+    (name -> value, e.g. the TrainArgs with a step budget): once bound, a parameter cannot be
+    substituted again.
+    """
     from tfx.dsl.compiler import compiler, constants
     from tfx.orchestration.portable import runtime_parameter_utils
 
@@ -284,9 +290,13 @@ def compile_for_run(config: PipelineConfig, run_id: str, until: Optional[str] = 
     # The run parameters' values are bound here, not left to their compiled defaults: TFX 1.21's compiler
     # drops a default that is falsy (compiler_utils: `if default_value:`), so a requirement of 0 would
     # leave its parameter unset and stop the run ("Parameter value not ready").
-    defaults = {name: p.default for name, p in tinyml_pipeline.runtime_parameters(config).items()}
+    values = {name: p.default for name, p in tinyml_pipeline.runtime_parameters(config).items()}
+    unknown = sorted(set(parameters or {}) - set(values))
+    if unknown:
+        raise ValueError(f"The pipeline has no run parameter {', '.join(unknown)}; its parameters are "
+                         f"{', '.join(sorted(values))}.")
     runtime_parameter_utils.substitute_runtime_parameter(
-        pipeline_ir, {**defaults, constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
+        pipeline_ir, {**values, **(parameters or {}), constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
     return pipeline_ir
 
 
