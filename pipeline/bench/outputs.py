@@ -19,8 +19,9 @@ workers. What a runner may legitimately change is left out:
   names). A sketch's estimate depends on how the data were cut into bundles before the partial
   sketches were merged, so another worker count gives other estimates within the sketch's
   error (measured at 3x with two worker processes: histogram boundaries within 1.7e-4 relative,
-  the median within 8.6e-6, file names' top counts 2 against 1; every other count the same). ``exact_statistics_digest`` leaves those
-  fields out and rounds the rest: it is the part of the statistics a runner must not change.
+  the median within 8.6e-6, file names' top counts 2 against 1; every other count the same).
+  ``exact_statistics_digest`` leaves those fields out and rounds the rest: it is the part of
+  the statistics a runner must not change.
 - the transform graph: the numeric suffixes TensorFlow gives traced functions
   (``__inference_..._812``), which count the functions traced before in that process,
   and ``fingerprint.pb``, SavedModel's hash of the graph bytes that carry those suffixes.
@@ -125,7 +126,10 @@ def statistics_digest(statistics_file: str) -> str:
 
 def rounded_statistics_digest(statistics_file: str, digits: Optional[int] = None) -> str:
     """The digest of a TFDV statistics file with every float rounded to ``digits`` significant digits."""
-    statistics = read_statistics(statistics_file)
+    return _rounded_digest(read_statistics(statistics_file), digits)
+
+
+def _rounded_digest(statistics, digits: Optional[int]) -> str:
     _round_floats(statistics, digits or STATISTICS_DIGITS)
     return hashlib.sha256(statistics.SerializeToString(deterministic=True)).hexdigest()
 
@@ -150,8 +154,7 @@ def exact_statistics_digest(statistics_file: str, digits: Optional[int] = None) 
                 # More distinct values than the sketch lists: its counts are Misra-Gries estimates.
                 strings.ClearField("rank_histogram")
                 strings.ClearField("top_values")
-    _round_floats(statistics, digits or STATISTICS_DIGITS)
-    return hashlib.sha256(statistics.SerializeToString(deterministic=True)).hexdigest()
+    return _rounded_digest(statistics, digits)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,7 +266,8 @@ def data_stage_digests(artifact_uris: Dict[str, Dict[str, str]], example_gen_id:
 
     Returns:
         ``{"examples": {split: RecordsDigest}, "statistics": {split: sha256}, "statistics_rounded":
-        {split: sha256}, "statistics_exact": {split: sha256}, "transformed_examples": {split: RecordsDigest}, "transform_graph": {file: sha256}}``,
+        {split: sha256}, "statistics_exact": {split: sha256}, "transformed_examples": {split: RecordsDigest},
+        "transform_graph": {file: sha256}}``,
         with the parts whose component did not run left out.
     """
     result: Dict[str, object] = {}

@@ -177,9 +177,9 @@ def outputs_verdict(same: Dict[str, bool]) -> str:
         return ("identical examples, transform graph and transformed examples; statistics equal to "
                 f"{outputs.STATISTICS_DIGITS} significant digits (float sums added in another order)")
     return ("identical examples, transform graph and transformed examples; statistics: counts, min, max, mean, "
-            f"standard deviation, uniques and top values equal to {outputs.STATISTICS_DIGITS} significant digits, "
-            "the sketch estimates (quantile histograms, median, rank histogram among ties) differ: "
-            "TFDV merged its partial sketches from other bundles")
+            f"standard deviation, uniques and listed top values equal to {outputs.STATISTICS_DIGITS} significant "
+            "digits, the sketch estimates (quantile histograms, median, top counts of features with more distinct "
+            "values than the sketch keeps) differ: TFDV merged its partial sketches from other bundles")
 
 
 def _fmt_cores(value: Optional[float]) -> str:
