@@ -29,6 +29,7 @@ class MotionExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
         executor.TIMESTAMP_SCALE_KEY: ExecutionParameter(type=float),
         executor.ENCODING_KEY: ExecutionParameter(type=str, optional=True),
         executor.MAX_SKIPPED_FRACTION_KEY: ExecutionParameter(type=float, optional=True),
+        executor.SEED_KEY: ExecutionParameter(type=int, optional=True),
         ingestion.SPAN_FOLDER_KEY: ExecutionParameter(type=str, optional=True),
         ingestion.SPANS_KEY: ExecutionParameter(type=int, optional=True),
     }
@@ -70,7 +71,7 @@ class MotionExampleGen(base_beam_component.BaseBeamComponent):
                  window_samples: int, hop_samples: int, timestamp_column: str = "timestamp",
                  timestamp_scale: float = 1.0, encoding: str = "auto",
                  max_skipped_fraction: float = ingestion.DEFAULT_MAX_SKIPPED_FRACTION, span_folder: str = "",
-                 spans: int = 1):
+                 spans: int = 1, seed: int = 0):
         """Constructs a MotionExampleGen.
 
         Args:
@@ -89,6 +90,8 @@ class MotionExampleGen(base_beam_component.BaseBeamComponent):
                 ``{SPAN}`` in it (e.g. ``span-{SPAN}``): TFX's driver finds the newest span.
             spans: with ``span_folder``, how many spans up to the newest are read into the examples (the
                 older ones are taken as they are: spans are append-only; the newest is fingerprinted).
+            seed: orders the recordings as they are written (a seeded shuffle, so the labels are mixed:
+                components/planned_example_gen.py).
         """
         super().__init__(spec=MotionExampleGenSpec(
             input_base=input_base,
@@ -107,5 +110,6 @@ class MotionExampleGen(base_beam_component.BaseBeamComponent):
             max_skipped_fraction=float(max_skipped_fraction),
             span_folder=span_folder,
             spans=int(spans),
+            seed=int(seed),
             examples=channel.Channel(type=standard_artifacts.Examples),
         ))

@@ -27,6 +27,7 @@ TIMESTAMP_COLUMN_KEY = "timestamp_column"
 TIMESTAMP_SCALE_KEY = "timestamp_scale"
 ENCODING_KEY = "encoding"
 MAX_SKIPPED_FRACTION_KEY = "max_skipped_fraction"
+SEED_KEY = "seed"
 
 # Logged as recordings are read; the CLI turns it into a progress bar (pipeline/progress.py).
 PROGRESS_MESSAGE = "MotionExampleGen ingested %d/%d recordings"
@@ -122,7 +123,8 @@ class Executor(planned_example_gen.PlannedExampleGenExecutor):
         self._spans_read = [prefix for prefix, _ in roots if prefix]
         encoding = exec_properties.get(ENCODING_KEY) or "auto"
         read = (pipeline
-                | "PlanRecordings" >> beam.Create(plan, reshuffle=True)
+                | "PlanRecordings" >> beam.Create(
+                    planned_example_gen.write_order(plan, int(exec_properties.get(SEED_KEY) or 0)), reshuffle=True)
                 | "WindowRecordings" >> beam.ParDo(_WindowRecording(base, spec, len(plan), encoding)).with_outputs(
                     _SKIPPED_TAG, _TALLY_TAG, main="examples"))
         _ = (read[_TALLY_TAG]

@@ -90,6 +90,32 @@ def test_splits_are_written_as_tfx_writes_them_without_its_in_memory_shuffle(ing
         assert ours and [content(e) for e in ours] == [content(e) for e in theirs]
 
 
+def test_each_split_is_written_in_the_seeded_shuffle_of_the_plan_not_grouped_by_label(ingested):
+    """Plans are sorted by path (one folder per label); written in that order, a Trainer whose shuffle
+    buffer is shorter than a label's run would fill its first batches from the first labels."""
+    import itertools
+
+    from components import planned_example_gen
+    from components.ingestion import gfile_filesystem
+
+    work, examples, exec_properties = ingested
+    root = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+    noise = {relative: len(wav.read_wav(open(os.path.join(root, relative), "rb").read(), 16000))
+             for relative in layout.noise_files(root, gfile_filesystem())}
+    plan = layout.plan_clips(root, TINY_WORDS, gfile_filesystem(), noise, clip_samples=16000, unknown_fraction=0.2,
+                             silence_fraction=0.2, seed=exec_properties[example_gen_executor.SEED_KEY])
+    shuffled = planned_example_gen.write_order(plan, exec_properties[example_gen_executor.SEED_KEY])
+    assert sorted(shuffled, key=plan.index) == plan and shuffled != plan
+    assert shuffled == planned_example_gen.write_order(plan, exec_properties[example_gen_executor.SEED_KEY])
+    for split in layout.SPLITS:
+        written = [e.features.feature["source"].bytes_list.value[0].decode() for e in _read_examples(examples, split)]
+        expected = [c.source for c in shuffled if c.split == split and c.relative not in PLANTED]
+        assert written == expected, split
+    train_labels = [e.features.feature["label"].bytes_list.value[0] for e in _read_examples(examples, "train")]
+    label_runs = sum(1 for _ in itertools.groupby(train_labels))
+    assert label_runs > 3 * len(set(train_labels)), label_runs
+
+
 def test_example_gen_writes_three_splits_with_decodable_audio(ingested):
     _, examples, _ = ingested
     assert artifact_utils.decode_split_names(examples.split_names) == list(layout.SPLITS)
