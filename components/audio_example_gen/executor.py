@@ -182,8 +182,7 @@ class Executor(planned_example_gen.PlannedExampleGenExecutor):
         max_trim = int(exec_properties.get(MAX_TRIM_SAMPLES_KEY) or 0)
         decoded = (
             pipeline
-            | "PlanClips" >> beam.Create(planned_example_gen.write_order(clips, int(exec_properties[SEED_KEY])),
-                                         reshuffle=True)
+            | "PlanClips" >> self.read_plan(clips, layout.ClipRef, int(exec_properties[SEED_KEY]))
             | "DecodeClips" >> beam.ParDo(_DecodeClip(base, sample_rate, clip_samples, len(clips), max_trim))
             .with_outputs(_SKIPPED_TAG, _ADJUSTED_TAG, main="examples"))
 

@@ -34,7 +34,7 @@ DIGITAL_SILENCE = f"{NOISE_DIR}/digital_silence"
 NOISE_REGIONS = {TRAIN: (0.0, 0.8), EVAL: (0.8, 0.9), TEST: (0.9, 1.0)}
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ClipRef:
     """One example to be produced: a word clip, or a slice of a noise recording.
 

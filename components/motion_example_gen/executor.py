@@ -123,8 +123,7 @@ class Executor(planned_example_gen.PlannedExampleGenExecutor):
         self._spans_read = [prefix for prefix, _ in roots if prefix]
         encoding = exec_properties.get(ENCODING_KEY) or "auto"
         read = (pipeline
-                | "PlanRecordings" >> beam.Create(
-                    planned_example_gen.write_order(plan, int(exec_properties.get(SEED_KEY) or 0)), reshuffle=True)
+                | "PlanRecordings" >> self.read_plan(plan, recordings.RecordingRef, int(exec_properties.get(SEED_KEY) or 0))
                 | "WindowRecordings" >> beam.ParDo(_WindowRecording(base, spec, len(plan), encoding)).with_outputs(
                     _SKIPPED_TAG, _TALLY_TAG, main="examples"))
         _ = (read[_TALLY_TAG]

@@ -63,7 +63,7 @@ class WindowSpec:
     rate_tolerance: float = 0.05
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class RecordingRef:
     """One recording to read: its path below the root, its label and its split."""
 

@@ -114,6 +114,19 @@ def test_each_split_is_written_in_the_seeded_shuffle_of_the_plan_not_grouped_by_
     train_labels = [e.features.feature["label"].bytes_list.value[0] for e in _read_examples(examples, "train")]
     label_runs = sum(1 for _ in itertools.groupby(train_labels))
     assert label_runs > 3 * len(set(train_labels)), label_runs
+    # The plan's chunk files (planned_example_gen.ReadPlan) are gone once the examples are written.
+    assert not os.path.exists(os.path.join(examples.uri, planned_example_gen.PLAN_FOLDER))
+
+
+def test_plan_chunks_give_back_the_plan_in_order(tmp_path):
+    from components import planned_example_gen
+
+    plan = [layout.ClipRef(f"Yes Please/sp{i}_nohash_0 (copy) é\n.wav", "yes", "Yes Please", f"sp{i}", "train",
+                           offset=i * 7, gain=0.5 + i / 3) for i in range(1100)]
+    paths = planned_example_gen.write_plan_chunks(plan, str(tmp_path / "plan"), chunk_items=512)
+    assert len(paths) == 3 and paths == sorted(paths)
+    assert [c for p in paths for c in planned_example_gen.read_plan_chunk(p, layout.ClipRef)] == plan
+    assert planned_example_gen.write_plan_chunks([], str(tmp_path / "empty")) == []
 
 
 def test_example_gen_writes_three_splits_with_decodable_audio(ingested):
