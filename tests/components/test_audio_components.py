@@ -129,6 +129,19 @@ def test_plan_chunks_give_back_the_plan_in_order(tmp_path):
     assert planned_example_gen.write_plan_chunks([], str(tmp_path / "empty")) == []
 
 
+def test_read_plan_brings_every_planned_item_into_beam_once(tmp_path):
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from components import planned_example_gen
+
+    plan = [layout.ClipRef(f"w/s{i}_nohash_0.wav", "w", "w", f"s{i}", layout.SPLITS[i % 3]) for i in range(100)]
+    paths = planned_example_gen.write_plan_chunks(plan, str(tmp_path / "plan"), chunk_items=7)
+    assert len(paths) == 15
+    with beam.Pipeline() as pipeline:
+        assert_that(pipeline | planned_example_gen.ReadPlan(paths, layout.ClipRef), equal_to(plan))
+
+
 def test_example_gen_writes_three_splits_with_decodable_audio(ingested):
     _, examples, _ = ingested
     assert artifact_utils.decode_split_names(examples.split_names) == list(layout.SPLITS)
