@@ -25,8 +25,7 @@ one element per chunk (reshuffled, so a distributed runner still spreads the chu
 and reads each chunk where it is processed; the chunks are deleted when the examples are written.
 Measured on the in-process DirectRunner, the plan alone through a pipeline that counts it (230,000
 clips, 30x the default data; peak RSS above the process with the plan built; ``python -m
-pipeline.bench.plan_memory``, beside another benchmark): ``beam.Create`` 397 MiB and 48.0 s,
-``ReadPlan`` 12 MiB and 3.6 s.
+pipeline.bench.plan_memory``): ``beam.Create`` 397 MiB and 48.2 s, ``ReadPlan`` 12 MiB and 3.8 s.
 """
 
 from __future__ import annotations
