@@ -136,17 +136,15 @@ def test_windows_never_span_recordings_or_splits(motion_run):
     recordings_by_split = {}
     for split_dir in glob.glob(os.path.join(examples, "Split-*")):
         files = glob.glob(os.path.join(split_dir, "*"))
-        written_recordings = [tf.train.Example.FromString(r.numpy()).features.feature["recording"].bytes_list.value[0]
-                              for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+        features = [tf.train.Example.FromString(r.numpy()).features.feature
+                    for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+        written_recordings = [feature["recording"].bytes_list.value[0].decode() for feature in features]
         if split_dir.endswith("Split-train"):
             # Written in the seeded shuffle of the recordings (components/planned_example_gen.py), so the
             # labels' folders are not written one after the other.
-            folders = [recording.split(b"/")[0] for recording, _ in itertools.groupby(written_recordings)]
+            folders = [recording.split("/")[0] for recording, _ in itertools.groupby(written_recordings)]
             assert sum(1 for _ in itertools.groupby(folders)) > 2 * len(set(folders)), folders
-        for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-            example = tf.train.Example.FromString(record.numpy())
-            feature = example.features.feature
-            recording = feature["recording"].bytes_list.value[0].decode()
+        for feature, recording in zip(features, written_recordings):
             start = int(feature["source"].bytes_list.value[0].decode().split("#")[1])
             assert start == feature["window_index"].int64_list.value[0] * config.hop_samples
             assert all(len(feature[c].float_list.value) == config.window_samples for c in config.motion.channels)
