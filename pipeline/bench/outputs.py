@@ -27,6 +27,12 @@ workers. What a runner may legitimately change is left out:
   and ``fingerprint.pb``, SavedModel's hash of the graph bytes that carry those suffixes.
   Functions are renamed by their rank among functions of the same stem; the variables,
   assets and schemas are compared byte for byte.
+
+What a runner's layout does change is what a Trainer reads first: its dataset lists a split's files,
+shuffles that list with its seed and interleaves the files, so the shard files and the order of
+records in them decide the order of training, and so the trained model. ``read_order_digest``
+is over exactly that (file names, and every record in file order), reported apart from the
+digests above.
 """
 
 from __future__ import annotations
@@ -79,6 +85,24 @@ def examples_digest(split_folder: str) -> RecordsDigest:
     for digest in digests:
         total.update(digest)
     return RecordsDigest(count=len(digests), sha256=total.hexdigest())
+
+
+def read_order_digest(split_folder: str) -> str:
+    """A digest of what a reader of one split sees, in order: each file's name and its records in file order.
+
+    Two writes of the same examples agree only if they made the same files with the same records in the
+    same order (protobuf's map order inside a record is still ignored).
+    """
+    import tensorflow as tf
+
+    total = hashlib.sha256()
+    for path in _record_files(split_folder):
+        total.update(os.path.basename(path).encode() + b"\0")
+        compression = "GZIP" if path.endswith(".gz") else ""
+        for record in tf.data.TFRecordDataset(path, compression_type=compression):
+            total.update(hashlib.sha256(tf.train.Example.FromString(record.numpy())
+                                        .SerializeToString(deterministic=True)).digest())
+    return total.hexdigest()
 
 
 def read_statistics(statistics_file: str):
@@ -267,13 +291,15 @@ def data_stage_digests(artifact_uris: Dict[str, Dict[str, str]], example_gen_id:
     Returns:
         ``{"examples": {split: RecordsDigest}, "statistics": {split: sha256}, "statistics_rounded":
         {split: sha256}, "statistics_exact": {split: sha256}, "transformed_examples": {split: RecordsDigest},
-        "transform_graph": {file: sha256}}``,
+        "transform_graph": {file: sha256}}``, and the ``read_order_digest`` of both kinds of examples
+        (``examples_read_order``, ``transformed_examples_read_order``: {split: sha256}),
         with the parts whose component did not run left out.
     """
     result: Dict[str, object] = {}
     examples = artifact_uris.get(example_gen_id, {}).get("examples")
     if examples:
         result["examples"] = {s: examples_digest(os.path.join(examples, f"Split-{s}")) for s in splits}
+        result["examples_read_order"] = {s: read_order_digest(os.path.join(examples, f"Split-{s}")) for s in splits}
     statistics = artifact_uris.get("StatisticsGen", {}).get("statistics")
     if statistics:
         files = {s: os.path.join(statistics, f"Split-{s}", STATISTICS_FILE) for s in splits}
@@ -284,6 +310,8 @@ def data_stage_digests(artifact_uris: Dict[str, Dict[str, str]], example_gen_id:
     if transform.get("transformed_examples"):
         result["transformed_examples"] = {
             s: examples_digest(os.path.join(transform["transformed_examples"], f"Split-{s}")) for s in splits}
+        result["transformed_examples_read_order"] = {
+            s: read_order_digest(os.path.join(transform["transformed_examples"], f"Split-{s}")) for s in splits}
     if transform.get("transform_graph"):
         result["transform_graph"] = transform_graph_digest(transform["transform_graph"])
     return result

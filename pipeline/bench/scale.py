@@ -18,7 +18,9 @@ Usage: ``python -m pipeline.bench.scale --config CONFIG --workdir DIR`` (``make 
    (default: in-process with one worker, then multi-threaded and multi-process with one
    worker per CPU); per component the speedup over one worker, and whether every mode
    wrote the same examples, statistics, transform graph and transformed examples
-   (``outputs.data_stage_digests``).
+   (``outputs.data_stage_digests``), and in the same files and order, which is the order a
+   Trainer reads them in. A mode given twice is also compared with its own first run: does it
+   write the same thing twice?
 
 A scale runs only if the disk keeps ``--min-free-gb`` free with it (estimated from the
 scales measured before it; checked again while it runs, and the run is stopped if free
@@ -165,6 +167,22 @@ def outputs_verdict(same: Dict[str, bool]) -> str:
     """One line on whether two runs of the data stages wrote the same outputs (``outputs`` digests)."""
     if not same:
         return "not compared"
+    return _contents_verdict(same) + "; " + _read_order_verdict(same)
+
+
+def _read_order_verdict(same: Dict[str, bool]) -> str:
+    parts = {"examples_read_order": "examples", "transformed_examples_read_order": "transformed examples"}
+    compared = [part for part in parts if part in same]
+    if not compared:
+        return "read order not compared"
+    different = [parts[part] for part in compared if not same[part]]
+    if not different:
+        return "the same files with the records in the same order (a Trainer reads them in the same order)"
+    return ("read order DIFFERENT for the " + " and ".join(different) + " (other files or another record order: "
+            "a Trainer reads them in another order, so it trains another model)")
+
+
+def _contents_verdict(same: Dict[str, bool]) -> str:
     exact = ("examples", "transformed_examples", "transform_graph")
     different = [part for part in exact if not same.get(part, False)]
     if not same.get("statistics_rounded", False) and not same.get("statistics_exact", False):
@@ -180,6 +198,22 @@ def outputs_verdict(same: Dict[str, bool]) -> str:
             f"standard deviation, uniques and listed top values equal to {outputs.STATISTICS_DIGITS} significant "
             "digits, the sketch estimates (quantile histograms, median, top counts of features with more distinct "
             "values than the sketch keeps) differ: TFDV merged its partial sketches from other bundles")
+
+
+def compare_outputs(runs: List[Dict[str, Any]]) -> None:
+    """Adds ``same_outputs_as_<mode>`` (part -> equal digests) to every run after the first.
+
+    Each run is compared with the first (the baseline) and, when its mode was given before (a
+    repeated mode is labelled "MODE:N (run K)"), with that mode's first run: whether one mode writes
+    the same thing twice.
+    """
+    for entry in runs[1:]:
+        first_of_mode = next(r for r in runs if r["mode"].split(" ")[0] == entry["mode"].split(" ")[0])
+        references = [runs[0]] + ([first_of_mode] if first_of_mode not in (runs[0], entry) else [])
+        for reference in references:
+            if "digests" in entry and "digests" in reference:
+                entry["same_outputs_as_" + reference["mode"]] = {
+                    part: entry["digests"].get(part) == reference["digests"].get(part) for part in reference["digests"]}
 
 
 def _fmt_cores(value: Optional[float]) -> str:
@@ -326,7 +360,10 @@ class ScaleBenchmark:
         runs: List[Dict[str, Any]] = []
         for mode, workers in self.args.beam_modes:
             label = f"{mode}:{workers}"
-            settings = ScaleSettings(factor=factor, workdir=os.path.join(self.args.workdir, f"x{factor}-{mode}-{workers}"),
+            repeats = sum(1 for run in runs if run["mode"].split(" ")[0] == label)
+            label += f" (run {repeats + 1})" if repeats else ""   # a mode given twice: is it the same twice?
+            settings = ScaleSettings(factor=factor, workdir=os.path.join(self.args.workdir,
+                                                                         f"x{factor}-{mode}-{workers}-{len(runs)}"),
                                      beam_args=beam_args_for(mode, workers), data_root=data_root)
             self.log(f"{factor}x: data stages with Beam {label}")
             measured = measure("stages", self.args.config, settings, os.path.join(settings.workdir, "steps"),
@@ -341,11 +378,7 @@ class ScaleBenchmark:
             runs.append(entry)
             if not self.args.keep:
                 shutil.rmtree(settings.workdir, ignore_errors=True)
-        baseline = runs[0]
-        for entry in runs[1:]:
-            if "digests" in entry and "digests" in baseline:
-                entry["same_outputs_as_" + baseline["mode"]] = {
-                    part: entry["digests"].get(part) == baseline["digests"].get(part) for part in baseline["digests"]}
+        compare_outputs(runs)
         return {"factor": factor, "runs": runs}
 
     def growth(self) -> Dict[str, Any]:
@@ -480,8 +513,9 @@ class ScaleBenchmark:
             f"{mode} {seconds:.1f} s" + ("" if mode == baseline["mode"] else f" ({base_total / seconds:.2f}x)")
             for mode, seconds in totals.items()))
         for e in runs[1:]:
-            lines.append(f"  outputs of {e['mode']} against {baseline['mode']}: "
-                         + outputs_verdict(e.get(f"same_outputs_as_{baseline['mode']}", {})))
+            for key in [k for k in e if k.startswith("same_outputs_as_")]:
+                lines.append(f"  outputs of {e['mode']} against {key[len('same_outputs_as_'):]}: "
+                             + outputs_verdict(e[key]))
         return lines
 
     def noisy_figures(self) -> List[Tuple[str, float]]:

@@ -62,6 +62,20 @@ def test_examples_digest_sees_any_change_of_the_examples(tmp_path, change):
     assert a != b
 
 
+def test_the_read_order_digest_sees_the_files_and_the_order_a_reader_sees(tmp_path):
+    examples = [_example(f"w{i}", i / 7) for i in range(6)]
+    records = [e.SerializeToString() for e in examples]
+    reference = outputs.read_order_digest(_write(tmp_path / "a", [records[:3], records[3:]]))
+    assert outputs.read_order_digest(_write(tmp_path / "map", [[_reordered_map(e) for e in examples[:3]],
+                                                                records[3:]])) == reference
+    assert outputs.read_order_digest(_write(tmp_path / "plain", [records[:3], records[3:]], gzipped=False)) != \
+        reference   # other file names
+    swapped = records[:2] + [records[3], records[2]] + records[4:]
+    assert outputs.read_order_digest(_write(tmp_path / "order", [swapped[:3], swapped[3:]])) != reference
+    assert outputs.read_order_digest(_write(tmp_path / "one", [records])) != reference   # one file, same sequence
+    assert outputs.examples_digest(str(tmp_path / "one")) == outputs.examples_digest(str(tmp_path / "a"))
+
+
 def _statistics(path, mean: float, features=("a", "b"), count=10):
     stats = statistics_pb2.DatasetFeatureStatisticsList()
     dataset = stats.datasets.add(name="train", num_examples=count)

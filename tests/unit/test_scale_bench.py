@@ -93,15 +93,36 @@ def test_the_outputs_verdict_names_what_differs():
              "statistics": True, "statistics_rounded": True}
     assert scale.outputs_verdict(exact).startswith("identical (")
     assert "statistics equal to 10 significant digits" in scale.outputs_verdict({**exact, "statistics": False})
-    assert scale.outputs_verdict({**exact, "transform_graph": False}) == "DIFFERENT: transform_graph"
-    assert scale.outputs_verdict({**exact, "statistics": False, "statistics_rounded": False}) == \
-        "DIFFERENT: statistics"
+    assert scale.outputs_verdict({**exact, "transform_graph": False}).startswith("DIFFERENT: transform_graph;")
+    assert scale.outputs_verdict({**exact, "statistics": False, "statistics_rounded": False}).startswith(
+        "DIFFERENT: statistics;")
     sketches_only = scale.outputs_verdict({**exact, "statistics": False, "statistics_rounded": False,
                                            "statistics_exact": True})
     assert sketches_only.startswith("identical examples") and "sketch estimates" in sketches_only
     assert scale.outputs_verdict({**exact, "statistics": False, "statistics_rounded": False,
-                                  "statistics_exact": False}) == "DIFFERENT: statistics"
+                                  "statistics_exact": False}).startswith("DIFFERENT: statistics;")
     assert scale.outputs_verdict({}) == "not compared"
+    assert scale.outputs_verdict(exact).endswith("read order not compared")
+    same_order = {**exact, "examples_read_order": True, "transformed_examples_read_order": True}
+    assert "the same files with the records in the same order" in scale.outputs_verdict(same_order)
+    reordered = scale.outputs_verdict({**same_order, "transformed_examples_read_order": False})
+    assert reordered.startswith("identical (") and "read order DIFFERENT for the transformed examples (" in reordered
+
+
+def test_a_mode_given_twice_is_compared_with_the_baseline_and_with_its_own_first_run():
+    def run(mode, examples, order):
+        return {"mode": mode, "digests": {"examples": examples, "examples_read_order": order}}
+
+    runs = [run("in_memory:1", "e", "o1"), run("multi_threading:2", "e", "o2"),
+            run("multi_threading:2 (run 2)", "e", "o3"), run("in_memory:1 (run 2)", "e", "o1")]
+    scale.compare_outputs(runs)
+    assert "same_outputs_as_in_memory:1" not in runs[0]
+    assert runs[1] == {**run("multi_threading:2", "e", "o2"),
+                       "same_outputs_as_in_memory:1": {"examples": True, "examples_read_order": False}}
+    assert runs[2]["same_outputs_as_multi_threading:2"] == {"examples": True, "examples_read_order": False}
+    assert runs[2]["same_outputs_as_in_memory:1"] == {"examples": True, "examples_read_order": False}
+    assert set(k for k in runs[3] if k.startswith("same_")) == {"same_outputs_as_in_memory:1"}
+    assert runs[3]["same_outputs_as_in_memory:1"] == {"examples": True, "examples_read_order": True}
 
 
 def test_the_guard_speaks_when_disk_or_memory_runs_low(tmp_path):
