@@ -57,7 +57,10 @@ def write_order(plan: Sequence[T], seed: int) -> List[T]:
 
     Args:
         plan: the planned clips or recordings, in any order (ours are sorted by split and path).
-        seed: the config's data seed; the same seed gives the same order on every run and runner.
+        seed: the config's data seed; the same seed gives the same order on every run of the
+            in-process runner with one worker. With several workers Beam's sink numbers its shards in
+            the order the workers finish, so the files and their order change from run to run
+            (measured: the scale bench's read-order comparison).
 
     Returns:
         A new list with the items of ``plan``, shuffled.
