@@ -41,7 +41,7 @@ import dataclasses
 import hashlib
 import os
 import re
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 SAVED_MODEL_FILE = "saved_model.pb"
 FINGERPRINT_FILE = "fingerprint.pb"
@@ -66,43 +66,52 @@ def _record_files(folder: str) -> List[str]:
                   if not tf.io.gfile.isdir(os.path.join(folder, name)))
 
 
-def _records(folder: str) -> Iterator[bytes]:
+def _records(folder: str) -> Iterator[Tuple[str, bytes]]:
+    """(file name, record) of every record in ``folder``'s TFRecord files, files in name order, gzipped or not."""
     import tensorflow as tf
 
     for path in _record_files(folder):
         compression = "GZIP" if path.endswith(".gz") else ""
         for record in tf.data.TFRecordDataset(path, compression_type=compression):
-            yield record.numpy()
+            yield os.path.basename(path), record.numpy()
+
+
+def _canonical_digest(record: bytes) -> bytes:
+    """The sha256 of a serialized tf.Example in its deterministic serialization (protobuf map order ignored)."""
+    import tensorflow as tf
+
+    return hashlib.sha256(tf.train.Example.FromString(record).SerializeToString(deterministic=True)).digest()
+
+
+def split_digests(split_folder: str) -> Tuple[RecordsDigest, str]:
+    """``examples_digest`` and ``read_order_digest`` of one split, reading its files once."""
+    read_order = hashlib.sha256()
+    digests, current_file = [], None
+    for name, record in _records(split_folder):
+        if name != current_file:
+            read_order.update(name.encode() + b"\0")
+            current_file = name
+        digest = _canonical_digest(record)
+        read_order.update(digest)
+        digests.append(digest)
+    total = hashlib.sha256()
+    for digest in sorted(digests):
+        total.update(digest)
+    return RecordsDigest(count=len(digests), sha256=total.hexdigest()), read_order.hexdigest()
 
 
 def examples_digest(split_folder: str) -> RecordsDigest:
     """The digest of the tf.Examples in one split's folder (every TFRecord file in it, gzipped or not)."""
-    import tensorflow as tf
-
-    digests = sorted(hashlib.sha256(tf.train.Example.FromString(record).SerializeToString(deterministic=True))
-                     .digest() for record in _records(split_folder))
-    total = hashlib.sha256()
-    for digest in digests:
-        total.update(digest)
-    return RecordsDigest(count=len(digests), sha256=total.hexdigest())
+    return split_digests(split_folder)[0]
 
 
 def read_order_digest(split_folder: str) -> str:
     """A digest of what a reader of one split sees, in order: each file's name and its records in file order.
 
     Two writes of the same examples agree only if they made the same files with the same records in the
-    same order (protobuf's map order inside a record is still ignored).
+    same order (protobuf's map order inside a record is still ignored). A file with no records adds nothing.
     """
-    import tensorflow as tf
-
-    total = hashlib.sha256()
-    for path in _record_files(split_folder):
-        total.update(os.path.basename(path).encode() + b"\0")
-        compression = "GZIP" if path.endswith(".gz") else ""
-        for record in tf.data.TFRecordDataset(path, compression_type=compression):
-            total.update(hashlib.sha256(tf.train.Example.FromString(record.numpy())
-                                        .SerializeToString(deterministic=True)).digest())
-    return total.hexdigest()
+    return split_digests(split_folder)[1]
 
 
 def read_statistics(statistics_file: str):
@@ -298,8 +307,9 @@ def data_stage_digests(artifact_uris: Dict[str, Dict[str, str]], example_gen_id:
     result: Dict[str, object] = {}
     examples = artifact_uris.get(example_gen_id, {}).get("examples")
     if examples:
-        result["examples"] = {s: examples_digest(os.path.join(examples, f"Split-{s}")) for s in splits}
-        result["examples_read_order"] = {s: read_order_digest(os.path.join(examples, f"Split-{s}")) for s in splits}
+        both = {s: split_digests(os.path.join(examples, f"Split-{s}")) for s in splits}
+        result["examples"] = {s: digests[0] for s, digests in both.items()}
+        result["examples_read_order"] = {s: digests[1] for s, digests in both.items()}
     statistics = artifact_uris.get("StatisticsGen", {}).get("statistics")
     if statistics:
         files = {s: os.path.join(statistics, f"Split-{s}", STATISTICS_FILE) for s in splits}
@@ -308,10 +318,9 @@ def data_stage_digests(artifact_uris: Dict[str, Dict[str, str]], example_gen_id:
         result["statistics_exact"] = {s: exact_statistics_digest(f) for s, f in files.items()}
     transform = artifact_uris.get("Transform", {})
     if transform.get("transformed_examples"):
-        result["transformed_examples"] = {
-            s: examples_digest(os.path.join(transform["transformed_examples"], f"Split-{s}")) for s in splits}
-        result["transformed_examples_read_order"] = {
-            s: read_order_digest(os.path.join(transform["transformed_examples"], f"Split-{s}")) for s in splits}
+        both = {s: split_digests(os.path.join(transform["transformed_examples"], f"Split-{s}")) for s in splits}
+        result["transformed_examples"] = {s: digests[0] for s, digests in both.items()}
+        result["transformed_examples_read_order"] = {s: digests[1] for s, digests in both.items()}
     if transform.get("transform_graph"):
         result["transform_graph"] = transform_graph_digest(transform["transform_graph"])
     return result
