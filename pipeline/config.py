@@ -174,7 +174,8 @@ class MonitoringConfig:
     max_feature_divergence: float = 0.3       # Jensen-Shannon divergence of a channel's statistic
     min_summaries: int = 30                   # fewer summary records in a span: no decision
     canary_window_periods: int = 3            # the promote gate reads the last this many periods
-    canary_max_detection_rate_drop: float = 0.2   # relative drop of detections per hour vs stable
+    canary_max_detection_rate_drop: float = 0.2   # relative drop of (confirmed) commands per hour vs stable
+    canary_max_confirmed_share_drop: float = 0.1  # drop of the share of detections confirmed vs stable
     canary_max_score_distance: float = 0.15   # L-infinity between the canary's and stable's score histograms
 
 

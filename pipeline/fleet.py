@@ -15,6 +15,11 @@ How a device-day is made (deterministic from the seed):
    record, plus detection events and ``samples_per_device_day`` sampled one-second windows
    labelled by the simulator's ground truth (``label_source`` says so).
 3. From ``shift_day`` on, ``shifted_fraction`` of the devices draw from the shifted pool.
+4. **Users confirm commands.** Each detection is matched against the pool's ground truth as the
+   StreamingEvaluator matches (``metrics.match``); the device's application confirms a correct one
+   with probability ``confirm_rate`` and a false accept with ``false_confirm_rate`` (users acting
+   on a command they did not give). These rates are the simulation's assumptions about users,
+   not measurements; each device-day draws its own confirmations.
 
 Devices share the pools (rendering and inference per device would cost minutes per device-day
 on this machine): device-days differ by where they listen, not by unique audio. That is the
@@ -72,6 +77,9 @@ class FleetSpec:
     samples_per_device_day: int = 1
     model_version: str = "0.1.0"
     device_class: str = ""           # "": the config's target device
+    confirm_rate: float = 0.9        # a correct detection is confirmed by its user with this probability
+    false_confirm_rate: float = 0.05   # a false accept is (the user acted on a command they did not give)
+    match_tolerance_ms: int = 1000   # how late a detection may be and still be its utterance's (StreamingEvaluator)
 
     def check(self, shifts: Sequence[str]) -> None:
         if self.devices < 1 or self.days < 1:
@@ -82,6 +90,9 @@ class FleetSpec:
                                      f"{', '.join(shifts) or 'none'}.")
         if self.shift and (self.shift_day is None or not 0 <= self.shift_day < self.days):
             raise PipelineInputError(f"A shift needs --shift-day between 0 and {self.days - 1}.")
+        for name in ("confirm_rate", "false_confirm_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise PipelineInputError(f"{name} is a probability between 0 and 1, not {getattr(self, name):g}.")
         if self.seconds_per_day <= 0 or self.seconds_per_day > self.pool_minutes * 60:
             raise PipelineInputError(f"seconds_per_day ({self.seconds_per_day:g}) must be positive and at most the "
                                      f"pool's length ({self.pool_minutes * 60:g} s).")
@@ -98,7 +109,7 @@ class PoolStream:
     frame_end_ms: np.ndarray    # when each frame is complete
     window_ms: np.ndarray       # each inference's time
     scores: np.ndarray          # int8 [windows, classes]
-    detections: List[Tuple[int, int, int]]   # (time_ms, class index, score)
+    detections: List[Tuple[int, int, int, bool]]   # (time_ms, class index, score, correct)
     events: Tuple[metrics.Event, ...]
 
     @property
@@ -108,8 +119,9 @@ class PoolStream:
 
 def build_pool(model: bytes, labels: Sequence[str], keywords: Sequence[str], source_module: str,
                source_settings: Dict[str, Any], device: DeviceSettings,
-               log: Callable[[str], None] = lambda m: None) -> List[PoolStream]:
-    """Every stream of the source through the device's path (front end, int8, TFLite Micro, RecognizeCommands)."""
+               log: Callable[[str], None] = lambda m: None, tolerance_ms: int = 1000) -> List[PoolStream]:
+    """Every stream of the source through the device's path (front end, int8, TFLite Micro, RecognizeCommands),
+    each detection marked correct or not against the stream's ground truth (``metrics.match``)."""
     source = source_lib.import_source(source_module)
     io = tflm.model_io(model)
     frames_info = source_settings["frames"]
@@ -128,14 +140,16 @@ def build_pool(model: bytes, labels: Sequence[str], keywords: Sequence[str], sou
         averaged = recognize.average_stream(scores, times, len(labels), device.recognition)
         scored = metrics.ScoredStream(stream.name, stream.duration_s, stream.events, averaged)
         found = metrics.detections(scored, labels, keywords, device.threshold, device.suppression_ms)
+        correct = {id(d) for _, d in metrics.match(stream.events, found, keywords, tolerance_ms).found}
         pool.append(PoolStream(
             name=stream.name, samples=stream.samples, sample_rate=stream.sample_rate,
             frames=np.asarray(frames, np.int8).reshape(len(frames), -1),
             frame_end_ms=evaluate.end_time_ms(np.arange(len(frames)), frames_info), window_ms=np.asarray(times),
             scores=np.asarray(scores, np.int8),
-            detections=[(d.time_ms, list(labels).index(d.label), d.score) for d in found], events=stream.events))
+            detections=[(d.time_ms, list(labels).index(d.label), d.score, id(d) in correct) for d in found],
+            events=stream.events))
         log(f"  {stream.name} ({stream.background}): {stream.duration_s:.0f} s, {len(ends)} inferences, "
-            f"{len(found)} detections")
+            f"{len(found)} detections, {len(correct)} of them correct")
     return pool
 
 
@@ -173,9 +187,12 @@ def device_day(pool: Sequence[PoolStream], rng: np.random.Generator, spec: Fleet
         return (period_start + datetime.timedelta(seconds=offset)).isoformat().replace("+00:00", "Z")
 
     events = []
-    for time_ms, index, score in stream.detections:
+    users = rng.spawn(1)[0]    # its own stream: the draws below stay those of a fleet without confirmations
+    for time_ms, index, score, correct in stream.detections:
         if start <= time_ms < end:
             acc.add_detection(index)
+            if users.random() < (spec.confirm_rate if correct else spec.false_confirm_rate):
+                acc.add_confirmation(index)
             events.append({"type": "detection", **identity, "time": at(time_ms), "period": day,
                            "label": labels[index], "score": int(score)})
     files = []
@@ -219,7 +236,7 @@ def build_pools(config, model: bytes, spec: FleetSpec, device: DeviceSettings,
     for name, shift in (("base", ""), *((("shifted", spec.shift),) if spec.shift else ())):
         log(f"Pool '{name}'{' (' + shift + ')' if shift else ''}: {spec.pool_minutes:g} min of audio")
         module, settings = family.field_streams(config, shift, spec.seed, spec.pool_minutes)
-        pools[name] = build_pool(model, labels, keywords, module, settings, device, log)
+        pools[name] = build_pool(model, labels, keywords, module, settings, device, log, spec.match_tolerance_ms)
     return pools
 
 

@@ -1,11 +1,18 @@
 """The canary gate: is the canary's field telemetry not worse than stable's?
 
 ``tinyml-tfx promote`` (canary to stable) asks ``judge`` with the summary records of the last
-``window_periods`` periods of the field dataset. Two figures, each canary vs stable:
+``window_periods`` periods of the field dataset. The figures, each canary vs stable:
 
-- **detection rate**: commands recognised per device-hour. A canary that hears the same fleet
+- **command rate**: commands recognised per device-hour. A canary that hears the same fleet
   but recognises markedly fewer commands is missing them (false rejects); the gate refuses a
-  relative drop above ``max_detection_rate_drop``.
+  relative drop above ``max_detection_rate_drop``. When every summary of both versions in the
+  window reports ``confirmed`` (the application's confirmation of a detected command), the
+  rate counts confirmed commands: raw detections count false accepts as commands, so a stable
+  model that fires on a new noise would look better than a canary that does not (measured in
+  the README's continuous-training demo). Otherwise it counts detections, and says so.
+- **confirmed share**: with confirmations, the share of detections confirmed (a precision proxy:
+  false accepts are rarely confirmed). The gate refuses a canary whose share is lower than
+  stable's by more than ``max_confirmed_share_drop`` (more false accepts per command).
 - **top-score histogram**: the share of inferences per bin of the top int8 score. The gate
   refuses when the L-infinity distance exceeds ``max_score_distance`` *and* the canary's mean
   top score is lower (a less confident model); a more confident canary passes.
@@ -36,6 +43,8 @@ class VersionFigures:
     hours: float
     detections_per_hour: float
     score_shares: List[float]
+    confirmed_per_hour: Optional[float] = None   # None: some summary does not report confirmations
+    confirmed_share: Optional[float] = None      # confirmed / detected; None also without detections
 
     @property
     def mean_top_score(self) -> float:
@@ -51,6 +60,18 @@ class CanaryVerdict:
     stable: Optional[VersionFigures]
     detection_rate_drop: Optional[float] = None
     score_distance: Optional[float] = None
+    basis: str = ""   # "confirmed" commands or all "detections": what the rate counted
+
+    def rates(self) -> str:
+        """The compared rates in words (empty without both versions' figures)."""
+        if not (self.canary and self.stable):
+            return ""
+        if self.basis == "confirmed":
+            return (f"{self.canary.confirmed_per_hour:.1f} vs {self.stable.confirmed_per_hour:.1f} confirmed commands "
+                    f"per device-hour ({self.canary.detections_per_hour:.1f} vs {self.stable.detections_per_hour:.1f} "
+                    "detections)")
+        return (f"{self.canary.detections_per_hour:.1f} vs {self.stable.detections_per_hour:.1f} detections per "
+                "device-hour (devices report no confirmations: false accepts count as commands)")
 
     def to_json(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -65,11 +86,16 @@ def figures(summaries: Sequence[Dict[str, Any]], version: str) -> Optional[Versi
     histogram = np.sum([s["score_histogram"] for s in mine], axis=0).astype(float)
     shares = (histogram / histogram.sum()).tolist() if histogram.sum() else [0.0] * SCORE_BINS
     detections = sum(sum(s.get("detections", {}).values()) for s in mine)
-    return VersionFigures(version, len({s["device_id"] for s in mine}), len(mine), hours, detections / hours, shares)
+    confirmed = (sum(sum(s["confirmed"].values()) for s in mine)
+                 if all("confirmed" in s for s in mine) else None)
+    return VersionFigures(version, len({s["device_id"] for s in mine}), len(mine), hours, detections / hours, shares,
+                          None if confirmed is None else confirmed / hours,
+                          None if confirmed is None or not detections else confirmed / detections)
 
 
 def judge(summaries: Sequence[Dict[str, Any]], canary: str, stable: Optional[str], window_periods: int,
-          max_detection_rate_drop: float, max_score_distance: float) -> CanaryVerdict:
+          max_detection_rate_drop: float, max_score_distance: float,
+          max_confirmed_share_drop: float = 0.1) -> CanaryVerdict:
     """Whether ``canary`` may replace ``stable``, from the field's summary records of the last ``window_periods``."""
     periods = sorted({s["period"] for s in summaries if s["model_version"] in (canary, stable)})[-window_periods:]
     window = [s for s in summaries if s["period"] in periods]
@@ -85,14 +111,25 @@ def judge(summaries: Sequence[Dict[str, Any]], canary: str, stable: Optional[str
         reasons.append(f"no field telemetry from devices running stable {stable} in the same period(s) to compare with")
     if reasons:
         return CanaryVerdict(False, reasons, periods, c, s)
-    drop = (s.detections_per_hour - c.detections_per_hour) / s.detections_per_hour if s.detections_per_hour else 0.0
+    confirmed = c.confirmed_per_hour is not None and s.confirmed_per_hour is not None
+    basis = "confirmed" if confirmed else "detections"
+    canary_rate, stable_rate = ((c.confirmed_per_hour, s.confirmed_per_hour) if confirmed
+                                else (c.detections_per_hour, s.detections_per_hour))
+    what, note = (("confirmed commands", "") if confirmed else
+                  ("commands", " (all detections: the devices report no confirmations, so false accepts count)"))
+    drop = (stable_rate - canary_rate) / stable_rate if stable_rate else 0.0
     distance = float(np.max(np.abs(np.subtract(c.score_shares, s.score_shares))))
     if drop > max_detection_rate_drop:
-        reasons.append(f"the canary recognises {c.detections_per_hour:.1f} commands per device-hour against stable's "
-                       f"{s.detections_per_hour:.1f}: {100 * drop:.0f}% fewer, more than the "
+        reasons.append(f"the canary recognises {canary_rate:.1f} {what} per device-hour against stable's "
+                       f"{stable_rate:.1f}{note}: {100 * drop:.0f}% fewer, more than the "
                        f"{100 * max_detection_rate_drop:.0f}% monitoring.canary_max_detection_rate_drop allows")
+    if (confirmed and c.confirmed_share is not None and s.confirmed_share is not None
+            and s.confirmed_share - c.confirmed_share > max_confirmed_share_drop):
+        reasons.append(f"the canary's users confirm {100 * c.confirmed_share:.0f}% of its detections against "
+                       f"{100 * s.confirmed_share:.0f}% of stable's: more false accepts per command, a drop above "
+                       f"monitoring.canary_max_confirmed_share_drop {max_confirmed_share_drop:g}")
     if distance > max_score_distance and c.mean_top_score < s.mean_top_score:
         reasons.append(f"the canary's top-score histogram is {distance:.3f} away from stable's (L-infinity, more than "
                        f"monitoring.canary_max_score_distance {max_score_distance:g}) and lower: mean top score "
                        f"{c.mean_top_score:.1f} against {s.mean_top_score:.1f}")
-    return CanaryVerdict(not reasons, reasons, periods, c, s, drop, distance)
+    return CanaryVerdict(not reasons, reasons, periods, c, s, drop, distance, basis)

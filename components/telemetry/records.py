@@ -85,7 +85,7 @@ def _summary_problem(record: Dict[str, Any], expect: Expectations) -> Optional[s
             return f"summary record's {field} has {len(values)} values for {len(expect.channels)} channels"
         if not all(_finite(v) for v in values):
             return f"summary record's {field} holds a NaN, infinite or out-of-range value"
-    for field in ("top_class_counts", "detections"):
+    for field in ("top_class_counts", "detections", "confirmed"):
         unknown = sorted(set(record.get(field, {})) - set(expect.labels))
         if unknown:
             return (f"summary record's {field} names class(es) the model does not have: {', '.join(unknown[:3])} "
@@ -95,6 +95,11 @@ def _summary_problem(record: Dict[str, Any], expect: Expectations) -> Optional[s
                 f"windows ({record['windows']})")
     if sum(record["score_histogram"]) != record["windows"]:
         return f"summary record's score_histogram adds up to {sum(record['score_histogram'])}, not to windows ({record['windows']})"
+    detections = record.get("detections", {})
+    over = sorted(label for label, n in record.get("confirmed", {}).items() if n > detections.get(label, 0))
+    if over:
+        return (f"summary record's confirmed count of '{over[0][:64]}' is more than its detections "
+                f"({record['confirmed'][over[0]]} > {detections.get(over[0], 0)}): a confirmation is of a detected command")
     return None
 
 

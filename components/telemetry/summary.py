@@ -27,16 +27,22 @@ def score_bin(score: int) -> int:
 
 @dataclasses.dataclass
 class SummaryAccumulator:
-    """One period's summary on one device (``TelemetrySummary`` in the header)."""
+    """One period's summary on one device (``TelemetrySummary`` in the header).
+
+    ``reports_confirmations``: the device's application has a confirmation signal, so its record
+    carries ``confirmed`` (even when all zero); without one the field is left out.
+    """
 
     channels: int
     classes: int
+    reports_confirmations: bool = True
     frames: int = 0
     windows: int = 0
     feature_sum: np.ndarray = dataclasses.field(default=None)          # int64 [channels]
     feature_sum_squares: np.ndarray = dataclasses.field(default=None)  # int64 [channels]
     top_class_counts: np.ndarray = dataclasses.field(default=None)     # int64 [classes]
     detections: np.ndarray = dataclasses.field(default=None)           # int64 [classes]
+    confirmed: np.ndarray = dataclasses.field(default=None)            # int64 [classes]
     score_histogram: np.ndarray = dataclasses.field(default=None)      # int64 [SCORE_BINS]
 
     def __post_init__(self) -> None:
@@ -47,6 +53,7 @@ class SummaryAccumulator:
         self.feature_sum_squares = np.zeros(self.channels, np.int64)
         self.top_class_counts = np.zeros(self.classes, np.int64)
         self.detections = np.zeros(self.classes, np.int64)
+        self.confirmed = np.zeros(self.classes, np.int64)
         self.score_histogram = np.zeros(SCORE_BINS, np.int64)
 
     def add_frames(self, frames: np.ndarray) -> None:
@@ -71,6 +78,11 @@ class SummaryAccumulator:
         if 0 <= class_index < self.classes:
             self.detections[class_index] += 1
 
+    def add_confirmation(self, class_index: int) -> None:
+        """The application confirmed a command of ``class_index`` this period detected (never more than detected)."""
+        if 0 <= class_index < self.classes and self.confirmed[class_index] < self.detections[class_index]:
+            self.confirmed[class_index] += 1
+
     def means(self) -> List[float]:
         if not self.frames:
             return [0.0] * self.channels
@@ -94,6 +106,8 @@ class SummaryAccumulator:
             "windows": int(self.windows), "frames": int(self.frames),
             "top_class_counts": {label: int(c) for label, c in zip(labels, self.top_class_counts)},
             "detections": {label: int(c) for label, c in zip(labels, self.detections) if c},
+            **({"confirmed": {label: int(c) for label, c in zip(labels, self.confirmed) if c}}
+               if self.reports_confirmations else {}),
             "score_histogram": [int(c) for c in self.score_histogram],
             "channels": list(channel_names),
             "feature_mean": self.means(),

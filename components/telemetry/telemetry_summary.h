@@ -10,10 +10,18 @@
  *   telemetry_summary_add_frame(&s, frame);            // each new int8 feature frame (kChannels values)
  *   telemetry_summary_add_window(&s, scores);          // each inference's int8 output (kCategoryCount values)
  *   telemetry_summary_add_detection(&s, class_index);  // each command RecognizeCommands reports
+ *   telemetry_summary_add_confirmation(&s, class_index);  // each of those the application saw confirmed
  *   // at the end of the period: telemetry_summary_mean/variance per channel, then send and reset.
  *
+ * A confirmation is the application's evidence that a detected command was meant: the user acted
+ * on its result (a follow-up command, a button press, the next step of a dialogue). What counts is
+ * the product's rule; a false accept with nobody there is rarely confirmed. Devices whose
+ * application has such a signal send `confirmed` (even when all zero); the canary gate then
+ * compares confirmed commands, not raw detections, which count false accepts as commands.
+ * Devices without one leave the field out of the record.
+ *
  * Memory: sums are int64 (an int8 squared is at most 16384: 5.6e14 frames before an overflow),
- * about 16 * TELEMETRY_MAX_CHANNELS + 8 * TELEMETRY_MAX_CLASSES + 4 * TELEMETRY_SCORE_BINS bytes.
+ * about 16 * TELEMETRY_MAX_CHANNELS + 12 * TELEMETRY_MAX_CLASSES + 4 * TELEMETRY_SCORE_BINS bytes.
  */
 #ifndef TINYML_TFX_TELEMETRY_SUMMARY_H_
 #define TINYML_TFX_TELEMETRY_SUMMARY_H_
@@ -39,6 +47,7 @@ typedef struct {
   int64_t feature_sum_squares[TELEMETRY_MAX_CHANNELS];
   uint32_t top_class_counts[TELEMETRY_MAX_CLASSES];  /* inferences per arg-max class */
   uint32_t detections[TELEMETRY_MAX_CLASSES];        /* commands recognised per class */
+  uint32_t confirmed[TELEMETRY_MAX_CLASSES];         /* of those, confirmed by the application */
   uint32_t score_histogram[TELEMETRY_SCORE_BINS];    /* inferences per bin of the top score */
 } TelemetrySummary;
 
@@ -74,6 +83,13 @@ static inline void telemetry_summary_add_window(TelemetrySummary* s, const int8_
 
 static inline void telemetry_summary_add_detection(TelemetrySummary* s, int32_t class_index) {
   if (class_index >= 0 && class_index < s->classes) s->detections[class_index] += 1;
+}
+
+/* Counts a confirmation of a command this period detected; never more than its detections. */
+static inline void telemetry_summary_add_confirmation(TelemetrySummary* s, int32_t class_index) {
+  if (class_index >= 0 && class_index < s->classes && s->confirmed[class_index] < s->detections[class_index]) {
+    s->confirmed[class_index] += 1;
+  }
 }
 
 /* The period's mean of channel c (0 without frames). */

@@ -175,9 +175,13 @@ def _released_model(config, run_id, model_path):
               help="Labelled one-second windows each device uploads per day.")
 @click.option("--reference-days", default=3, show_default=True,
               help="Days of reference telemetry (other devices, no shift) written to reference/.")
+@click.option("--confirm-rate", type=click.FloatRange(0, 1), default=0.9, show_default=True,
+              help="Probability that a user confirms a correct detection (an assumption about users).")
+@click.option("--false-confirm-rate", type=click.FloatRange(0, 1), default=0.05, show_default=True,
+              help="Probability that a false accept is confirmed anyway (a user acting on a command they did not give).")
 def simulate_command(config_path, workdir, out_dir, run_id, model_path, devices, days, shift, shift_day,
                      shifted_fraction, seed, seconds_per_day, pool_minutes, samples_per_device_day,
-                     reference_days) -> None:
+                     reference_days, confirm_rate, false_confirm_rate) -> None:
     """Simulate a fleet running the released model on TFLite Micro over synthetic audio; write a telemetry batch
     per day (ingest them with `tinyml-tfx telemetry ingest`). Field samples carry the simulator's ground truth."""
     from components.errors import PipelineInputError
@@ -187,7 +191,8 @@ def simulate_command(config_path, workdir, out_dir, run_id, model_path, devices,
     model, device = _released_model(config, run_id, model_path)
     spec = fleet.FleetSpec(devices=devices, days=days, shift=shift, shift_day=shift_day,
                            shifted_fraction=shifted_fraction, seed=seed, seconds_per_day=seconds_per_day,
-                           pool_minutes=pool_minutes, samples_per_device_day=samples_per_device_day)
+                           pool_minutes=pool_minutes, samples_per_device_day=samples_per_device_day,
+                           confirm_rate=confirm_rate, false_confirm_rate=false_confirm_rate)
     try:
         manifest = fleet.simulate(config, model, spec, device, out_dir, reference_days=reference_days, log=click.echo)
     except (PipelineInputError, NotImplementedError) as err:

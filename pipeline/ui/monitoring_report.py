@@ -68,8 +68,11 @@ def build(config: PipelineConfig) -> Dict[str, Any]:
     versions = []
     for version in sorted({s["model_version"] for s in latest}):
         f = canary.figures(latest, version)
-        versions.append((version, f.devices, f.summaries, f"{f.detections_per_hour:.1f}", f"{f.mean_top_score:.1f}"))
-    per_device = sorted(((s["device_id"], s["model_version"], s["windows"], sum(s.get("detections", {}).values()))
+        versions.append((version, f.devices, f.summaries, f"{f.detections_per_hour:.1f}",
+                         "-" if f.confirmed_per_hour is None else f"{f.confirmed_per_hour:.1f}",
+                         "-" if f.confirmed_share is None else f"{f.confirmed_share:.2f}", f"{f.mean_top_score:.1f}"))
+    per_device = sorted(((s["device_id"], s["model_version"], s["windows"], sum(s.get("detections", {}).values()),
+                          sum(s["confirmed"].values()) if "confirmed" in s else "-")
                          for s in latest), key=lambda row: -row[3])
     log = [(d.get("field_span"), "RETRAIN" if d["retrain"] else "no", d["field_summaries"],
             ", ".join(d["drifting_features"][:6]) + (" ..." if len(d["drifting_features"]) > 6 else ""), d["reason"])

@@ -203,10 +203,9 @@ def _canary_gate(config, store, device_class: str, source: str, target: str, ver
         return f"canary gate not applied: no field telemetry for {device_class}"
     m = config.monitoring
     verdict = canary.judge(summaries, candidate, stable, m.canary_window_periods, m.canary_max_detection_rate_drop,
-                           m.canary_max_score_distance)
+                           m.canary_max_score_distance, m.canary_max_confirmed_share_drop)
     if verdict.allowed:
-        figures = (f"{verdict.canary.detections_per_hour:.1f} vs {verdict.stable.detections_per_hour:.1f} detections "
-                   "per device-hour" if verdict.canary and verdict.stable else "; ".join(verdict.reasons))
+        figures = verdict.rates() or "; ".join(verdict.reasons)
         click.echo(f"Canary gate: passed over period(s) {verdict.periods}: {figures}.")
         return f"canary gate passed: {figures}"
     reasons = "; ".join(verdict.reasons)

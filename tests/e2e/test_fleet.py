@@ -47,6 +47,8 @@ def test_telemetry_is_valid_deterministic_and_shifts_on_the_shift_day(simulated)
     for rows in days:
         assert all(records.check_record(r, expect) is None for r in rows)
         assert sum(r["type"] == "summary" for r in rows) == DEVICES
+        # the simulated application reports confirmations (check_record holds them to the detections)
+        assert all("confirmed" in r for r in rows if r["type"] == "summary")
     with open(tmp / "a" / "day-000" / "telemetry.jsonl", "rb") as a, open(tmp / "b" / "day-000" / "telemetry.jsonl",
                                                                           "rb") as b:
         assert a.read() == b.read()                      # the same seed, the same fleet

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -19,8 +19,9 @@ from components.telemetry.summary import SummaryAccumulator
 def device_records(labels: Sequence[str], channels: Sequence[str], devices: int, period: int, seed: int,
                    shift: float = 0.0, frames: int = 400, windows: int = 60, device_class: str = "nano33ble_sense",
                    model_version: str = "0.1.0", silence_share: float = 0.7, score_range=(40, 128),
-                   max_detections: int = 3) -> List[Dict]:
-    """One summary record per device for ``period``."""
+                   max_detections: int = 3, confirmed_share: Optional[float] = 1.0) -> List[Dict]:
+    """One summary record per device for ``period``; the first ``confirmed_share`` of each device's detections
+    are confirmed (None: the devices report no confirmations)."""
     rng = np.random.default_rng([seed, period])
     profile = np.linspace(-60, 20, len(channels))
     shifted = np.arange(len(channels)) >= len(channels) // 2
@@ -28,14 +29,17 @@ def device_records(labels: Sequence[str], channels: Sequence[str], devices: int,
     for d in range(devices):
         device_rng = np.random.default_rng([seed, 1000 + d])      # a device's own level, the same every period
         level = profile + device_rng.normal(0, 3, len(channels)) + shift * shifted
-        acc = SummaryAccumulator(len(channels), len(labels))
+        acc = SummaryAccumulator(len(channels), len(labels), reports_confirmations=confirmed_share is not None)
         acc.add_frames(np.clip(np.round(rng.normal(level, 12, (frames, len(channels)))), -128, 127))
         scores = np.full((windows, len(labels)), -128, np.int64)
         top = np.where(rng.random(windows) < silence_share, 0, rng.integers(1, len(labels), windows))
         scores[np.arange(windows), top] = rng.integers(score_range[0], score_range[1], windows)
         acc.add_windows(np.clip(scores, -128, 127))
-        for k in top[top >= 2][:max_detections]:
+        detected = top[top >= 2][:max_detections]
+        for k in detected:
             acc.add_detection(int(k))
+        for k in detected[:int(round((confirmed_share or 0.0) * len(detected)))]:
+            acc.add_confirmation(int(k))
         out.append(acc.record(labels, channels, device_id=f"dev-{d:04d}", device_class=device_class,
                               model_version=model_version, period=period,
                               period_start=f"2026-12-{1 + period:02d}T00:00:00Z", period_seconds=86400))

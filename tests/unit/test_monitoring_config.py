@@ -33,6 +33,7 @@ def test_values_are_read_and_a_relative_telemetry_root_is_the_config_files(tmp_p
     ("max_feature_divergence", 0, "less than or equal to the minimum of 0"),
     ("min_summaries", 0, "less than the minimum of 1"),
     ("canary_window_periods", "three", "not of type 'integer'"),
+    ("canary_max_confirmed_share_drop", 2, "greater than the maximum of 1"),
     ("max_drift", 0.1, "Additional properties"),
 ])
 def test_a_wrong_value_names_the_field_and_the_fix(field, value, words):
