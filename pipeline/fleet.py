@@ -54,6 +54,9 @@ class DeviceSettings:
 
     inference_stride_ms: int = 100
     recognition: recognize.RecognitionSettings = recognize.RecognitionSettings()
+    # how late a detection may be and still be its utterance's: the release's StreamingEvaluator tolerance,
+    # used by the simulator to tell a correct detection from a false accept (the device does not know)
+    match_tolerance_ms: int = 1000
 
     @property
     def threshold(self) -> int:
@@ -79,7 +82,6 @@ class FleetSpec:
     device_class: str = ""           # "": the config's target device
     confirm_rate: float = 0.9        # a correct detection is confirmed by its user with this probability
     false_confirm_rate: float = 0.05   # a false accept is (the user acted on a command they did not give)
-    match_tolerance_ms: int = 1000   # how late a detection may be and still be its utterance's (StreamingEvaluator)
 
     def check(self, shifts: Sequence[str]) -> None:
         if self.devices < 1 or self.days < 1:
@@ -119,7 +121,7 @@ class PoolStream:
 
 def build_pool(model: bytes, labels: Sequence[str], keywords: Sequence[str], source_module: str,
                source_settings: Dict[str, Any], device: DeviceSettings,
-               log: Callable[[str], None] = lambda m: None, tolerance_ms: int = 1000) -> List[PoolStream]:
+               log: Callable[[str], None] = lambda m: None) -> List[PoolStream]:
     """Every stream of the source through the device's path (front end, int8, TFLite Micro, RecognizeCommands),
     each detection marked correct or not against the stream's ground truth (``metrics.match``)."""
     source = source_lib.import_source(source_module)
@@ -140,7 +142,7 @@ def build_pool(model: bytes, labels: Sequence[str], keywords: Sequence[str], sou
         averaged = recognize.average_stream(scores, times, len(labels), device.recognition)
         scored = metrics.ScoredStream(stream.name, stream.duration_s, stream.events, averaged)
         found = metrics.detections(scored, labels, keywords, device.threshold, device.suppression_ms)
-        correct = {id(d) for _, d in metrics.match(stream.events, found, keywords, tolerance_ms).found}
+        correct = {id(d) for _, d in metrics.match(stream.events, found, keywords, device.match_tolerance_ms).found}
         pool.append(PoolStream(
             name=stream.name, samples=stream.samples, sample_rate=stream.sample_rate,
             frames=np.asarray(frames, np.int8).reshape(len(frames), -1),
@@ -236,7 +238,7 @@ def build_pools(config, model: bytes, spec: FleetSpec, device: DeviceSettings,
     for name, shift in (("base", ""), *((("shifted", spec.shift),) if spec.shift else ())):
         log(f"Pool '{name}'{' (' + shift + ')' if shift else ''}: {spec.pool_minutes:g} min of audio")
         module, settings = family.field_streams(config, shift, spec.seed, spec.pool_minutes)
-        pools[name] = build_pool(model, labels, keywords, module, settings, device, log, spec.match_tolerance_ms)
+        pools[name] = build_pool(model, labels, keywords, module, settings, device, log)
     return pools
 
 
@@ -282,7 +284,7 @@ def released_model(summary) -> Tuple[bytes, DeviceSettings]:
     return model, DeviceSettings(
         inference_stride_ms=int(settings["inference_stride_ms"]), recognition=recognize.RecognitionSettings(
             int(settings["average_window_ms"]), int(settings["detection_threshold"]), int(settings["suppression_ms"]),
-            int(settings["minimum_count"])))
+            int(settings["minimum_count"])), match_tolerance_ms=int(settings.get("tolerance_ms", 1000)))
 
 
 def simulate(config, model: bytes, spec: FleetSpec, device: DeviceSettings, out_dir: str,

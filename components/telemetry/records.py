@@ -96,6 +96,9 @@ def _summary_problem(record: Dict[str, Any], expect: Expectations) -> Optional[s
     if sum(record["score_histogram"]) != record["windows"]:
         return f"summary record's score_histogram adds up to {sum(record['score_histogram'])}, not to windows ({record['windows']})"
     detections = record.get("detections", {})
+    if sum(detections.values()) > record["windows"]:
+        return (f"summary record's detections add up to {sum(detections.values())}, more than its inferences "
+                f"(windows, {record['windows']}): post-processing reports at most one command per inference")
     over = sorted(label for label, n in record.get("confirmed", {}).items() if n > detections.get(label, 0))
     if over:
         return (f"summary record's confirmed count of '{over[0][:64]}' is more than its detections "

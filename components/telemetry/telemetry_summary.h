@@ -85,7 +85,9 @@ static inline void telemetry_summary_add_detection(TelemetrySummary* s, int32_t 
   if (class_index >= 0 && class_index < s->classes) s->detections[class_index] += 1;
 }
 
-/* Counts a confirmation of a command this period detected; never more than its detections. */
+/* Counts a confirmation of a command this period detected; never more than its detections. A confirmation
+ * that comes after the period was sent and reset counts only against the new period's detections of the
+ * class (or not at all): confirm within the period, or hold the period open for the confirmation window. */
 static inline void telemetry_summary_add_confirmation(TelemetrySummary* s, int32_t class_index) {
   if (class_index >= 0 && class_index < s->classes && s->confirmed[class_index] < s->detections[class_index]) {
     s->confirmed[class_index] += 1;

@@ -147,7 +147,8 @@ def _released_model(config, run_id, model_path):
         return model, fleet.DeviceSettings(inference_stride_ms=s.inference_stride_ms or 100,
                                            recognition=recognize.RecognitionSettings(
                                                s.average_window_ms, suppression_ms=s.suppression_ms,
-                                               minimum_count=s.minimum_count))
+                                               minimum_count=s.minimum_count),
+                                           match_tolerance_ms=s.tolerance_ms)
     summary = run_summary(config, run_id)
     try:
         return fleet.released_model(summary)

@@ -204,11 +204,12 @@ def _canary_gate(config, store, device_class: str, source: str, target: str, ver
     m = config.monitoring
     verdict = canary.judge(summaries, candidate, stable, m.canary_window_periods, m.canary_max_detection_rate_drop,
                            m.canary_max_score_distance, m.canary_max_confirmed_share_drop)
+    notes = "".join(f"; note: {n}" for n in verdict.notes)
     if verdict.allowed:
-        figures = verdict.rates() or "; ".join(verdict.reasons)
+        figures = (verdict.rates() or "; ".join(verdict.reasons)) + notes
         click.echo(f"Canary gate: passed over period(s) {verdict.periods}: {figures}.")
         return f"canary gate passed: {figures}"
-    reasons = "; ".join(verdict.reasons)
+    reasons = "; ".join(verdict.reasons) + notes
     if not force:
         fail(f"Not promoting {candidate} to {channels.channel_tag(device_class, target)}: the canary gate refuses "
              f"({reasons}). Let the canary run longer, or fix the model; `--force` overrides, and the override is "

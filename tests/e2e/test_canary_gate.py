@@ -42,12 +42,14 @@ def _ingest(config, tmp_path, name, records):
     assert out.exit_code == 0, out.output
 
 
-def _telemetry(config, tmp_path, canary_scores, canary_detections):
+def _telemetry(config, tmp_path, canary_scores, canary_detections, confirmed_share=1.0):
     expect = monitoring.expectations(config)
     for period in range(3):
-        stable = device_records(expect.labels, expect.channels, 12, period, seed=1, model_version="0.1.0")
+        stable = device_records(expect.labels, expect.channels, 12, period, seed=1, model_version="0.1.0",
+                                confirmed_share=confirmed_share)
         canary_devices = device_records(expect.labels, expect.channels, 4, period, seed=2, model_version="0.1.1",
-                                        score_range=canary_scores, max_detections=canary_detections)
+                                        score_range=canary_scores, max_detections=canary_detections,
+                                        confirmed_share=confirmed_share)
         for record in canary_devices:
             record["device_id"] = "canary-" + record["device_id"]
         _ingest(config, tmp_path, f"day{period}", stable + canary_devices)
@@ -57,12 +59,17 @@ def _promote(config, *flags):
     return CliRunner().invoke(main, ["promote", "--workdir", config.workdir, "--device-class", BOARD, *flags])
 
 
-def test_a_regressing_canary_is_refused_and_force_is_recorded_signed(fleet):
+@pytest.mark.parametrize("confirmed_share", [1.0, None], ids=["confirmations", "detections only"])
+def test_a_regressing_canary_is_refused_and_force_is_recorded_signed(fleet, confirmed_share):
     config, store, tmp_path = fleet
-    _telemetry(config, tmp_path, canary_scores=(-100, 10), canary_detections=1)
+    _telemetry(config, tmp_path, canary_scores=(-100, 10), canary_detections=1, confirmed_share=confirmed_share)
     refused = _promote(config)
     text = " ".join(refused.output.split())
     assert refused.exit_code == 1 and "the canary gate refuses" in text and "fewer" in text and "lower" in text
+    # the verdict says what it counted: confirmed commands, or all detections and why
+    assert ("confirmed commands per device-hour" in text) == (confirmed_share is not None)
+    assert ("note: confirmations reported for 0% of the canary's and 0% of stable's" in text) == (
+        confirmed_share is None)
     assert channels.current_version(store, BOARD, "stable") == "0.1.0"
     forced = _promote(config, "--force")
     assert forced.exit_code == 0, forced.output

@@ -43,10 +43,30 @@ def test_a_stable_model_firing_on_noise_does_not_make_a_good_canary_look_worse()
 def test_without_confirmations_the_gate_counts_detections_and_says_so():
     verdict = _judge(_fleet(3, None, 1, None))
     assert not verdict.allowed and verdict.basis == "detections"
-    assert "fewer" in verdict.reasons[0] and "report no confirmations" in verdict.reasons[0]
+    assert "fewer" in verdict.reasons[0] and "false accepts included" in verdict.reasons[0]
+    assert "confirmations reported for 0% of the canary's and 0% of stable's" in verdict.notes[0]
     # one version's devices without confirmations: the figures are not comparable, detections are used
     mixed = _judge(_fleet(3, 1 / 3, 1, None))
     assert mixed.basis == "detections" and not mixed.allowed and mixed.canary.confirmed_per_hour is None
+    assert "0% of the canary's and 100% of stable's" in mixed.notes[0]
+
+
+def test_a_few_summaries_without_confirmations_do_not_switch_the_gate_back_to_detections():
+    # a stray old-firmware stable device (or a forged record) in the window of the firing-on-noise case
+    summaries = _fleet(3, 1 / 3, 1, 1.0)
+    old_firmware = device_records(LABELS, CHANNELS, 1, 2, seed=5, model_version="0.1.0", max_detections=3,
+                                  confirmed_share=None)
+    old_firmware[0]["device_id"] = "old-0"
+    verdict = _judge(summaries + old_firmware)
+    assert verdict.allowed and verdict.basis == "confirmed", verdict.notes
+    assert 0.95 < verdict.stable.confirmed_coverage < 1.0 and verdict.canary.confirmed_coverage == 1.0
+
+
+def test_a_stable_model_gone_silent_leaves_the_share_uncompared_and_says_so():
+    # stable detects nothing (a new noise silenced it); the canary's few detections are all confirmed
+    verdict = _judge(_fleet(0, 1.0, 1, 1.0))
+    assert verdict.allowed and verdict.basis == "confirmed" and verdict.stable.confirmed_share is None
+    assert "share of detections confirmed is not compared" in verdict.notes[0] and "0 on stable" in verdict.notes[0]
 
 
 def test_a_canary_missing_confirmed_commands_is_refused():

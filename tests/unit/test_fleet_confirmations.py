@@ -50,9 +50,15 @@ def test_confirmations_follow_the_rates_and_leave_the_other_draws_alone():
     confirmed_no = sum(r["confirmed"].get("no", 0) for r, _, _ in days)
     assert abs(confirmed_yes / (50 * 40) - 0.8) < 0.05 and abs(confirmed_no / (50 * 60) - 0.1) < 0.03
     assert len({tuple(sorted(r["confirmed"].items())) for r, _, _ in days}) > 1   # each device-day draws its own
-    # the sampled windows are the ones a fleet with other confirmation rates samples
-    other = dataclasses.replace(spec, confirm_rate=0.0, false_confirm_rate=1.0)
-    assert [e for _, e, _ in days[:5]] == [_day(pool, other, d)[1] for d in range(5)]
+    # the confirmations draw from their own stream: where a device listens and which windows it samples
+    # are those of a fleet without any detection to confirm
+    silent = [dataclasses.replace(stream, detections=[]) for stream in pool]
+
+    def samples(events):
+        return [e for e in events if e["type"] == "sample"]
+
+    assert all(samples(days[d][1]) == samples(_day(silent, spec, d)[1]) for d in range(5))
+    assert len(samples(days[0][1])) == 1
 
 
 def test_a_rate_outside_zero_to_one_is_refused_naming_the_field():

@@ -128,8 +128,12 @@ def test_a_summary_record_meets_the_schema_and_the_config():
     assert "confirmed" in records.check_record(forged, expect) and "more" in records.check_record(forged, expect)
     forged["confirmed"] = {"no": 1}
     assert "class(es) the model does not have: no" in records.check_record(forged, expect)
+    # more commands than inferences (post-processing reports at most one per inference): refused
+    inflated = {**acc.record(labels, channels, **identity), "detections": {"yes": 3}, "confirmed": {"yes": 3}}
+    assert "more than its inferences (windows, 2)" in records.check_record(inflated, expect)
     # a device without a confirmation signal leaves the field out, and its record is valid
     plain = SummaryAccumulator(2, 3, reports_confirmations=False)
+    plain.add_windows(np.array([[-1, 2, 90]]))
     plain.add_detection(2)
     plain.add_confirmation(2)
     without = plain.record(labels, channels, **identity)
