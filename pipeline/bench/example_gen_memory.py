@@ -67,13 +67,16 @@ def _child(writer: str, config_path: str, data_root: str, workdir: str) -> None:
                       "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
 
 
+def _split_files(workdir: str, split: str) -> List[str]:
+    return sorted(glob.glob(os.path.join(workdir, "pipeline_root", "*", "*ExampleGen", "examples", "*",
+                                         f"Split-{split}", "*.gz")))
+
+
 def _examples(workdir: str, split: str) -> List[tuple]:
     import tensorflow as tf
 
-    files = sorted(glob.glob(os.path.join(workdir, "pipeline_root", "*", "*ExampleGen", "examples", "*",
-                                          f"Split-{split}", "*.gz")))
     out = []
-    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+    for record in tf.data.TFRecordDataset(_split_files(workdir, split), compression_type="GZIP"):
         feature = tf.train.Example.FromString(record.numpy()).features.feature
         out.append((feature["source"].bytes_list.value[0], feature["audio"].SerializeToString()))
     return out
@@ -82,9 +85,7 @@ def _examples(workdir: str, split: str) -> List[tuple]:
 def _count(workdir: str, split: str) -> int:
     import tensorflow as tf
 
-    files = sorted(glob.glob(os.path.join(workdir, "pipeline_root", "*", "*ExampleGen", "examples", "*",
-                                          f"Split-{split}", "*.gz")))
-    return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+    return sum(1 for _ in tf.data.TFRecordDataset(_split_files(workdir, split), compression_type="GZIP"))
 
 
 def main(argv=None) -> int:
