@@ -6,6 +6,9 @@ DEVENV := $(CURDIR)/scripts/devenv.sh
 WORKDIR ?= $(CURDIR)/work
 CONFIG ?= $(CURDIR)/pipeline/configs/kws.yaml
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): each takes whole test modules; tests/conftest.py keeps the modules that
+# share the three tiny pipeline runs on one of them.
+TEST_WORKERS ?= 2
 SCALES ?= 1,10,30,100
 SEARCH_SEEDS ?= 3
 
@@ -21,7 +24,7 @@ data: env
 	@$(DEVENV) exec tinyml-tfx data generate --config $(CONFIG) --workdir $(WORKDIR)
 
 test: env
-	@$(DEVENV) exec python -m pytest tests --require-tools $(PYTEST_ARGS)
+	@$(DEVENV) exec python -m pytest tests --require-tools -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: env
 	@$(DEVENV) exec python -m pipeline.bench --config $(CONFIG) --workdir $(CURDIR)/work/bench

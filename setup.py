@@ -31,6 +31,6 @@ setup(
         "kfp-pipeline-spec>=2.16,<2.17",
         "kfp-kubernetes>=2.16,<2.17",
     ],
-    extras_require={"test": ["pytest", "kubernetes-validate"]},
+    extras_require={"test": ["pytest", "pytest-xdist", "kubernetes-validate"]},
     entry_points={"console_scripts": ["tinyml-tfx=pipeline.ui.cli:main"]},
 )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import os
+import pathlib
 import shutil
+from typing import Set
 
 import pytest
 
@@ -24,6 +27,43 @@ def pytest_configure(config):
 
     if config.getoption("--require-tools"):
         os.environ[tools.REQUIRE_ENV] = "1"  # read by tests.support.tools, and by any subprocess
+
+
+# Test modules that take this session fixture (three pipeline runs) run on one pytest-xdist worker.
+SHARED_RUNS_FIXTURE = "tiny_pipeline_runs"
+
+
+def modules_taking(fixture: str, tests_dir: pathlib.Path) -> Set[str]:
+    """The test modules below ``tests_dir`` (paths relative to its parent, as in node ids) with a function
+    that takes ``fixture`` as an argument: a test, or a fixture of the module built on it."""
+    modules = set()
+    for path in sorted(tests_dir.rglob("test_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        if any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and
+               any(arg.arg == fixture for arg in node.args.args) for node in ast.walk(tree)):
+            modules.add(path.relative_to(tests_dir.parent).as_posix())
+    return modules
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` (as ``make test`` runs it), except that the modules taking
+    ``tiny_pipeline_runs`` are one unit: a session fixture is built once per worker that uses it.
+
+    (Not ``--dist loadgroup`` with ``xdist_group`` marks: on pytest 9.2 the group no longer reaches
+    the scheduler, and the tests are spread as if unmarked: pytest-dev/pytest-xdist#1386.)
+    """
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    shared = modules_taking(SHARED_RUNS_FIXTURE, pathlib.Path(__file__).parent)
+
+    class ModulesScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return SHARED_RUNS_FIXTURE if module in shared else module
+
+    return ModulesScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
