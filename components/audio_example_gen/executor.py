@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import json
 import os
 import posixpath
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -37,6 +38,14 @@ def _read_bytes(path: str) -> bytes:
         return f.read()
 
 
+def clip_bytes(root: str, clip: layout.ClipRef) -> Optional[bytes]:
+    """The bytes of the clip's WAV file below ``root``; None for a silence clip (cut from a noise recording,
+    read once per recording by the decoder)."""
+    if clip.label == layout.SILENCE_LABEL:
+        return None
+    return _read_bytes(posixpath.join(root, clip.relative))
+
+
 def make_example(clip: layout.ClipRef, samples: np.ndarray, original_samples: int) -> tf.train.Example:
     """Builds the tf.Example for one clip; ``samples`` already has the clip length."""
     def b(value: str) -> tf.train.Feature:
@@ -61,7 +70,8 @@ PROGRESS_MESSAGE = "AudioExampleGen ingested %d/%d clips"
 
 
 class _DecodeClip(beam.DoFn):
-    """Reads one clip; unreadable ones go to the 'skipped' output with the reason."""
+    """Decodes one clip from its file's bytes (``clip_bytes``, read ahead); unreadable ones go to the
+    'skipped' output with the reason."""
 
     def __init__(self, root: str, sample_rate: int, clip_samples: int, total: int, max_trim_samples: int):
         self._root = root
@@ -83,7 +93,8 @@ class _DecodeClip(beam.DoFn):
                 _read_bytes(posixpath.join(self._root, relative)), self._sample_rate)
         return self._noise_cache[relative]
 
-    def process(self, clip: layout.ClipRef) -> Iterator[Any]:
+    def process(self, clip_and_bytes: Tuple[layout.ClipRef, Optional[bytes]]) -> Iterator[Any]:
+        clip, data = clip_and_bytes
         self._count()
         if clip.label == layout.SILENCE_LABEL:
             if clip.relative == layout.DIGITAL_SILENCE or clip.relative.endswith("/" + layout.DIGITAL_SILENCE):
@@ -95,7 +106,7 @@ class _DecodeClip(beam.DoFn):
             yield (clip.split, make_example(clip, samples, self._clip_samples).SerializeToString())
             return
         try:
-            raw = wav.read_wav(_read_bytes(posixpath.join(self._root, clip.relative)), self._sample_rate)
+            raw = wav.read_wav(data, self._sample_rate)
         except wav.WavError as err:
             yield self._skip(clip, str(err))
             return
@@ -182,7 +193,8 @@ class Executor(planned_example_gen.PlannedExampleGenExecutor):
         max_trim = int(exec_properties.get(MAX_TRIM_SAMPLES_KEY) or 0)
         decoded = (
             pipeline
-            | "PlanClips" >> self.read_plan(clips, layout.ClipRef, int(exec_properties[SEED_KEY]))
+            | "PlanClips" >> self.read_plan(clips, layout.ClipRef, int(exec_properties[SEED_KEY]),
+                                            fetch=functools.partial(clip_bytes, base))
             | "DecodeClips" >> beam.ParDo(_DecodeClip(base, sample_rate, clip_samples, len(clips), max_trim))
             .with_outputs(_SKIPPED_TAG, _ADJUSTED_TAG, main="examples"))
 

@@ -1,8 +1,10 @@
 """AudioExampleGen, StatisticsGen and DataValidationGate executors on a real tiny dataset."""
 
+import dataclasses
 import json
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -140,6 +142,47 @@ def test_read_plan_brings_every_planned_item_into_beam_once(tmp_path):
     assert len(paths) == 15
     with beam.Pipeline() as pipeline:
         assert_that(pipeline | planned_example_gen.ReadPlan(paths, layout.ClipRef), equal_to(plan))
+
+
+def _slow_for_early_items(clip: layout.ClipRef) -> str:
+    """Finishes the reads out of order: the earlier the item, the longer its read takes."""
+    number = int(clip.speaker[1:])
+    time.sleep(0.002 * (20 - number % 20))
+    if clip.word == "unreadable":
+        raise OSError(f"cannot read {clip.relative}")
+    return clip.relative.upper()
+
+
+def test_read_plan_reads_ahead_and_keeps_the_order(tmp_path):
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from components import planned_example_gen
+
+    plan = [layout.ClipRef(f"w/s{i}_nohash_0.wav", "w", "w", f"s{i}", "train") for i in range(60)]
+    paths = planned_example_gen.write_plan_chunks(plan, str(tmp_path / "plan"), chunk_items=25)
+    for ahead in (8, 0):  # 0: each read when its item's turn comes, no threads
+        fetch_ahead = planned_example_gen._FetchAhead(layout.ClipRef, _slow_for_early_items, ahead=ahead)
+        fetch_ahead.setup()
+        try:
+            fetched = [pair for path in paths for pair in fetch_ahead.process(path)]
+        finally:
+            fetch_ahead.teardown()
+        assert fetched == [(c, c.relative.upper()) for c in plan], ahead
+    with beam.Pipeline() as pipeline:
+        assert_that(pipeline | planned_example_gen.ReadPlan(paths, layout.ClipRef, _slow_for_early_items),
+                    equal_to([(c, c.relative.upper()) for c in plan]))
+
+    broken = plan[:5] + [dataclasses.replace(plan[5], word="unreadable")] + plan[6:10]
+    fetch_ahead = planned_example_gen._FetchAhead(layout.ClipRef, _slow_for_early_items, ahead=8)
+    fetch_ahead.setup()
+    try:
+        process = fetch_ahead.process(planned_example_gen.write_plan_chunks(broken, str(tmp_path / "broken"))[0])
+        assert [next(process) for _ in range(5)] == [(c, c.relative.upper()) for c in broken[:5]]
+        with pytest.raises(OSError, match="cannot read w/s5_nohash_0.wav"):
+            next(process)
+    finally:
+        fetch_ahead.teardown()
 
 
 def test_example_gen_writes_three_splits_with_decodable_audio(ingested):

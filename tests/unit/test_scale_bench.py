@@ -206,3 +206,21 @@ def test_the_trainer_fit_figures_come_from_the_trainers_history(tmp_path):
     summary = types.SimpleNamespace(artifact_uris={"Trainer": {"model_run": str(run_dir)}})
     assert measured.trainer_fit(summary) == {"seconds": 8.0, "cpu_seconds": 12.0, "cores": 1.5, "steps": 200}
     assert measured.trainer_fit(types.SimpleNamespace(artifact_uris={})) is None   # the data stages only
+
+
+def test_the_cold_reads_bench_evicts_a_dataset_from_the_page_cache(tmp_path):
+    from pipeline.bench import cold_reads
+
+    data = tmp_path / "data" / "yes"
+    data.mkdir(parents=True)
+    for i in range(3):
+        (data / f"s{i}_nohash_0.wav").write_bytes(os.urandom(256 * 1024))
+    (data / "empty.wav").write_bytes(b"")
+    for path in data.iterdir():
+        path.read_bytes()
+    assert cold_reads.cached_fraction(str(tmp_path / "data")) > 0.9
+    assert cold_reads.evict_from_page_cache(str(tmp_path / "data")) == 4
+    assert cold_reads.cached_fraction(str(tmp_path / "data")) < 0.1
+    (data / "s1_nohash_0.wav").read_bytes()
+    assert 0.2 < cold_reads.cached_fraction(str(tmp_path / "data")) < 0.5  # one file of three, and read-ahead
+    assert cold_reads.cached_fraction(str(tmp_path / "nothing")) is None
