@@ -27,7 +27,9 @@ scales measured before it; checked again while it runs, and the run is stopped i
 space or free memory falls below the limits). Skipped scales are reported with the reason.
 Timings are only as good as the machine is quiet: every figure comes with the CPU the
 rest of the machine used meanwhile (``others``), and a warning when that was more than a
-quarter of a core. Results go to DIR/scale.json, rewritten after every step; DIR is emptied first.
+quarter of a core. ``--cold`` evicts each scale's data from the page cache before its pipeline
+runs (``cold_reads.evict_from_page_cache``): without it the scales whose data fit in memory read
+what their generation left cached, and a larger one reads from the disk. Results go to DIR/scale.json, rewritten after every step; DIR is emptied first.
 ``--report DIR/scale.json`` prints the report of a finished (or stopped) run again.
 """
 
@@ -46,7 +48,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import psutil
 
 from pipeline import config as config_lib
-from pipeline.bench import growth, outputs, proctree
+from pipeline.bench import cold_reads, growth, outputs, proctree
 from pipeline.bench.measured import Measured, ScaleSettings, measure, scaled_config
 
 GIB = 1024 ** 3
@@ -233,7 +235,7 @@ class ScaleBenchmark:
             "settings": {"config": os.path.abspath(args.config), "scales": list(args.scales),
                          "train_steps": args.train_steps, "epochs": args.epochs,
                          "beam_args": list(self.base.beam_args), "min_free_gb": args.min_free_gb,
-                         "compare_at": args.compare_at,
+                         "compare_at": args.compare_at, "cold": args.cold,
                          "beam_modes": [f"{m}:{w}" for m, w in args.beam_modes]},
             "scales": [], "skipped": [], "growth": {}, "runners": None, "determinism": [],
         }
@@ -333,6 +335,9 @@ class ScaleBenchmark:
                      generation=dataclasses.asdict(whole_step_figures(generated, data_bytes)))
         self.log(f"{factor}x: generated in {generated.end - generated.start:.1f} s; running the pipeline "
                  f"(Trainer capped at {self.args.train_steps} steps)")
+        if self.args.cold:
+            cold_reads.evict_from_page_cache(config.data_root)
+            scale["data_cached_at_start"] = cold_reads.cached_fraction(config.data_root)
         run = measure("pipeline", self.args.config, settings, steps_dir, train_steps=self.args.train_steps,
                       guard=self.guard)
         if run.stop_reason or run.exit_code != 0:
@@ -414,6 +419,10 @@ class ScaleBenchmark:
         for scale in r["scales"]:
             if scale.get("stopped"):
                 lines.append(f"  {scale['factor']}x stopped: {scale['stopped']}.")
+        if r["settings"].get("cold"):
+            resident = ", ".join(f"{s['factor']}x {100 * s['data_cached_at_start']:.1f}%" for s in done
+                                 if s.get("data_cached_at_start") is not None)
+            lines.append(f"  Each scale's data evicted from the page cache before its pipeline (resident then: {resident}).")
         if done:
             lines.append("")
             lines.append("Per component: wall s / peak RSS of the process tree MiB / CPU cores busy / MiB written "
@@ -570,6 +579,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--min-fit-seconds", type=float, default=1.0,
                         help="components faster than this at some scale get no exponent (noise, not growth)")
     parser.add_argument("--keep", action="store_true", help="keep every scale's data and artifacts")
+    parser.add_argument("--cold", action="store_true",
+                        help="evict each scale's data from the page cache before its pipeline runs, so that every "
+                             "scale reads from the disk (without it the smaller scales read what generation cached)")
     args = parser.parse_args(argv)
     if args.report:
         return args

@@ -192,6 +192,15 @@ def test_the_report_fits_growth_judges_the_targets_and_flags_a_busy_machine(tmp_
     assert "statistics equal to 10 significant digits" in report
     assert "7,685 clips of the 1x dataset are byte-identical in the 10x dataset" in report
     assert "kept up to 0.9 of the" in report and "StatisticsGen with in_memory:1" in report
+    assert "evicted from the page cache" not in report
+
+    benchmark.results["settings"]["cold"] = True   # --cold: each scale read from the disk
+    for scale_result, resident in zip(benchmark.results["scales"], (0.0, 0.004)):
+        scale_result["data_cached_at_start"] = resident
+    benchmark.save()
+    assert scale.main(["--report", str(tmp_path / "scale.json")]) == 0
+    assert "evicted from the page cache before its pipeline (resident then: 1x 0.0%, 10x 0.4%)" in \
+        capsys.readouterr().out
 
 
 def test_the_trainer_fit_figures_come_from_the_trainers_history(tmp_path):
