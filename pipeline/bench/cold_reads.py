@@ -18,22 +18,19 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import dataclasses
-import glob
+import functools
 import json
 import mmap
 import os
-import resource
+import shutil
 import subprocess
 import sys
-import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from components.ingestion import SPLITS
 from pipeline import config as config_lib
-from pipeline.bench import outputs
+from pipeline.bench import example_gen_memory, outputs
 from pipeline.bench.measured import ScaleSettings, measure, scaled_config
-
-SPLITS = ("train", "eval", "test")
 
 
 def evict_from_page_cache(root: str) -> int:
@@ -59,16 +56,23 @@ def evict_from_page_cache(root: str) -> int:
     return advised
 
 
-def _resident_and_size(path: str) -> Tuple[int, int]:
-    """Bytes of ``path`` in the page cache (``mincore`` on a read-only mapping) and its size."""
-    size = os.path.getsize(path)
-    if size == 0:
-        return 0, 0
+@functools.lru_cache(maxsize=None)
+def _libc() -> ctypes.CDLL:
+    """The C library, with the prototypes of ``mmap``, ``mincore`` and ``munmap``."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
     libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
     libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
     libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    return libc
+
+
+def _resident_and_size(path: str) -> Tuple[int, int]:
+    """Bytes of ``path`` in the page cache (``mincore`` on a read-only mapping) and its size."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return 0, 0
+    libc = _libc()
     page = mmap.PAGESIZE
     pages = (size + page - 1) // page
     fd = os.open(path, os.O_RDONLY)
@@ -104,8 +108,7 @@ def example_digests(workdir: str) -> Dict[str, Dict[str, object]]:
     inside a record, which differs between processes, is ignored)."""
     digests = {}
     for split in SPLITS:
-        folders = glob.glob(os.path.join(workdir, "pipeline_root", "*", "*ExampleGen", "examples", "*",
-                                         f"Split-{split}"))
+        folders = example_gen_memory.split_folders(workdir, split)
         if len(folders) != 1:
             raise RuntimeError(f"Expected one {split} split below {workdir}, found {len(folders)}.")
         records, read_order = outputs.split_digests(folders[0])
@@ -115,17 +118,9 @@ def example_digests(workdir: str) -> Dict[str, Dict[str, object]]:
 
 def _child(config_path: str, data_root: str, workdir: str, fetch_ahead: int) -> None:
     from components import planned_example_gen
-    from pipeline.runners import local as run_local
 
     planned_example_gen.PlannedExampleGenExecutor.fetch_ahead = fetch_ahead
-    config = config_lib.load_config(config_path)
-    config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=data_root)).with_workdir(workdir)
-    start, cpu_start = time.time(), time.process_time()
-    summary = run_local.run(config, until=config.family.example_gen_id)
-    examples = next(c for c in summary.components if c.node_id == config.family.example_gen_id)
-    print(json.dumps({"seconds": round(time.time() - start, 1), "cpu_seconds": round(time.process_time() - cpu_start, 1),
-                      "component_seconds": examples.seconds,
-                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
+    print(json.dumps(example_gen_memory.run_until_example_gen(config_path, data_root, workdir)))
 
 
 def run_example_gen(config_path: str, data_root: str, out: str, fetch_ahead: int, cold: bool) -> Dict[str, object]:
@@ -136,7 +131,8 @@ def run_example_gen(config_path: str, data_root: str, out: str, fetch_ahead: int
     result = subprocess.run([sys.executable, "-m", "pipeline.bench.cold_reads", "--config", config_path,
                              "--child", data_root, out, str(fetch_ahead)],
                             check=True, capture_output=True, text=True)
-    return {"fetch_ahead": fetch_ahead, "cold": cold, "cached_at_start": cached, **json.loads(result.stdout.strip().splitlines()[-1]),
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    return {"fetch_ahead": fetch_ahead, "cold": cold, "cached_at_start": cached, **measured,
             "digests": example_digests(out)}
 
 
@@ -177,7 +173,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for cold in (True, False) if args.warm else (True,):
         for fetch_ahead in args.fetch_ahead:
             out = os.path.join(workdir, f"run-ahead{fetch_ahead}-{'cold' if cold else 'warm'}")
-            subprocess.run(["rm", "-rf", out], check=True)
+            shutil.rmtree(out, ignore_errors=True)
             row = run_example_gen(args.config, data_root, out, fetch_ahead, cold)
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "digests"}), flush=True)
@@ -191,10 +187,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for r in rows:
         cached = "?" if r["cached_at_start"] is None else f"{100 * r['cached_at_start']:.1f}%"
         print(f"| {r['fetch_ahead']} | {cached} | {r['component_seconds']:.1f} | "
-              f"{examples / r['component_seconds']:,.0f} | {r['seconds']} | {r['cpu_seconds']} | {r['peak_rss_mib']:,} |")
+              f"{examples / r['component_seconds']:,.0f} | {r['seconds']} | {r['cpu_seconds']} | "
+              f"{r['peak_rss_mib']:,} |")
     print("Same examples in the same order in every run:", "yes" if same else "NO")
     with open(os.path.join(workdir, "cold_reads.json"), "w") as f:
-        json.dump({"scale": args.scale, "examples": examples, "runs": rows, "same_examples_same_order": same}, f, indent=2)
+        json.dump({"scale": args.scale, "examples": examples, "runs": rows, "same_examples_same_order": same}, f,
+                  indent=2)
     return 0 if same else 1
 
 

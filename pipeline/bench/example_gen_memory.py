@@ -49,9 +49,26 @@ def _copies(source: str, out: str, copies: int) -> str:
     return out
 
 
-def _child(writer: str, config_path: str, data_root: str, workdir: str) -> None:
+def run_until_example_gen(config_path: str, data_root: str, workdir: str) -> Dict[str, float]:
+    """Runs the config's pipeline on ``data_root`` up to its ExampleGen, in this process, under ``workdir``.
+
+    Returns:
+        The run's wall and CPU seconds (with the pipeline's start), the ExampleGen's own seconds, and the
+        process's peak RSS in MiB.
+    """
     from pipeline.runners import local as run_local
 
+    config = config_lib.load_config(config_path)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=data_root)).with_workdir(workdir)
+    start, cpu_start = time.time(), time.process_time()
+    summary = run_local.run(config, until=config.family.example_gen_id)
+    example_gen = next(c for c in summary.components if c.node_id == config.family.example_gen_id)
+    return {"seconds": round(time.time() - start, 1), "cpu_seconds": round(time.process_time() - cpu_start, 1),
+            "component_seconds": example_gen.seconds,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+
+
+def _child(writer: str, config_path: str, data_root: str, workdir: str) -> None:
     if writer == "tfx":
         from tfx.components.example_gen import write_split
 
@@ -59,17 +76,17 @@ def _child(writer: str, config_path: str, data_root: str, workdir: str) -> None:
 
         planned_example_gen.PlannedExampleGenExecutor.write_split = (
             lambda self, path: write_split.WriteSplit(path, "tfrecords_gzip"))
-    config = config_lib.load_config(config_path)
-    config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=data_root)).with_workdir(workdir)
-    start = time.time()
-    run_local.run(config, until=config.family.example_gen_id)
-    print(json.dumps({"seconds": round(time.time() - start, 1),
-                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
+    print(json.dumps(run_until_example_gen(config_path, data_root, workdir)))
+
+
+def split_folders(workdir: str, split: str) -> List[str]:
+    """The ``Split-<split>`` folders of the ExampleGen outputs of the runs under ``workdir``."""
+    return sorted(glob.glob(os.path.join(workdir, "pipeline_root", "*", "*ExampleGen", "examples", "*",
+                                         f"Split-{split}")))
 
 
 def _split_files(workdir: str, split: str) -> List[str]:
-    return sorted(glob.glob(os.path.join(workdir, "pipeline_root", "*", "*ExampleGen", "examples", "*",
-                                         f"Split-{split}", "*.gz")))
+    return sorted(path for folder in split_folders(workdir, split) for path in glob.glob(os.path.join(folder, "*.gz")))
 
 
 def _examples(workdir: str, split: str) -> List[tuple]:

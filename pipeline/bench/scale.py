@@ -29,7 +29,8 @@ Timings are only as good as the machine is quiet: every figure comes with the CP
 rest of the machine used meanwhile (``others``), and a warning when that was more than a
 quarter of a core. ``--cold`` evicts each scale's data from the page cache before its pipeline
 runs (``cold_reads.evict_from_page_cache``): without it the scales whose data fit in memory read
-what their generation left cached, and a larger one reads from the disk. Results go to DIR/scale.json, rewritten after every step; DIR is emptied first.
+what their generation left cached, and a larger one reads from the disk. Results go to
+DIR/scale.json, rewritten after every step; DIR is emptied first.
 ``--report DIR/scale.json`` prints the report of a finished (or stopped) run again.
 """
 
@@ -422,7 +423,8 @@ class ScaleBenchmark:
         if r["settings"].get("cold"):
             resident = ", ".join(f"{s['factor']}x {100 * s['data_cached_at_start']:.1f}%" for s in done
                                  if s.get("data_cached_at_start") is not None)
-            lines.append(f"  Each scale's data evicted from the page cache before its pipeline (resident then: {resident}).")
+            lines.append("  Each scale's data evicted from the page cache before its pipeline "
+                         f"(resident then: {resident}).")
         if done:
             lines.append("")
             lines.append("Per component: wall s / peak RSS of the process tree MiB / CPU cores busy / MiB written "
