@@ -5,6 +5,12 @@ the data generator's pool) come and go; ``TreeSampler`` samples the child and ev
 descendant from a thread of the parent, so that the sampler's own memory is not counted
 and no process that lives longer than a sampling interval is missed. ``window`` turns
 the samples into the figures of one stretch of time: a component's run.
+
+The tree's memory is the root's resident set (RSS) plus each descendant's unique set (USS:
+the pages no other process maps). Summing RSS would count a page once per process that maps
+it: a child forked from the pipeline (TFLite Micro's probes run in one, ``components/tflm``)
+shares its parent's whole heap copy-on-write, and summed RSS doubled the tree for as long
+as the child lived.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ class Sample:
     """One look at the tree."""
 
     time: float         # seconds since the epoch
-    rss_bytes: int      # resident memory, summed over the tree's live processes
+    rss_bytes: int      # resident memory of the tree: the root's RSS plus each live descendant's USS
     cpu_seconds: float  # user + system time of the tree so far, reaped children included
     processes: int
     machine_cpu_seconds: float = 0.0   # busy time of every CPU of the machine (all processes) since boot
@@ -56,7 +62,7 @@ def sample_tree(pid: int) -> Optional[Sample]:
     for process in processes:
         try:
             with process.oneshot():
-                rss += process.memory_info().rss
+                rss += process.memory_info().rss if process is root else process.memory_full_info().uss
                 times = process.cpu_times()
                 cpu += times.user + times.system + times.children_user + times.children_system
                 alive += 1

@@ -427,8 +427,9 @@ class ScaleBenchmark:
                          f"(resident then: {resident}).")
         if done:
             lines.append("")
-            lines.append("Per component: wall s / peak RSS of the process tree MiB / CPU cores busy / MiB written "
-                         "(others: cores used by the rest of the machine meanwhile)")
+            lines.append("Per component: wall s / peak memory of the process tree MiB (the root's RSS, each "
+                         "descendant's USS) / CPU cores busy / MiB written (others: cores used by the rest of the "
+                         "machine meanwhile)")
             header = "| component | " + " | ".join(f"{s['factor']}x ({s['examples']:,} examples)" for s in done) + \
                      " | time exponent | peak RSS vs 1x |"
             lines += [header, "|" + "---|" * (3 + len(done))]

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from pipeline.bench import proctree
@@ -34,6 +35,35 @@ def test_the_sampler_sees_the_grandchilds_memory_and_the_childs_cpu():
     # The child's 1.5 s of CPU, the grandchild's page touching and both start-ups; on a busy machine too.
     assert 1.4 < cpu[-1] - cpu[0] < 3.5
     assert 0 < whole.cpu_cores <= 2.0
+
+
+# A child that fills 300 MB, then forks: the forked grandchild maps the same pages copy-on-write.
+_FORKED = """
+import os, sys, time
+block = bytearray(300 * 1024 * 1024)
+block[::4096] = b'x' * len(block[::4096])
+pid = os.fork()
+if pid == 0:
+    time.sleep(2)
+    os._exit(0)
+print("forked", flush=True)
+os.waitpid(pid, 0)
+"""
+
+
+def test_pages_a_forked_child_shares_with_its_parent_count_once():
+    child = subprocess.Popen([sys.executable, "-c", _FORKED], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "forked"
+        time.sleep(0.3)
+        sample = proctree.sample_tree(child.pid)
+        root_rss = psutil.Process(child.pid).memory_info().rss
+    finally:
+        child.wait()
+    assert sample.processes == 2
+    assert root_rss > 300 * 1024 * 1024
+    # Summed RSS would be about 2 x 300 MB; the grandchild adds only the pages it wrote itself.
+    assert sample.rss_bytes < root_rss + 50 * 1024 * 1024
 
 
 def test_the_guard_stops_the_sampling_and_says_why():
