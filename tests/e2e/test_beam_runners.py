@@ -7,7 +7,9 @@ scheduler and two worker processes on loopback (``tests/support/dask_cluster.py`
 through ``tests/support/beam_dask.DaskRunnerForTFX``. Examples, transformed examples and
 the transform graph must be identical (``pipeline/bench/outputs.py`` says what
 "identical" leaves out: shard layout, record order, trace counters); statistics identical
-or, where floats were summed in another order, equal to 12 significant digits.
+or, where floats were summed in another order, equal to 12 significant digits. The
+monitoring pipeline (two TelemetryExampleGens, two StatisticsGens, the DriftDecision) runs
+on the DirectRunner and on the cluster too: same examples, statistics and decision.
 
 The last tests pin down why Beam 2.77's own DaskRunner is not used as it is: each shows
 one gap on a plain Beam pipeline. When one starts failing, Beam has closed that gap and
@@ -15,6 +17,7 @@ the matching part of ``tests/support/beam_dask.py`` can go.
 """
 
 import glob
+import json
 import os
 import threading
 
@@ -185,3 +188,82 @@ def test_beams_dask_runner_recomputes_side_inputs_for_every_consumer(dask_addres
     assert [os.path.basename(p) for p in glob.glob(str(tmp_path / "out-*"))] == ["out-00000-of-00001"]
     # WriteToText's initialize_write makes a temporary folder each time it runs; finalize removes one.
     assert bool(glob.glob(str(tmp_path / "beam-temp-out-*"))) == leftovers
+
+
+# ----------------------------------------------------------------------------- the monitoring pipeline
+
+
+@pytest.fixture(scope="module")
+def telemetry_workdir(tmp_path_factory):
+    """A work directory with reference telemetry and one field span whose upper channels moved."""
+    from click.testing import CliRunner
+
+    from pipeline import config as config_lib, monitoring
+    from pipeline.ui.cli import main
+    from tests.support.telemetry import device_records, write_batch
+
+    tmp = tmp_path_factory.mktemp("telemetry")
+    work = str(tmp / "work")
+    expect = monitoring.expectations(config_lib.load_config(config_lib.DEFAULT_CONFIG).with_workdir(work))
+    batches = {
+        "reference": ([r for p in range(3) for r in device_records(expect.labels, expect.channels, 40, p, seed=5)],
+                      ["--reference"]),
+        "field": (device_records(expect.labels, expect.channels, 30, 3, seed=5, shift=15.0, silence_share=0.4), []),
+    }
+    for name, (records, flags) in batches.items():
+        out = CliRunner().invoke(main, ["telemetry", "ingest", write_batch(str(tmp / name), records), "--workdir",
+                                        work, *flags])
+        assert out.exit_code == 0, out.output
+    return work
+
+
+def _run_monitoring(telemetry_workdir, workdir, beam_args):
+    """The monitoring pipeline on a copy of the telemetry: its decision and its artifacts' folders."""
+    import shutil
+
+    from pipeline import config as config_lib, monitoring
+
+    shutil.copytree(telemetry_workdir, workdir)
+    config = stages.with_beam_args(config_lib.load_config(config_lib.DEFAULT_CONFIG).with_workdir(str(workdir)),
+                                   beam_args)
+    decision = monitoring.run(config)
+    root = monitoring.monitoring_config(config).pipeline_root
+
+    def split_folder(node, output):
+        found = glob.glob(os.path.join(root, node, output, "*", "Split-telemetry"))
+        assert len(found) == 1, (node, found)
+        return found[0]
+
+    folders = {node: split_folder(node, "examples")
+               for node in (monitoring.FIELD_EXAMPLE_GEN, monitoring.REFERENCE_EXAMPLE_GEN)}
+    folders.update({node: split_folder(node, "statistics")
+                    for node in (monitoring.FIELD_STATISTICS, monitoring.REFERENCE_STATISTICS)})
+    folders["workdir"] = str(workdir)
+    return decision, folders
+
+
+def test_the_monitoring_pipeline_on_a_dask_cluster_decides_what_the_direct_runner_decides(
+        telemetry_workdir, tmp_path_factory, dask_address):
+    from pipeline import monitoring
+
+    direct, direct_folders = _run_monitoring(telemetry_workdir, tmp_path_factory.mktemp("monitor-direct") / "work",
+                                             DIRECT_ONE_WORKER)
+    before, _ = _executed_per_worker(dask_address)
+    dask, dask_folders = _run_monitoring(telemetry_workdir, tmp_path_factory.mktemp("monitor-dask") / "work",
+                                         [f"--runner={PATCHED_DASK_RUNNER}", f"--dask_client_address={dask_address}"])
+    after, _ = _executed_per_worker(dask_address)
+    assert all(after[worker] > before[worker] for worker in after), (before, after)   # the cluster did the work
+    for node in (monitoring.FIELD_EXAMPLE_GEN, monitoring.REFERENCE_EXAMPLE_GEN):
+        reference = outputs.examples_digest(direct_folders[node])
+        assert reference.count >= 30 and outputs.examples_digest(dask_folders[node]) == reference, node
+    for node in (monitoring.FIELD_STATISTICS, monitoring.REFERENCE_STATISTICS):
+        comparison = outputs.compare_statistics(
+            *(os.path.join(folders[node], outputs.STATISTICS_FILE) for folders in (direct_folders, dask_folders)))
+        assert comparison.equal, (node, comparison)
+    assert direct["retrain"] is True and direct["drifting_features"]   # the shifted span drifts: not two no-ops
+    # The same decision; the folders it names are each run's own.
+    assert _relative(dask, dask_folders["workdir"]) == _relative(direct, direct_folders["workdir"])
+
+
+def _relative(decision, workdir):
+    return json.loads(json.dumps(decision).replace(str(workdir), "WORKDIR"))
