@@ -10,7 +10,10 @@ The tree's memory is the root's resident set (RSS) plus each descendant's unique
 the pages no other process maps). Summing RSS would count a page once per process that maps
 it: a child forked from the pipeline (TFLite Micro's probes run in one, ``components/tflm``)
 shares its parent's whole heap copy-on-write, and summed RSS doubled the tree for as long
-as the child lived.
+as the child lived. What this leaves out: pages that descendants share among themselves but
+not with the root (a library only the workers load, a worker's own forks). Here the root has
+loaded what its workers load (TensorFlow, Beam, TFDV), so that is small; summing PSS instead
+would split the root's library pages with whatever else maps them (the bench's own process).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import psutil
 
 
 _SHORTEST_CPU_WINDOW = 1.0   # seconds
+MEMORY_MEASURE = "root RSS + descendants' USS"   # what ``Sample.rss_bytes`` sums (summed RSS before 04e0058)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,15 +66,24 @@ def sample_tree(pid: int) -> Optional[Sample]:
     for process in processes:
         try:
             with process.oneshot():
-                rss += process.memory_info().rss if process is root else process.memory_full_info().uss
                 times = process.cpu_times()
-                cpu += times.user + times.system + times.children_user + times.children_system
-                alive += 1
+                memory = process.memory_info().rss if process is root else _unique_bytes(process)
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
             continue  # it ended between the listing and the look: its time moves to its parent
+        cpu += times.user + times.system + times.children_user + times.children_system
+        rss += memory
+        alive += 1
     if not alive:
         return None
     return Sample(time.time(), rss, cpu, alive, machine_busy_seconds())
+
+
+def _unique_bytes(process: psutil.Process) -> int:
+    """The pages only ``process`` maps (USS); its RSS where the kernel does not say (no smaps)."""
+    try:
+        return getattr(process.memory_full_info(), "uss", None) or process.memory_info().rss
+    except psutil.AccessDenied:
+        return process.memory_info().rss
 
 
 def machine_busy_seconds() -> float:

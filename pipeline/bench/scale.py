@@ -237,7 +237,8 @@ class ScaleBenchmark:
                          "train_steps": args.train_steps, "epochs": args.epochs,
                          "beam_args": list(self.base.beam_args), "min_free_gb": args.min_free_gb,
                          "compare_at": args.compare_at, "cold": args.cold,
-                         "beam_modes": [f"{m}:{w}" for m, w in args.beam_modes]},
+                         "beam_modes": [f"{m}:{w}" for m, w in args.beam_modes],
+                         "memory": proctree.MEMORY_MEASURE},
             "scales": [], "skipped": [], "growth": {}, "runners": None, "determinism": [],
         }
 

@@ -66,6 +66,22 @@ def test_pages_a_forked_child_shares_with_its_parent_count_once():
     assert sample.rss_bytes < root_rss + 50 * 1024 * 1024
 
 
+def test_a_descendant_whose_pages_cannot_be_read_counts_its_rss_and_keeps_its_cpu(monkeypatch):
+    child = subprocess.Popen([sys.executable, "-c", _FORKED], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "forked"
+
+        def denied(self):
+            raise psutil.AccessDenied(self.pid)
+
+        monkeypatch.setattr(psutil.Process, "memory_full_info", denied)
+        sample = proctree.sample_tree(child.pid)
+    finally:
+        child.wait()
+    assert sample.processes == 2   # not dropped: its CPU time still counts
+    assert sample.rss_bytes > 2 * 300 * 1024 * 1024   # the fallback, summed RSS, counts the shared block twice
+
+
 def test_the_guard_stops_the_sampling_and_says_why():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
