@@ -197,11 +197,8 @@ def test_beams_dask_runner_recomputes_side_inputs_for_every_consumer(dask_addres
 @pytest.fixture(scope="module")
 def telemetry_workdir(tmp_path_factory):
     """A work directory with reference telemetry and one field span whose upper channels moved."""
-    from click.testing import CliRunner
-
     from pipeline import config as config_lib, monitoring
-    from pipeline.ui.cli import main
-    from tests.support.telemetry import device_records, write_batch
+    from tests.support.telemetry import device_records, ingest_batch
 
     tmp = tmp_path_factory.mktemp("telemetry")
     work = str(tmp / "work")
@@ -212,9 +209,7 @@ def telemetry_workdir(tmp_path_factory):
         "field": (device_records(expect.labels, expect.channels, 30, 3, seed=5, shift=15.0, silence_share=0.4), []),
     }
     for name, (records, flags) in batches.items():
-        out = CliRunner().invoke(main, ["telemetry", "ingest", write_batch(str(tmp / name), records), "--workdir",
-                                        work, *flags])
-        assert out.exit_code == 0, out.output
+        ingest_batch(str(tmp / name), records, work, *flags)
     return work
 
 

@@ -13,7 +13,7 @@ from components.ota import channels, publish, releases, signing
 from components.telemetry import canary
 from pipeline import config as config_lib, monitoring
 from pipeline.ui.cli import main
-from tests.support.telemetry import device_records, write_batch
+from tests.support.telemetry import device_records, ingest_batch
 
 BOARD = "nano33ble_sense"
 
@@ -37,9 +37,7 @@ def fleet(tmp_path):
 
 
 def _ingest(config, tmp_path, name, records):
-    out = CliRunner().invoke(main, ["telemetry", "ingest", write_batch(str(tmp_path / name), records),
-                                    "--workdir", config.workdir])
-    assert out.exit_code == 0, out.output
+    ingest_batch(str(tmp_path / name), records, config.workdir)
 
 
 def _telemetry(config, tmp_path, canary_scores, canary_detections, confirmed_share=1.0):

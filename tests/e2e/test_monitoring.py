@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from pipeline import config as config_lib, monitoring
 from pipeline.ui.cli import main
-from tests.support.telemetry import device_records, write_batch
+from tests.support.telemetry import device_records, ingest_batch, write_batch
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +28,7 @@ def monitored(tmp_path_factory):
     runner = CliRunner()
 
     def ingest(name, records, *flags):
-        out = runner.invoke(main, ["telemetry", "ingest", write_batch(str(tmp / name), records), "--workdir", work,
-                                   *flags])
-        assert out.exit_code == 0, out.output
-        return out.output
+        return ingest_batch(str(tmp / name), records, work, *flags)
 
     reference = [r for p in range(3) for r in device_records(expect.labels, expect.channels, 40, p, seed=11)]
     ingest("reference", reference, "--reference")

@@ -52,3 +52,15 @@ def write_batch(folder: str, records: List[Dict], name: str = "telemetry.jsonl")
         for record in records:
             f.write(json.dumps(record) + "\n")
     return folder
+
+
+def ingest_batch(folder: str, records: List[Dict], workdir: str, *flags: str) -> str:
+    """Writes ``records`` as a batch in ``folder`` and ingests it with ``tinyml-tfx telemetry ingest``
+    into ``workdir`` (``flags``: e.g. ``--reference``); asserts it succeeded and returns its output."""
+    from click.testing import CliRunner
+
+    from pipeline.ui.cli import main
+
+    out = CliRunner().invoke(main, ["telemetry", "ingest", write_batch(folder, records), "--workdir", workdir, *flags])
+    assert out.exit_code == 0, out.output
+    return out.output
