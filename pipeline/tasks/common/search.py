@@ -98,6 +98,6 @@ def tuner_fn(fn_args):
         directory=fn_args.working_dir)
     steps_per_epoch = search.get("steps_per_epoch")  # a short budget per epoch for quick searches (tests)
     if steps_per_epoch:
-        train = train.repeat()
+        train = training_lib.repeated(train)
     return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={
         "train": train, "evaluation": evaluation, "steps_per_epoch": steps_per_epoch})

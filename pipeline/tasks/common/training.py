@@ -38,6 +38,24 @@ def dataset(file_pattern, data_accessor, tf_transform_output, batch_size: int, s
         tf_transform_output.transformed_metadata.schema)
 
 
+def repeated(data: tf.data.Dataset) -> tf.data.Dataset:
+    """``data`` repeated without end, for training to a step budget (``steps_per_epoch``), with tf.data's
+    autotuning off.
+
+    Why off: a repeated dataset's iterator never reaches its end, and destroying it when ``model.fit``
+    returns waited, in about a third of the fits measured, until tf.data's autotuning thread next woke:
+    the stalled fits of one-off runs ended exactly 10.23 or 20.47 s after they began, however early
+    their last step had ended, i.e. 10 ms x (2^10 - 1) and x (2^11 - 1), the schedule of that thread
+    (TensorFlow's ``ModelDatasetOp`` ``ModelThread``: a 10 ms period, doubled after each optimization). ``python -m pipeline.bench.budget_fit`` (8 fits of 300 steps each way, alternating):
+    with ``repeat()`` 3 fits of 8 stalled, 4.2-4.3 s after their last step, and the others took
+    0.26-0.33 s to return; repeated here, 0.01 s each, the same step time and the same trained weights.
+    A dataset that runs out (training by epochs) ends its own iterator; its fits were not seen to stall.
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return data.repeat().with_options(options)
+
+
 def model_inputs(features, label):
     """Only the model input of a transformed example (other transformed features ride along)."""
     return {FEATURES_KEY: features[FEATURES_KEY]}, label
@@ -91,7 +109,7 @@ def fit(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Dataset,
     steps_per_epoch = None
     if train_steps:
         steps_per_epoch = max(1, math.ceil(train_steps / epochs))
-        train = train.repeat()
+        train = repeated(train)
     wall_start, cpu_start = time.monotonic(), time.process_time()
     history = model.fit(train, validation_data=evaluation, epochs=epochs, steps_per_epoch=steps_per_epoch,
                         callbacks=[*callbacks, EpochLogger(epochs)], verbose=0)
