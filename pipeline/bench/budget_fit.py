@@ -9,7 +9,9 @@ between the dataset repeated as it is (tf.data's autotuning on) and as the Train
 (``training.repeated``: autotuning off). Per fit: the wall seconds to the end of the last step,
 the seconds after it until ``fit`` returned (the tail), the cores kept busy, and a digest of the
 trained weights (every fit starts from the same seed and reads the same order, so all digests
-should be one).
+should be one). Then, each in a fresh process, the training steps alone (batches cached in
+memory) with TensorFlow's thread pools at their default, at one thread per op, and at one op
+at a time: how much the second core buys the model's kernels.
 
 ``python -m pipeline.bench.budget_fit --workdir DIR [--fits 8] [--steps 300]``
 """
@@ -21,6 +23,8 @@ import hashlib
 import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -102,12 +106,11 @@ def summarise(fits: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
             "weights": sorted({f["weights"] for f in fits})}
 
 
-def run(workdir: str, fits: int, steps: int) -> Dict[str, Any]:
-    """Alternates the two ways of repeating, ``fits`` fits each; the per-mode summaries and every fit."""
+def default_model():
+    """The default config, and a builder of the model its hyperparameters file describes."""
     import keras_tuner as kt
 
     from pipeline.config import DEFAULT_CONFIG, load_config
-    from pipeline.tasks.common import training
     from pipeline.tasks.kws import features, search
 
     config = load_config(DEFAULT_CONFIG)
@@ -115,6 +118,14 @@ def run(workdir: str, fits: int, steps: int) -> Dict[str, Any]:
     with open(os.path.join(config.training.hyperparameters, "best_hyperparameters.txt")) as f:
         hp = kt.HyperParameters.from_config(json.load(f))
     settings = {"input_shape": (frames, channels), "classes": len(config.data.labels), "training": {}}
+    return config, (frames, channels), lambda: search.build_model(hp, settings)
+
+
+def run(workdir: str, fits: int, steps: int) -> Dict[str, Any]:
+    """Alternates the two ways of repeating, ``fits`` fits each; the per-mode summaries and every fit."""
+    from pipeline.tasks.common import training
+
+    config, (frames, channels), build = default_model()
     pattern = write_examples(os.path.join(workdir, "examples"), frames * channels, len(config.data.labels))
 
     def data():  # made anew for every fit: the same shuffled order each time, so the same weights
@@ -123,12 +134,50 @@ def run(workdir: str, fits: int, steps: int) -> Dict[str, Any]:
     modes = {"repeat() (autotuning on)": lambda: data().repeat(), "training.repeated (autotuning off)":
              lambda: training.repeated(data())}
     results: Dict[str, List[Dict[str, Any]]] = {mode: [] for mode in modes}
-    one_fit(lambda: search.build_model(hp, settings), training.repeated(data()), 20)  # traces and warms up
+    one_fit(build, training.repeated(data()), 20)  # traces and warms up
     for _ in range(fits):
         for mode, make in modes.items():
-            results[mode].append(one_fit(lambda: search.build_model(hp, settings), make(), steps))
+            results[mode].append(one_fit(build, make(), steps))
     return {"steps": steps, "batch_size": config.training.batch_size, "input_shape": [frames, channels],
             "summary": {mode: summarise(r) for mode, r in results.items()}, "fits": results}
+
+
+def kernel_child(intra: int, inter: int, steps: int) -> Dict[str, Any]:
+    """Training steps alone (batches cached in memory, no input pipeline) with TensorFlow's thread pools
+    set so; 0 keeps TensorFlow's default (one thread per core)."""
+    import numpy as np
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(intra)
+    tf.config.threading.set_inter_op_parallelism_threads(inter)
+    config, (frames, channels), build = default_model()
+    rng = np.random.default_rng(0)
+    batch = config.training.batch_size
+    x = rng.normal(size=(batch * 50, frames * channels)).astype("float32")
+    y = rng.integers(0, len(config.data.labels), size=batch * 50)
+    data = tf.data.Dataset.from_tensor_slices(({"features": x}, y)).batch(batch).cache().repeat()
+    model = build()
+    model.fit(data, steps_per_epoch=20, epochs=1, verbose=0)  # traced here, not in the steps measured below
+    wall, cpu = time.monotonic(), time.process_time()
+    model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+    wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+    return {"intra_op_threads": intra, "inter_op_threads": inter, "ms_per_step": round(1000 * wall / steps, 2),
+            "cores": round(cpu / wall, 2)}
+
+
+# TensorFlow's pools per run: its default (a thread per core in each), one thread per op, one op at a time.
+KERNEL_THREADS = ((0, 0), (1, 0), (1, 1))
+
+
+def kernel_threads(steps: int) -> List[Dict[str, Any]]:
+    """``kernel_child`` once per setting of ``KERNEL_THREADS``, each in a fresh process (TensorFlow fixes
+    its pools when it starts)."""
+    runs = []
+    for intra, inter in KERNEL_THREADS:
+        out = subprocess.run([sys.executable, "-m", "pipeline.bench.budget_fit", "--kernel-child", f"{intra},{inter}",
+                              "--steps", str(steps)], check=True, capture_output=True, text=True).stdout
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+    return runs
 
 
 def describe(result: Dict[str, Any]) -> str:
@@ -137,16 +186,28 @@ def describe(result: Dict[str, Any]) -> str:
         lines.append(f"  {mode}: {s['stalled']} of {s['fits']} stalled (tail > {STALL_SECONDS:.0f} s); steps "
                      f"{s['median_steps_seconds']} s median, {s['median_cores']} cores; tails "
                      f"{', '.join(f'{t:.2f}' for t in s['tails_seconds'])} s; weights {', '.join(s['weights'])}")
+    lines.append("Training steps alone (batches cached in memory), by TensorFlow's thread pools (0: its default):")
+    for k in result.get("kernel_threads", []):
+        lines.append(f"  intra-op {k['intra_op_threads']}, inter-op {k['inter_op_threads']}: {k['ms_per_step']} ms a "
+                     f"step, {k['cores']} cores busy")
     return "\n".join(lines)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", required=True, help="where the random examples and budget_fit.json go")
+    parser.add_argument("--workdir", help="where the random examples and budget_fit.json go (required)")
     parser.add_argument("--fits", type=int, default=8, help="fits per way of repeating")
     parser.add_argument("--steps", type=int, default=300, help="the step budget of each fit")
+    parser.add_argument("--kernel-child", metavar="INTRA,INTER", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.kernel_child:
+        intra, inter = (int(n) for n in args.kernel_child.split(","))
+        print(json.dumps(kernel_child(intra, inter, args.steps)))
+        return 0
+    if not args.workdir:
+        parser.error("--workdir is required")
     result = run(args.workdir, args.fits, args.steps)
+    result["kernel_threads"] = kernel_threads(args.steps)
     with open(os.path.join(args.workdir, "budget_fit.json"), "w") as f:
         json.dump(result, f, indent=2)
     print(describe(result))
