@@ -94,7 +94,8 @@ def _end_tree(pid: int) -> None:
 
 
 def measure(step: str, config_path: str, settings: ScaleSettings, out_dir: str, *, train_steps: Optional[int] = None,
-            guard: Optional[Callable[[], Optional[str]]] = None, interval: float = 0.25) -> Measured:
+            guard: Optional[Callable[[], Optional[str]]] = None, interval: float = 0.25,
+            run_id: Optional[str] = None) -> Measured:
     """Runs one step in a child process and samples its process tree until it ends.
 
     Args:
@@ -105,6 +106,8 @@ def measure(step: str, config_path: str, settings: ScaleSettings, out_dir: str, 
         train_steps: the Trainer's step budget (``pipeline`` only).
         guard: see ``proctree.TreeSampler``; when it fires, the child's whole tree is ended.
         interval: seconds between samples.
+        run_id: the pipeline run's id (``pipeline`` and ``stages``; default: a new one), so that a
+            caller can read the components that ended from ML Metadata when the step is stopped.
     """
     if step not in STEPS:
         raise ValueError(f"Unknown step {step!r}; the steps are {', '.join(STEPS)}.")
@@ -116,6 +119,8 @@ def measure(step: str, config_path: str, settings: ScaleSettings, out_dir: str, 
                "--settings", json.dumps(dataclasses.asdict(settings)), "--result", result_path]
     if train_steps is not None:
         command += ["--train-steps", str(train_steps)]
+    if run_id is not None:
+        command += ["--run-id", run_id]
     start = time.time()
     with open(log_path, "wb") as log:
         child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -136,8 +141,9 @@ def measure(step: str, config_path: str, settings: ScaleSettings, out_dir: str, 
 # ----------------------------------------------------------------------------- the child
 
 
-def _component_windows(config: config_lib.PipelineConfig, run_id: str) -> Dict[str, Dict[str, Any]]:
-    """Each component of the run: state, start and end (epoch seconds, from ML Metadata)."""
+def component_windows(config: config_lib.PipelineConfig, run_id: str) -> Dict[str, Dict[str, Any]]:
+    """Each component of the run: state, start and end (epoch seconds, from ML Metadata); {} when ML
+    Metadata has no such run."""
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
@@ -148,6 +154,8 @@ def _component_windows(config: config_lib.PipelineConfig, run_id: str) -> Dict[s
     connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     store = metadata_store.MetadataStore(connection)
     run = store.get_context_by_type_and_name("pipeline_run", run_id)
+    if run is None:
+        return {}
     states = run_local.run_states(config, run_id)
     windows = {}
     for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
@@ -183,7 +191,8 @@ def trainer_fit(summary) -> Optional[Dict[str, float]]:
             "steps": history.get(training.OPTIMIZER_STEPS)}
 
 
-def _child(step: str, config: config_lib.PipelineConfig, train_steps: Optional[int]) -> Dict[str, Any]:
+def _child(step: str, config: config_lib.PipelineConfig, train_steps: Optional[int],
+           run_id: Optional[str] = None) -> Dict[str, Any]:
     from pipeline.bench import outputs, stages
     from pipeline.runners import local as run_local
 
@@ -195,10 +204,10 @@ def _child(step: str, config: config_lib.PipelineConfig, train_steps: Optional[i
         return {"seconds": time.time() - start, "clips": manifest.get("clips"),
                 "speakers_requested": config.data.synthetic.speakers, "speakers_distinct": len(manifest["speakers"])}
     only = stages.data_stage_ids(config) if step == "stages" else None
-    summary = stages.run(config, train_steps=train_steps, only=only)
+    summary = stages.run(config, train_steps=train_steps, only=only, run_id=run_id)
     result: Dict[str, Any] = {
         "run_id": summary.run_id, "wall_seconds": summary.wall_seconds,
-        "components": _component_windows(config, summary.run_id), "artifact_uris": summary.artifact_uris,
+        "components": component_windows(config, summary.run_id), "artifact_uris": summary.artifact_uris,
         "examples": _examples_ingested(summary), "eval_accuracy": summary.eval_accuracy,
         "trainer_fit": trainer_fit(summary), "beam_args": list(config.beam_args)}
     if step == "stages":
@@ -216,10 +225,11 @@ def main(argv=None) -> None:
     parser.add_argument("--settings", required=True, help="ScaleSettings as JSON")
     parser.add_argument("--result", required=True)
     parser.add_argument("--train-steps", type=int)
+    parser.add_argument("--run-id")
     args = parser.parse_args(argv)
     settings = ScaleSettings(**json.loads(args.settings))
     config = scaled_config(config_lib.load_config(args.config), settings)
-    result = _child(args.step, config, args.train_steps)
+    result = _child(args.step, config, args.train_steps, args.run_id)
     with open(args.result + ".partial", "w") as f:
         json.dump(result, f, indent=2)
     os.replace(args.result + ".partial", args.result)

@@ -24,13 +24,15 @@ Usage: ``python -m pipeline.bench.scale --config CONFIG --workdir DIR`` (``make 
 
 A scale runs only if the disk keeps ``--min-free-gb`` free with it (estimated from the
 scales measured before it; checked again while it runs, and the run is stopped if free
-space or free memory falls below the limits). Skipped scales are reported with the reason.
+space or free memory falls below the limits). Skipped scales are reported with the reason; a
+stopped or failed pipeline keeps the figures of the components that had finished (read from the
+run's ML Metadata, whose run id the bench chooses: ``finished_components``).
 Timings are only as good as the machine is quiet: every figure comes with the CPU the
 rest of the machine used meanwhile (``others``), and a warning when that was more than a
 quarter of a core. ``--cold`` evicts each scale's data from the page cache before its pipeline
 runs (``cold_reads.evict_from_page_cache``): without it the scales whose data fit in memory read
 what their generation left cached, and a larger one reads from the disk. Results go to
-DIR/scale.json, rewritten after every step; DIR is emptied first.
+DIR/scale.json, rewritten after every scale; DIR is emptied first.
 ``--report DIR/scale.json`` prints the report of a finished (or stopped) run again.
 """
 
@@ -42,6 +44,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -50,7 +53,8 @@ import psutil
 
 from pipeline import config as config_lib
 from pipeline.bench import cold_reads, growth, outputs, proctree
-from pipeline.bench.measured import Measured, ScaleSettings, measure, scaled_config
+from pipeline.bench.measured import Measured, ScaleSettings, component_windows, measure, scaled_config
+from pipeline.runners import workdir as run_workdir
 
 GIB = 1024 ** 3
 MIB = 1024 ** 2
@@ -139,6 +143,32 @@ def component_figures(run: Measured) -> Dict[str, ComponentFigures]:
         written = sum(folder_bytes(uri) for uri in uris.get(node, {}).values())
         figures[node] = ComponentFigures(info["state"], info["end"] - info["start"], w.peak_rss_bytes, w.cpu_cores,
                                          w.other_cores, written)
+    return figures
+
+
+def how_it_ended(run: Measured) -> str:
+    """How a step that was not stopped by the guard ended badly: its exit status or the signal that
+    killed it (SIGKILL is what the kernel's out-of-memory killer sends), and its log."""
+    if run.exit_code is not None and run.exit_code < 0:
+        try:
+            name = signal.Signals(-run.exit_code).name
+        except ValueError:
+            name = f"signal {-run.exit_code}"
+        return f"was killed by {name} (log: {run.log_path})"
+    return f"failed with exit status {run.exit_code} (log: {run.log_path})"
+
+
+def ended_component_figures(windows: Dict[str, Dict[str, Any]], samples: Sequence[proctree.Sample]) -> Dict[str, Any]:
+    """The figures of the components that ran to the end (state ``done``) in a run's windows
+    (``component_windows``), from the tree's samples: what a stopped scale keeps. No bytes written:
+    a stopped run's artifacts are not read."""
+    figures: Dict[str, Any] = {}
+    for node, info in windows.items():
+        if info["state"] != "done" or not samples:
+            continue
+        w = proctree.window(samples, info["start"], info["end"])
+        figures[node] = {"seconds": info["end"] - info["start"], "peak_rss_bytes": w.peak_rss_bytes,
+                         "cpu_cores": w.cpu_cores, "other_cores": w.other_cores}
     return figures
 
 
@@ -329,7 +359,7 @@ class ScaleBenchmark:
         generated = measure("generate", self.args.config, settings, steps_dir, guard=self.guard)
         scale: Dict[str, Any] = {"factor": factor, "speakers": config.data.synthetic.speakers}
         if generated.stop_reason or generated.exit_code != 0:
-            scale["stopped"] = generated.stop_reason or f"data generation failed (log: {generated.log_path})"
+            scale["stopped"] = generated.stop_reason or f"data generation {how_it_ended(generated)}"
             return scale
         data_bytes = folder_bytes(config.data_root)
         scale.update(clips=generated.result["clips"], data_bytes=data_bytes,
@@ -340,10 +370,12 @@ class ScaleBenchmark:
         if self.args.cold:
             cold_reads.evict_from_page_cache(config.data_root)
             scale["data_cached_at_start"] = cold_reads.cached_fraction(config.data_root)
+        run_id = run_workdir.new_run_id()
         run = measure("pipeline", self.args.config, settings, steps_dir, train_steps=self.args.train_steps,
-                      guard=self.guard)
+                      guard=self.guard, run_id=run_id)
         if run.stop_reason or run.exit_code != 0:
-            scale["stopped"] = run.stop_reason or f"the pipeline failed (log: {run.log_path})"
+            scale["stopped"] = run.stop_reason or f"the pipeline {how_it_ended(run)}"
+            scale["finished_components"] = self.finished_components(config, run_id, run)
             return scale
         figures = component_figures(run)
         artifacts = sum(f.bytes_written for f in figures.values())
@@ -354,6 +386,15 @@ class ScaleBenchmark:
                      free_disk_gib_after=round(free_bytes(self.args.workdir) / GIB, 1))
         self.log(f"{factor}x: pipeline {run.result['wall_seconds']:.1f} s, {run.result['examples']:,} examples")
         return scale
+
+    def finished_components(self, config: config_lib.PipelineConfig, run_id: str, run: Measured) -> Dict[str, Any]:
+        """What a stopped or failed pipeline run had finished, read from its ML Metadata; {} if it cannot be read."""
+        try:
+            windows = component_windows(config, run_id)
+        except Exception as error:  # noqa: BLE001 (a store left mid-write by a killed run: the stop is reported anyway)
+            self.log(f"  could not read the stopped run's ML Metadata ({config.metadata_path}): {error}")
+            return {}
+        return ended_component_figures(windows, run.samples)
 
     def check_determinism(self, reference: Tuple[int, str], factor: int, data_root: str) -> None:
         counts = compare_clips(reference[1], data_root)
@@ -377,7 +418,7 @@ class ScaleBenchmark:
                                guard=self.guard)
             entry: Dict[str, Any] = {"mode": label, "beam_args": settings.beam_args}
             if measured.stop_reason or measured.exit_code != 0:
-                entry["stopped"] = measured.stop_reason or f"failed (log: {measured.log_path})"
+                entry["stopped"] = measured.stop_reason or how_it_ended(measured)
                 runs.append(entry)
                 break
             entry["components"] = {n: dataclasses.asdict(f) for n, f in component_figures(measured).items()}
@@ -421,6 +462,11 @@ class ScaleBenchmark:
         for scale in r["scales"]:
             if scale.get("stopped"):
                 lines.append(f"  {scale['factor']}x stopped: {scale['stopped']}.")
+                finished = scale.get("finished_components")
+                if finished:
+                    lines.append("    finished before it (wall s / peak MiB / cores): " + ", ".join(
+                        f"{node} {f['seconds']:.1f} / {f['peak_rss_bytes'] / MIB:,.0f} / {_fmt_cores(f['cpu_cores'])}"
+                        for node, f in finished.items()))
         if r["settings"].get("cold"):
             resident = ", ".join(f"{s['factor']}x {100 * s['data_cached_at_start']:.1f}%" for s in done
                                  if s.get("data_cached_at_start") is not None)

@@ -233,3 +233,60 @@ def test_the_cold_reads_bench_evicts_a_dataset_from_the_page_cache(tmp_path):
     (data / "s1_nohash_0.wav").read_bytes()
     assert 0.2 < cold_reads.cached_fraction(str(tmp_path / "data")) < 0.5  # one file of three, and read-ahead
     assert cold_reads.cached_fraction(str(tmp_path / "nothing")) is None
+
+
+def test_a_stopped_scale_keeps_the_components_that_had_finished(tmp_path, capsys):
+    from pipeline.bench import proctree
+
+    samples = [proctree.Sample(time=100.0 + t, rss_bytes=(1000 + 10 * t) * 2 ** 20, cpu_seconds=1.5 * t, processes=1,
+                               machine_cpu_seconds=1.6 * t) for t in range(0, 31)]
+    windows = {"AudioExampleGen": {"state": "done", "start": 101.0, "end": 111.0},
+               "ImportSchemaGen": {"state": "cached", "start": 111.0, "end": 111.1},
+               "StatisticsGen": {"state": "done", "start": 111.5, "end": 120.0},
+               "Transform": {"state": "running", "start": 120.5, "end": 130.0}}
+
+    finished = scale.ended_component_figures(windows, samples)
+
+    assert list(finished) == ["AudioExampleGen", "StatisticsGen"]     # neither the cached nor the unfinished one
+    assert finished["AudioExampleGen"]["seconds"] == 10.0
+    assert finished["AudioExampleGen"]["peak_rss_bytes"] == 1110 * 2 ** 20
+    assert finished["AudioExampleGen"]["cpu_cores"] == pytest.approx(1.5)
+    assert finished["StatisticsGen"]["peak_rss_bytes"] == 1200 * 2 ** 20
+    assert scale.ended_component_figures(windows, []) == {}
+
+    args = scale.parse_args(["--report", str(tmp_path / "scale.json")])
+    args.workdir = str(tmp_path)
+    benchmark = scale.ScaleBenchmark(args)
+    benchmark.results = _results(tmp_path)
+    benchmark.results["scales"].append({"factor": 100, "speakers": 9600, "stopped": "free disk space below 10 GB",
+                                        "finished_components": finished})
+    benchmark.results["skipped"] = []
+    benchmark.save()
+    assert scale.main(["--report", str(tmp_path / "scale.json")]) == 0
+    report = capsys.readouterr().out
+    assert "100x stopped: free disk space below 10 GB." in report
+    assert "finished before it (wall s / peak MiB / cores): AudioExampleGen 10.0 / 1,110 / 1.50, StatisticsGen " \
+           "8.5 / 1,200 / 1.50" in report
+    assert "| AudioExampleGen | 8.0 s / 1,500" in report      # the finished scales' table is as before
+
+
+def test_component_windows_of_a_run_the_store_does_not_have_are_empty(tmp_path):
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    config = config_lib.load_config(config_lib.DEFAULT_CONFIG).with_workdir(str(tmp_path / "work"))
+    os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = config.metadata_path
+    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    metadata_store.MetadataStore(connection)   # an empty store, as a run stopped before its first component leaves
+
+    assert measured.component_windows(config, "no-such-run") == {}
+
+
+def test_a_step_that_ended_badly_says_how():
+    def ended(code):
+        return measured.Measured({}, [], None, code, "/w/steps/pipeline.log", 0.0, 1.0)
+
+    assert scale.how_it_ended(ended(-9)) == "was killed by SIGKILL (log: /w/steps/pipeline.log)"
+    assert scale.how_it_ended(ended(1)) == "failed with exit status 1 (log: /w/steps/pipeline.log)"
