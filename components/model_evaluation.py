@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.tflm import runtime
+from components import tfrecords
 
 COLLAPSE_SHARE = 0.9  # a model predicting one class for this share of the examples has collapsed
 FEATURES_FEATURE = "features"   # the transformed model input
@@ -28,7 +29,7 @@ def _split_batches(split_uri: str, spec, batch_size: int) -> tf.data.Dataset:
     files = tf.io.gfile.glob(os.path.join(split_uri, "*"))
     if not files:
         raise ValueError(f"No transformed examples in {split_uri}.")
-    return tf.data.TFRecordDataset(sorted(files), compression_type="GZIP").batch(batch_size).map(
+    return tfrecords.record_dataset(sorted(files)).batch(batch_size).map(
         lambda s: tf.io.parse_example(s, spec))
 
 

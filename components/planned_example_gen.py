@@ -54,6 +54,12 @@ PLAN_CHUNK_ITEMS = 512
 PLAN_FOLDER = ".plan"
 # Reads in flight ahead of the decoder when ``ReadPlan`` is given a ``fetch`` (one thread each).
 FETCH_AHEAD = 8
+# The exec property naming how the examples' TFRecords are written, and its values: plain, or gzipped
+# as TFX's ExampleGens write them. Readers (Beam's TFRecord source, tfx_bsl's datasets) tell them
+# apart by the ".gz" suffix.
+COMPRESSION_KEY = "compression"
+COMPRESSIONS = {"none": "", "gzip": ".gz"}
+DEFAULT_COMPRESSION = "gzip"
 
 
 def write_order(plan: Sequence[T], seed: int) -> List[T]:
@@ -154,13 +160,27 @@ def ReadPlan(pipeline: beam.Pipeline, chunk_paths: Sequence[str], item_type: Typ
     return chunks | "ReadAhead" >> beam.ParDo(_FetchAhead(item_type, fetch, fetch_ahead))
 
 
+def compression_suffix(compression: str) -> str:
+    """The file suffix of ``compression`` (a key of ``COMPRESSIONS``).
+
+    Raises:
+        ValueError: an unknown compression, with the known ones.
+    """
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"Unknown examples compression {compression!r} (exec property '{COMPRESSION_KEY}'). Fix: "
+                         f"use one of {', '.join(COMPRESSIONS)}.")
+    return COMPRESSIONS[compression]
+
+
 @beam.ptransform_fn
-def WriteSplitAsItStreams(examples: beam.pvalue.PCollection, output_split_path: str) -> beam.pvalue.PDone:  # noqa: N802 (Beam's naming)
-    """Serialized examples into gzipped TFRecords, without a shuffle that would hold the split in memory."""
+def WriteSplitAsItStreams(examples: beam.pvalue.PCollection, output_split_path: str,  # noqa: N802 (Beam's naming)
+                          compression: str = DEFAULT_COMPRESSION) -> beam.pvalue.PDone:
+    """Serialized examples into TFRecords (gzipped or plain, ``COMPRESSIONS``), without a shuffle that would
+    hold the split in memory. Beam's sink compresses by the file suffix."""
     return (examples
             | "MaybeSerialize" >> beam.ParDo(tfx_write_split.MaybeSerialize())
             | "Write" >> beam.io.WriteToTFRecord(os.path.join(output_split_path, tfx_write_split.DEFAULT_FILE_NAME),
-                                                 file_name_suffix=".gz"))
+                                                 file_name_suffix=compression_suffix(compression)))
 
 
 class PlannedExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
@@ -168,6 +188,7 @@ class PlannedExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor
 
     # Reads in flight ahead of the decoder, when ``read_plan`` is given a ``fetch``.
     fetch_ahead = FETCH_AHEAD
+    _compression = DEFAULT_COMPRESSION   # Do sets it from the exec property
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         raise NotImplementedError(f"{type(self).__name__} builds all splits at once in GenerateExamplesByBeam.")
@@ -181,7 +202,7 @@ class PlannedExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor
 
     def write_split(self, output_split_path: str) -> beam.PTransform:
         """The transform that writes one split's examples (override to write elsewhere or in another format)."""
-        return WriteSplitAsItStreams(output_split_path)
+        return WriteSplitAsItStreams(output_split_path, self._compression)
 
     def Do(self, input_dict: Dict[str, List[Any]], output_dict: Dict[str, List[Any]],
            exec_properties: Dict[str, Any]) -> None:
@@ -199,6 +220,8 @@ class PlannedExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor
                                                  example_gen_pb2.FILE_FORMAT_UNSPECIFIED)
         logging.info("Generating examples.")
         self._plan_folder = os.path.join(examples_artifact.uri, PLAN_FOLDER)
+        self._compression = exec_properties.get(COMPRESSION_KEY) or DEFAULT_COMPRESSION
+        compression_suffix(self._compression)  # an unknown one fails before anything is read
         try:
             with self._make_beam_pipeline() as pipeline:
                 for split_name, examples in self.GenerateExamplesByBeam(pipeline, exec_properties).items():

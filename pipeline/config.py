@@ -76,6 +76,9 @@ class DataConfig:
     max_trim_ms: int = 100          # keyword spotting: longer clips are skipped, not cut
     seed: int = 59185
     training_spans: int = 0         # > 0: root holds span-N datasets; train on the newest this many
+    # The ExampleGen's TFRecords: "none" or "gzip" (TFX's own). Clips of PCM audio shrink 1.26x in gzip, for
+    # more CPU than anything else in the data stages cost (README, Scale).
+    examples_compression: str = "none"
     synthetic: SyntheticData = SyntheticData()
 
     @property

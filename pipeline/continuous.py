@@ -58,12 +58,12 @@ def accuracy_by_span(examples_uri: str, transform_graph_uri: str, models: Dict[s
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from components import model_evaluation
+    from components import model_evaluation, tfrecords
     from components.tflm import model as tflm_model, runtime
 
     transform = tft.TFTransformOutput(transform_graph_uri)
     files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
-    raw = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(256).map(
+    raw = tfrecords.record_dataset(files).batch(256).map(
         lambda s: tf.io.parse_example(s, {**transform.raw_feature_spec(),
                                           "source": tf.io.FixedLenFeature([], tf.string)}))
     features, label_ids, spans = [], [], []

@@ -11,7 +11,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import channel, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 
-from components import ingestion
+from components import ingestion, planned_example_gen
 from components.audio_example_gen import executor, layout
 
 
@@ -30,6 +30,7 @@ class AudioExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
         executor.MAX_SKIPPED_FRACTION_KEY: ExecutionParameter(type=float, optional=True),
         ingestion.SPAN_FOLDER_KEY: ExecutionParameter(type=str, optional=True),
         ingestion.SPANS_KEY: ExecutionParameter(type=int, optional=True),
+        planned_example_gen.COMPRESSION_KEY: ExecutionParameter(type=str, optional=True),
     }
 
 
@@ -69,7 +70,7 @@ class AudioExampleGen(base_beam_component.BaseBeamComponent):
                  silence_fraction: float = 0.1, sample_rate: int = 16000,
                  clip_samples: int = 16000, seed: int = 59185, max_trim_samples: int = 1600,
                  max_skipped_fraction: float = ingestion.DEFAULT_MAX_SKIPPED_FRACTION, span_folder: str = "",
-                 spans: int = 1):
+                 spans: int = 1, compression: str = planned_example_gen.DEFAULT_COMPRESSION):
         """Constructs an AudioExampleGen.
 
         Args:
@@ -88,7 +89,10 @@ class AudioExampleGen(base_beam_component.BaseBeamComponent):
                 ``{SPAN}`` in it (e.g. ``span-{SPAN}``): TFX's driver finds the newest span.
             spans: with ``span_folder``, how many spans up to the newest are read into the examples (the
                 older ones are taken as they are: spans are append-only; the newest is fingerprinted).
+            compression: how the examples' TFRecords are written: "gzip" (TFX's default) or "none"
+                (``planned_example_gen.COMPRESSIONS``; readers tell them apart by the ".gz" suffix).
         """
+        planned_example_gen.compression_suffix(compression)  # an unknown one fails when the pipeline is built
         input_config = split_input_config(span_folder)
         spec = AudioExampleGenSpec(
             input_base=input_base,
@@ -106,6 +110,7 @@ class AudioExampleGen(base_beam_component.BaseBeamComponent):
             max_skipped_fraction=float(max_skipped_fraction),
             span_folder=span_folder,
             spans=int(spans),
+            compression=compression,
             examples=channel.Channel(type=standard_artifacts.Examples),
         )
         super().__init__(spec=spec)

@@ -11,7 +11,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import channel, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 
-from components import ingestion
+from components import ingestion, planned_example_gen
 from components.motion_example_gen import executor, recordings
 
 
@@ -32,6 +32,7 @@ class MotionExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
         executor.SEED_KEY: ExecutionParameter(type=int, optional=True),
         ingestion.SPAN_FOLDER_KEY: ExecutionParameter(type=str, optional=True),
         ingestion.SPANS_KEY: ExecutionParameter(type=int, optional=True),
+        planned_example_gen.COMPRESSION_KEY: ExecutionParameter(type=str, optional=True),
     }
 
 
@@ -71,7 +72,7 @@ class MotionExampleGen(base_beam_component.BaseBeamComponent):
                  window_samples: int, hop_samples: int, timestamp_column: str = "timestamp",
                  timestamp_scale: float = 1.0, encoding: str = "auto",
                  max_skipped_fraction: float = ingestion.DEFAULT_MAX_SKIPPED_FRACTION, span_folder: str = "",
-                 spans: int = 1, seed: int = 0):
+                 spans: int = 1, seed: int = 0, compression: str = planned_example_gen.DEFAULT_COMPRESSION):
         """Constructs a MotionExampleGen.
 
         Args:
@@ -92,7 +93,10 @@ class MotionExampleGen(base_beam_component.BaseBeamComponent):
                 older ones are taken as they are: spans are append-only; the newest is fingerprinted).
             seed: orders the recordings as they are written (a seeded shuffle, so the labels are mixed:
                 components/planned_example_gen.py).
+            compression: how the examples' TFRecords are written: "gzip" (TFX's default) or "none"
+                (``planned_example_gen.COMPRESSIONS``; readers tell them apart by the ".gz" suffix).
         """
+        planned_example_gen.compression_suffix(compression)  # an unknown one fails when the pipeline is built
         super().__init__(spec=MotionExampleGenSpec(
             input_base=input_base,
             input_config=split_input_config(span_folder),
@@ -111,5 +115,6 @@ class MotionExampleGen(base_beam_component.BaseBeamComponent):
             span_folder=span_folder,
             spans=int(spans),
             seed=int(seed),
+            compression=compression,
             examples=channel.Channel(type=standard_artifacts.Examples),
         ))

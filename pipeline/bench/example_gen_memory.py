@@ -27,6 +27,7 @@ import sys
 import time
 from typing import Dict, List
 
+from components import tfrecords
 from pipeline import config as config_lib
 
 WRITERS = ("tfx", "ours")
@@ -86,23 +87,21 @@ def split_folders(workdir: str, split: str) -> List[str]:
 
 
 def _split_files(workdir: str, split: str) -> List[str]:
-    return sorted(path for folder in split_folders(workdir, split) for path in glob.glob(os.path.join(folder, "*.gz")))
+    return sorted(path for folder in split_folders(workdir, split) for path in glob.glob(os.path.join(folder, "data_tfrecord*")))
 
 
 def _examples(workdir: str, split: str) -> List[tuple]:
     import tensorflow as tf
 
     out = []
-    for record in tf.data.TFRecordDataset(_split_files(workdir, split), compression_type="GZIP"):
+    for record in tfrecords.record_dataset(_split_files(workdir, split)):
         feature = tf.train.Example.FromString(record.numpy()).features.feature
         out.append((feature["source"].bytes_list.value[0], feature["audio"].SerializeToString()))
     return out
 
 
 def _count(workdir: str, split: str) -> int:
-    import tensorflow as tf
-
-    return sum(1 for _ in tf.data.TFRecordDataset(_split_files(workdir, split), compression_type="GZIP"))
+    return sum(1 for _ in tfrecords.record_dataset(_split_files(workdir, split)))
 
 
 def main(argv=None) -> int:

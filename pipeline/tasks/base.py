@@ -132,6 +132,11 @@ class TaskFamily(abc.ABC):
         return {"span_folder": SPAN_FOLDER, "spans": config.data.training_spans}
 
     @staticmethod
+    def example_gen_output(config: "PipelineConfig") -> Dict[str, Any]:
+        """The ExampleGen arguments for how it writes its examples (``data.examples_compression``)."""
+        return {"compression": config.data.examples_compression}
+
+    @staticmethod
     def dataset_root(config: "PipelineConfig") -> str:
         """The dataset the ExampleGen reads next: ``config.data_root``, or its newest span folder.
 

@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from components.ota import model_card
+from components import tfrecords
 from pipeline import pipeline as tinyml_pipeline
 from pipeline.config import PipelineConfig
 from pipeline.tasks.common.training import HISTORY_FILE
@@ -67,7 +68,7 @@ def _feature_examples(transformed_uri: Optional[str], labels: Sequence[str], sha
     spec = {"features": tf.io.FixedLenFeature([shape[0] * shape[1]], tf.float32),
             "label_id": tf.io.FixedLenFeature([], tf.int64)}
     chosen, seen = [], set()
-    for record in tf.data.TFRecordDataset(files, compression_type="GZIP").take(2000):
+    for record in tfrecords.record_dataset(files).take(2000):
         example = tf.io.parse_single_example(record, spec)
         label = int(example["label_id"])
         if label not in seen:

@@ -14,6 +14,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
+from components import tfrecords
 from components.audio_example_gen import component as example_gen_component
 from components.audio_example_gen import executor as example_gen_executor
 from components.audio_example_gen import layout, wav
@@ -36,8 +37,8 @@ def _artifact(cls, uri, splits=None):
 
 
 def _read_examples(examples, split):
-    pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*.gz")
-    records = tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), compression_type="GZIP")
+    pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "data_tfrecord*")
+    records = tfrecords.record_dataset(tf.io.gfile.glob(pattern))
     return [tf.train.Example.FromString(r.numpy()) for r in records]
 
 
@@ -90,6 +91,29 @@ def test_splits_are_written_as_tfx_writes_them_without_its_in_memory_shuffle(ing
     for split in ("train", "eval", "test"):
         ours, theirs = _read_examples(examples, split), _read_examples(tfx_written, split)
         assert ours and [content(e) for e in ours] == [content(e) for e in theirs]
+
+
+def test_examples_written_plain_are_the_gzipped_ones_uncompressed(ingested):
+    """``compression: none`` (the pipeline's default, data.examples_compression) writes the same records in
+    the same order, in files without the ".gz" suffix that TFX's readers take as plain TFRecords."""
+    from components import planned_example_gen
+
+    work, examples, exec_properties = ingested
+    plain = _artifact(standard_artifacts.Examples, work / "plain")
+    example_gen_executor.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [plain]},
+                                       {**exec_properties, planned_example_gen.COMPRESSION_KEY: "none"})
+    for split in ("train", "eval", "test"):
+        plain_files = os.listdir(artifact_utils.get_split_uri([plain], split))
+        gzip_files = os.listdir(artifact_utils.get_split_uri([examples], split))
+        assert plain_files == ["data_tfrecord-00000-of-00001"] and gzip_files == ["data_tfrecord-00000-of-00001.gz"]
+        with open(os.path.join(artifact_utils.get_split_uri([plain], split), plain_files[0]), "rb") as f:
+            assert f.read(2) != b"\x1f\x8b"   # not a gzip stream
+        assert [e.SerializeToString() for e in _read_examples(plain, split)] == \
+            [e.SerializeToString() for e in _read_examples(examples, split)]
+    with pytest.raises(ValueError, match="Unknown examples compression 'zstd'.*none, gzip"):
+        example_gen_executor.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [
+            _artifact(standard_artifacts.Examples, work / "zstd")]},
+            {**exec_properties, planned_example_gen.COMPRESSION_KEY: "zstd"})
 
 
 def test_each_split_is_written_in_the_seeded_shuffle_of_the_plan_not_grouped_by_label(ingested):

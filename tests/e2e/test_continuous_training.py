@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from components import tfrecords
 from components.ingestion import SPANS_READ_PROPERTY
 from pipeline import continuous, pipeline as tinyml_pipeline
 from pipeline.runners import local as run_local
@@ -45,7 +46,7 @@ def _inputs(store, execution, key):
 def _training_sources(examples_uri):
     files = glob.glob(os.path.join(examples_uri, "Split-train", "*"))
     spec = {"source": tf.io.FixedLenFeature([], tf.string)}
-    return [s.decode() for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(512).map(
+    return [s.decode() for batch in tfrecords.record_dataset(files).batch(512).map(
         lambda b: tf.io.parse_example(b, spec)) for s in batch["source"].numpy()]
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from components import tfrecords
 from pipeline import config as config_lib
 from pipeline import pipeline as tinyml_pipeline
 from pipeline.runners import local as run_local
@@ -137,7 +138,7 @@ def test_windows_never_span_recordings_or_splits(motion_run):
     for split_dir in glob.glob(os.path.join(examples, "Split-*")):
         files = glob.glob(os.path.join(split_dir, "*"))
         features = [tf.train.Example.FromString(r.numpy()).features.feature
-                    for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+                    for r in tfrecords.record_dataset(files)]
         written_recordings = [feature["recording"].bytes_list.value[0].decode() for feature in features]
         if split_dir.endswith("Split-train"):
             # Written in the seeded shuffle of the recordings (components/planned_example_gen.py), so the
@@ -266,7 +267,7 @@ def test_motion_reads_a_window_of_spans(motion_data, tmp_path):
     assert artifact.custom_properties["span"].int_value == 2
     files = glob.glob(os.path.join(uri, "Split-train", "*"))
     spec = {"source": tf.io.FixedLenFeature([], tf.string)}
-    sources = [s.decode() for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(256).map(
+    sources = [s.decode() for batch in tfrecords.record_dataset(files).batch(256).map(
         lambda b: tf.io.parse_example(b, spec)) for s in batch["source"].numpy()]
     assert {s.split("/", 1)[0] for s in sources} == {"span-1", "span-2"}
     with open(summary.ingestion_report) as f:

@@ -59,7 +59,7 @@ class KeywordSpotting(TaskFamily):
             clip_samples=data.clip_samples, seed=data.seed,
             max_trim_samples=data.sample_rate * data.max_trim_ms // 1000,
             max_skipped_fraction=config.requirements.max_skipped_fraction,
-            **self.span_input(config)).with_id(self.example_gen_id)
+            **self.span_input(config), **self.example_gen_output(config)).with_id(self.example_gen_id)
 
     def check_layout(self, config) -> None:
         from components.audio_example_gen import layout

@@ -60,7 +60,7 @@ class Motion(TaskFamily):
             hop_samples=config.hop_samples, timestamp_column=m.timestamp_column,
             timestamp_scale=m.timestamp_scale, encoding=m.encoding,
             max_skipped_fraction=config.requirements.max_skipped_fraction, seed=config.data.seed,
-            **self.span_input(config)).with_id(self.example_gen_id)
+            **self.span_input(config), **self.example_gen_output(config)).with_id(self.example_gen_id)
 
     def check_layout(self, config) -> None:
         from components.ingestion import gfile_filesystem
