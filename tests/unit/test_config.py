@@ -51,7 +51,7 @@ def test_unquoted_yes_no_gets_a_yaml_specific_hint(tmp_path):
     ("sample_rate: 16000", "sample_rate: 8000", "data.sample_rate"),
     ("width: 64", "width: 64\n  widht: 3", "training.widht"),
     ("pipeline_name: kws", "pipeline_name: KWS Model", "pipeline_name"),
-    ("  seed: 59185", "  seed: 59185\n  examples_compression: zstd", "data.examples_compression"),
+    ("examples_compression: none", "examples_compression: zstd", "data.examples_compression"),
 ])
 def test_schema_violations_name_the_field_and_the_file(tmp_path, old, new, field):
     assert old in default_text()
