@@ -14,8 +14,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from components.tflm import runtime
 from components import tfrecords
+from components.tflm import runtime
 
 COLLAPSE_SHARE = 0.9  # a model predicting one class for this share of the examples has collapsed
 FEATURES_FEATURE = "features"   # the transformed model input

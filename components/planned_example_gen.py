@@ -47,6 +47,8 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from components import tfrecords
+
 T = TypeVar("T")
 # Planned items per chunk file: a chunk is the unit a distributed runner hands to a worker.
 PLAN_CHUNK_ITEMS = 512
@@ -58,7 +60,7 @@ FETCH_AHEAD = 8
 # as TFX's ExampleGens write them. Readers (Beam's TFRecord source, tfx_bsl's datasets) tell them
 # apart by the ".gz" suffix.
 COMPRESSION_KEY = "compression"
-COMPRESSIONS = {"none": "", "gzip": ".gz"}
+COMPRESSIONS = {"none": "", "gzip": tfrecords.GZIP_SUFFIX}
 DEFAULT_COMPRESSION = "gzip"
 
 

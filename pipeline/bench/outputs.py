@@ -68,11 +68,10 @@ def _record_files(folder: str) -> List[str]:
 
 def _records(folder: str) -> Iterator[Tuple[str, bytes]]:
     """(file name, record) of every record in ``folder``'s TFRecord files, files in name order, gzipped or not."""
-    import tensorflow as tf
+    from components import tfrecords
 
     for path in _record_files(folder):
-        compression = "GZIP" if path.endswith(".gz") else ""
-        for record in tf.data.TFRecordDataset(path, compression_type=compression):
+        for record in tfrecords.record_dataset([path]):
             yield os.path.basename(path), record.numpy()
 
 

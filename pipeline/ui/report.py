@@ -17,8 +17,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from components.ota import model_card
 from components import tfrecords
+from components.ota import model_card
 from pipeline import pipeline as tinyml_pipeline
 from pipeline.config import PipelineConfig
 from pipeline.tasks.common.training import HISTORY_FILE

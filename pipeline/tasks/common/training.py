@@ -46,11 +46,12 @@ def repeated(data: tf.data.Dataset) -> tf.data.Dataset:
     returns waited, in about a third of the fits measured, until tf.data's autotuning thread next woke:
     the stalled fits of one-off runs ended exactly 10.23 or 20.47 s after they began, however early
     their last step had ended, i.e. 10 ms x (2^10 - 1) and x (2^11 - 1), the schedule of that thread
-    (TensorFlow's ``ModelDatasetOp`` ``ModelThread``: a 10 ms period, doubled after each optimization). ``python -m pipeline.bench.budget_fit`` (8 fits of 300 steps each way, alternating):
-    with ``repeat()`` 2 fits of 8 stalled, 4.6-4.7 s after their last step (3 of 8 in another run), and
-    the others took 0.27-0.30 s to return; repeated here, 0.01 s each, with the same step time and the
-    same trained weights.
-    A dataset that runs out (training by epochs) ends its own iterator; its fits were not seen to stall.
+    (TensorFlow's ``ModelDatasetOp`` ``ModelThread``: a 10 ms period, doubled after each optimization).
+    ``python -m pipeline.bench.budget_fit`` (8 fits of 300 steps each way, alternating): with
+    ``repeat()`` 2 fits of 8 stalled, 4.6-4.7 s after their last step (3 of 8 in another run), and the
+    others took 0.27-0.30 s to return; repeated here, 0.01 s each, with the same step time and the same
+    trained weights. A dataset that runs out (training by epochs) ends its own iterator; its fits were
+    not seen to stall.
     """
     options = tf.data.Options()
     options.autotune.enabled = False
