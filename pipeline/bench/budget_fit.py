@@ -107,18 +107,21 @@ def summarise(fits: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
 
 
 def default_model():
-    """The default config, and a builder of the model its hyperparameters file describes."""
+    """The default config, and a builder of the model its hyperparameters file describes, as the Trainer
+    builds it (the family's search module with the pipeline's model settings)."""
     import keras_tuner as kt
 
+    from pipeline import pipeline as tinyml_pipeline
     from pipeline.config import DEFAULT_CONFIG, load_config
-    from pipeline.tasks.kws import features, search
+    from pipeline.tasks.common import search
 
     config = load_config(DEFAULT_CONFIG)
-    frames, channels = features.feature_shape(config.family.frontend_params(config), config.data.clip_samples)
+    settings = tinyml_pipeline.model_settings(config)
     with open(os.path.join(config.training.hyperparameters, "best_hyperparameters.txt")) as f:
         hp = kt.HyperParameters.from_config(json.load(f))
-    settings = {"input_shape": (frames, channels), "classes": len(config.data.labels), "training": {}}
-    return config, (frames, channels), lambda: search.build_model(hp, settings)
+    build = search.builder(config.family.search_module, settings)
+    frames, channels = settings["input_shape"]
+    return config, (frames, channels), lambda: build(hp)
 
 
 def run(workdir: str, fits: int, steps: int) -> Dict[str, Any]:

@@ -87,7 +87,10 @@ def split_folders(workdir: str, split: str) -> List[str]:
 
 
 def _split_files(workdir: str, split: str) -> List[str]:
-    return sorted(path for folder in split_folders(workdir, split) for path in glob.glob(os.path.join(folder, "data_tfrecord*")))
+    from tfx.components.example_gen.write_split import DEFAULT_FILE_NAME
+
+    return sorted(path for folder in split_folders(workdir, split)
+                  for path in glob.glob(os.path.join(folder, DEFAULT_FILE_NAME + "*")))
 
 
 def _examples(workdir: str, split: str) -> List[tuple]:
