@@ -68,6 +68,7 @@ NOISY_OTHER_CORES = 0.25
 PRIOR_BYTES_PER_CLIP = 120 * 1024
 DISK_MARGIN = 1.25   # estimates from smaller scales are multiplied by this
 GENERATION_ID = "data generation"
+ALL_COMPONENTS = "all"
 RESULTS_FILE = "scale.json"
 
 
@@ -247,6 +248,40 @@ def compare_outputs(runs: List[Dict[str, Any]]) -> None:
             if "digests" in entry and "digests" in reference:
                 entry["same_outputs_as_" + reference["mode"]] = {
                     part: entry["digests"].get(part) == reference["digests"].get(part) for part in reference["digests"]}
+
+
+def speedup_ceiling(components: Dict[str, Dict[str, Any]], workers: int, cpus: int) -> Optional[Dict[str, float]]:
+    """The most ``workers`` workers could speed up one worker's components on ``cpus`` cores.
+
+    A component that kept ``c`` cores busy with one worker can at best keep ``min(workers * c, cpus)``
+    busy with more, doing the same CPU work: at most ``min(workers, cpus / c)`` times faster. The
+    ceiling of all of them together weighs each by its time. It assumes the work does not grow with
+    the workers; extra workers that import or copy more only lower the real figure.
+
+    Args:
+        components: one worker's figures per component (``seconds``, ``cpu_cores``).
+        workers: the number of workers of the mode compared.
+        cpus: the machine's CPUs.
+
+    Returns:
+        The ceiling per component and, under ``ALL_COMPONENTS``, of their total time; None when a
+        component's cores were not measured.
+    """
+    ceilings: Dict[str, float] = {}
+    for node, figures in components.items():
+        cores = figures.get("cpu_cores")
+        if not cores:
+            return None
+        ceilings[node] = min(float(workers), cpus / cores)
+    total = sum(f["seconds"] for f in components.values())
+    best_total = sum(f["seconds"] / ceilings[node] for node, f in components.items())
+    ceilings[ALL_COMPONENTS] = total / best_total if best_total else 1.0
+    return ceilings
+
+
+def _mode_workers(label: str) -> int:
+    """Workers of a run label such as ``multi_processing:2`` or ``multi_processing:2 (run 2)``."""
+    return int(label.split(" ")[0].rsplit(":", 1)[1])
 
 
 def _fmt_cores(value: Optional[float]) -> str:
@@ -542,7 +577,7 @@ class ScaleBenchmark:
     def runner_report(self, runners: Dict[str, Any]) -> List[str]:
         runs = [e for e in runners["runs"] if "components" in e]
         lines = [f"Beam modes at {runners['factor']}x, data stages only: wall s per component "
-                 f"(others: cores used by the rest of the machine)"]
+                 f"(cores: the CPU cores its process tree kept busy; others: cores used by the rest of the machine)"]
         for entry in runners["runs"]:
             if entry.get("stopped"):
                 lines.append(f"  {entry['mode']} stopped: {entry['stopped']}")
@@ -559,7 +594,8 @@ class ScaleBenchmark:
                 if f is None:
                     cells.append("-")
                     continue
-                cells.append(f"{f['seconds']:.1f} (others {_fmt_cores(f['other_cores'])})")
+                cells.append(f"{f['seconds']:.1f} ({_fmt_cores(f['cpu_cores'])} cores; "
+                             f"others {_fmt_cores(f['other_cores'])})")
                 if e is not baseline and f["seconds"] > 0 and base_seconds >= self.args.min_fit_seconds:
                     speedup = base_seconds / f["seconds"]
                     if best is None or speedup > best[0]:
@@ -571,6 +607,15 @@ class ScaleBenchmark:
         lines.append("  data stages in all: " + ", ".join(
             f"{mode} {seconds:.1f} s" + ("" if mode == baseline["mode"] else f" ({base_total / seconds:.2f}x)")
             for mode, seconds in totals.items()))
+        cpus = self.results["machine"]["cpus"]
+        for workers in sorted({_mode_workers(e["mode"]) for e in runs[1:]}):
+            ceiling = speedup_ceiling(baseline["components"], workers, cpus)
+            if ceiling:
+                lines.append(
+                    f"  ceiling for {workers} workers on {cpus} CPUs, from {baseline['mode']}'s cores busy (the same "
+                    "CPU work spread perfectly): " + ", ".join(f"{node} {c:.2f}x" for node, c in ceiling.items()
+                                                              if node != ALL_COMPONENTS)
+                    + f"; all {ceiling[ALL_COMPONENTS]:.2f}x")
         for e in runs[1:]:
             for key in [k for k in e if k.startswith("same_outputs_as_")]:
                 lines.append(f"  outputs of {e['mode']} against {key[len('same_outputs_as_'):]}: "

@@ -188,7 +188,11 @@ def test_the_report_fits_growth_judges_the_targets_and_flags_a_busy_machine(tmp_
     assert "Trainer: peak memory 1.00x the smallest scale's; CPU cores busy 1.80, 1.80 of" in report
     assert "model.fit alone (no start-up or export): 1x 200 steps in 10.0 s, 1.30 cores busy, 10x 200 steps in " \
            "100.0 s, 1.30 cores busy of" in report
-    assert "| StatisticsGen | 60.0 (others 0.90) | 30.0 (others 0.10) | 2.00x (multi_processing:2) |" in report
+    assert "| StatisticsGen | 60.0 (1.50 cores; others 0.90) | 30.0 (1.50 cores; others 0.10) | " \
+           "2.00x (multi_processing:2) |" in report
+    # one worker kept 1.5 of the 2 CPUs busy: two workers could make it at most 2 / 1.5 times faster
+    assert "ceiling for 2 workers on 2 CPUs, from in_memory:1's cores busy" in report
+    assert "StatisticsGen 1.33x; all 1.33x" in report
     assert "statistics equal to 10 significant digits" in report
     assert "7,685 clips of the 1x dataset are byte-identical in the 10x dataset" in report
     assert "kept up to 0.9 of the" in report and "StatisticsGen with in_memory:1" in report
@@ -282,6 +286,18 @@ def test_component_windows_of_a_run_the_store_does_not_have_are_empty(tmp_path):
     metadata_store.MetadataStore(connection)   # an empty store, as a run stopped before its first component leaves
 
     assert measured.component_windows(config, "no-such-run") == {}
+
+
+def test_the_speedup_ceiling_weighs_each_component_by_its_time():
+    one_worker = {"AudioExampleGen": {"seconds": 20.0, "cpu_cores": 1.0},
+                  "Transform": {"seconds": 60.0, "cpu_cores": 1.6}}
+    ceiling = scale.speedup_ceiling(one_worker, workers=2, cpus=2)
+    assert ceiling["AudioExampleGen"] == pytest.approx(2.0)
+    assert ceiling["Transform"] == pytest.approx(1.25)
+    assert ceiling[scale.ALL_COMPONENTS] == pytest.approx(80.0 / (20.0 / 2.0 + 60.0 / 1.25))
+    # more CPUs than the workers can use: the workers are the limit
+    assert scale.speedup_ceiling(one_worker, workers=2, cpus=8)["Transform"] == pytest.approx(2.0)
+    assert scale.speedup_ceiling({"Transform": {"seconds": 60.0, "cpu_cores": None}}, 2, 2) is None
 
 
 def test_a_step_that_ended_badly_says_how():
