@@ -264,17 +264,19 @@ def speedup_ceiling(components: Dict[str, Dict[str, Any]], workers: int, cpus: i
         cpus: the machine's CPUs.
 
     Returns:
-        The ceiling per component and, under ``ALL_COMPONENTS``, of their total time; None when a
-        component's cores were not measured.
+        The ceiling per component whose cores were measured (a component too short to sample counts
+        at its own time in the total) and, under ``ALL_COMPONENTS``, of their total time; None
+        when no component's cores were measured.
     """
     ceilings: Dict[str, float] = {}
     for node, figures in components.items():
         cores = figures.get("cpu_cores")
-        if not cores:
-            return None
-        ceilings[node] = min(float(workers), cpus / cores)
+        if cores:
+            ceilings[node] = min(float(workers), cpus / cores)
+    if not ceilings:
+        return None
     total = sum(f["seconds"] for f in components.values())
-    best_total = sum(f["seconds"] / ceilings[node] for node, f in components.items())
+    best_total = sum(f["seconds"] / ceilings.get(node, 1.0) for node, f in components.items())
     ceilings[ALL_COMPONENTS] = total / best_total if best_total else 1.0
     return ceilings
 

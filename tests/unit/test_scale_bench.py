@@ -297,6 +297,11 @@ def test_the_speedup_ceiling_weighs_each_component_by_its_time():
     assert ceiling[scale.ALL_COMPONENTS] == pytest.approx(80.0 / (20.0 / 2.0 + 60.0 / 1.25))
     # more CPUs than the workers can use: the workers are the limit
     assert scale.speedup_ceiling(one_worker, workers=2, cpus=8)["Transform"] == pytest.approx(2.0)
+    # a component too short to sample gains nothing in the total, and is not listed
+    with_short = dict(one_worker, ImportSchemaGen={"seconds": 4.0, "cpu_cores": None})
+    ceiling = scale.speedup_ceiling(with_short, workers=2, cpus=2)
+    assert "ImportSchemaGen" not in ceiling
+    assert ceiling[scale.ALL_COMPONENTS] == pytest.approx(84.0 / (20.0 / 2.0 + 60.0 / 1.25 + 4.0))
     assert scale.speedup_ceiling({"Transform": {"seconds": 60.0, "cpu_cores": None}}, 2, 2) is None
 
 
