@@ -2,7 +2,7 @@
 
 Told apart by the ".gz" suffix, as TFX's own readers do (Beam's TFRecord source with
 ``CompressionTypes.AUTO``, tfx_bsl's ``detect_compression_type``). Our ExampleGens write either
-(``planned_example_gen.COMPRESSIONS``); Transform's outputs are gzipped.
+(``planned_example_gen.COMPRESSIONS``), and so does our Transform (``components.transform``).
 """
 
 from __future__ import annotations

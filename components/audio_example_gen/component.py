@@ -53,7 +53,7 @@ def split_input_config(span_folder: str = "") -> example_gen_pb2.Input:
 class AudioExampleGen(base_beam_component.BaseBeamComponent):
     """Reads 1 s, 16 kHz mono WAV clips in the Speech Commands layout into tf.Examples.
 
-    Output ``examples``: gzipped TFRecords of tf.Examples in splits train, eval and
+    Output ``examples``: TFRecords (gzipped or plain: ``compression``) of tf.Examples in splits train, eval and
     test, with features ``audio`` (the clip as little-endian int16 PCM bytes, padded
     or trimmed to ``clip_samples``), ``label``, ``word``, ``speaker``, ``source``,
     ``original_samples`` and ``rms_dbfs``; plus ``ingestion_report.json`` with the
