@@ -162,14 +162,14 @@ def ReadPlan(pipeline: beam.Pipeline, chunk_paths: Sequence[str], item_type: Typ
     return chunks | "ReadAhead" >> beam.ParDo(_FetchAhead(item_type, fetch, fetch_ahead))
 
 
-def compression_suffix(compression: str) -> str:
-    """The file suffix of ``compression`` (a key of ``COMPRESSIONS``).
+def compression_suffix(compression: str, setting: str = f"exec property '{COMPRESSION_KEY}'") -> str:
+    """The file suffix of ``compression`` (a key of ``COMPRESSIONS``); ``setting`` names where it was set.
 
     Raises:
-        ValueError: an unknown compression, with the known ones.
+        ValueError: an unknown compression, with the setting and the known ones.
     """
     if compression not in COMPRESSIONS:
-        raise ValueError(f"Unknown examples compression {compression!r} (exec property '{COMPRESSION_KEY}'). Fix: "
+        raise ValueError(f"Unknown examples compression {compression!r} ({setting}). Fix: "
                          f"use one of {', '.join(COMPRESSIONS)}.")
     return COMPRESSIONS[compression]
 

@@ -26,7 +26,6 @@ from components import planned_example_gen
 
 # The custom_config key; the preprocessing_fn receives it too and may ignore it.
 COMPRESSION_CONFIG_KEY = "transformed_examples_compression"
-COMPRESSIONS = planned_example_gen.COMPRESSIONS
 DEFAULT_COMPRESSION = planned_example_gen.DEFAULT_COMPRESSION
 
 
@@ -41,16 +40,14 @@ def EncodeAndWriteTFRecords(pcoll: beam.PCollection, schema: Any, output_path: s
 
 
 def processor_class(compression: str) -> type:
-    """A ``TransformProcessor`` that writes TFRecords with ``compression`` (a key of ``COMPRESSIONS``).
+    """A ``TransformProcessor`` that writes TFRecords with ``compression`` (a key of ``planned_example_gen.COMPRESSIONS``).
 
     Raises:
         ValueError: an unknown compression, naming the config key and the known ones.
     """
-    if compression not in COMPRESSIONS:
-        raise ValueError(f"Unknown transformed examples compression {compression!r} (Transform's custom_config "
-                         f"'{COMPRESSION_CONFIG_KEY}', from the pipeline config's data.examples_compression). Fix: use "
-                         f"one of {', '.join(COMPRESSIONS)}.")
-    suffix = COMPRESSIONS[compression]
+    suffix = planned_example_gen.compression_suffix(
+        compression, f"Transform's custom_config '{COMPRESSION_CONFIG_KEY}', from the pipeline config's "
+                     "data.examples_compression")
 
     def encode_and_write(self, schema, file_format: str, output_path: str):
         if file_format != labels.FORMAT_TFRECORD:   # parquet and the like: TFX's own
@@ -59,7 +56,7 @@ def processor_class(compression: str) -> type:
         return EncodeAndWriteTFRecords(schema=schema, output_path=output_path, file_name_suffix=suffix)
 
     return type(f"TransformProcessor_{compression}", (tfx_transform_executor.TransformProcessor,),
-                {"_EncodeAndWrite": encode_and_write, "compression": compression})
+                {"_EncodeAndWrite": encode_and_write})
 
 
 def do_with_processor(processor: type) -> Callable[..., None]:
