@@ -60,8 +60,8 @@ FETCH_AHEAD = 8
 # as TFX's ExampleGens write them. Readers (Beam's TFRecord source, tfx_bsl's datasets) tell them
 # apart by the ".gz" suffix.
 COMPRESSION_KEY = "compression"
-COMPRESSIONS = {"none": "", "gzip": tfrecords.GZIP_SUFFIX}
-DEFAULT_COMPRESSION = "gzip"
+COMPRESSIONS = tfrecords.COMPRESSIONS
+DEFAULT_COMPRESSION = tfrecords.DEFAULT_COMPRESSION
 
 
 def write_order(plan: Sequence[T], seed: int) -> List[T]:
@@ -162,16 +162,13 @@ def ReadPlan(pipeline: beam.Pipeline, chunk_paths: Sequence[str], item_type: Typ
     return chunks | "ReadAhead" >> beam.ParDo(_FetchAhead(item_type, fetch, fetch_ahead))
 
 
-def compression_suffix(compression: str, setting: str = f"exec property '{COMPRESSION_KEY}'") -> str:
-    """The file suffix of ``compression`` (a key of ``COMPRESSIONS``); ``setting`` names where it was set.
+def compression_suffix(compression: str) -> str:
+    """The file suffix of the ExampleGen's ``compression`` (``tfrecords.compression_suffix``).
 
     Raises:
-        ValueError: an unknown compression, with the setting and the known ones.
+        ValueError: an unknown compression, naming the exec property and the known ones.
     """
-    if compression not in COMPRESSIONS:
-        raise ValueError(f"Unknown examples compression {compression!r} ({setting}). Fix: "
-                         f"use one of {', '.join(COMPRESSIONS)}.")
-    return COMPRESSIONS[compression]
+    return tfrecords.compression_suffix(compression, f"exec property '{COMPRESSION_KEY}'")
 
 
 @beam.ptransform_fn

@@ -2,7 +2,7 @@
 
 Told apart by the ".gz" suffix, as TFX's own readers do (Beam's TFRecord source with
 ``CompressionTypes.AUTO``, tfx_bsl's ``detect_compression_type``). Our ExampleGens write either
-(``planned_example_gen.COMPRESSIONS``), and so does our Transform (``components.transform``).
+(``COMPRESSIONS``), and so does our Transform (``components.transform``).
 """
 
 from __future__ import annotations
@@ -10,6 +10,21 @@ from __future__ import annotations
 from typing import Sequence
 
 GZIP_SUFFIX = ".gz"
+# How our components may write TFRecords: name -> file suffix. TFX writes gzip.
+COMPRESSIONS = {"none": "", "gzip": GZIP_SUFFIX}
+DEFAULT_COMPRESSION = "gzip"
+
+
+def compression_suffix(compression: str, setting: str) -> str:
+    """The file suffix of ``compression`` (a key of ``COMPRESSIONS``); ``setting`` names where it was set.
+
+    Raises:
+        ValueError: an unknown compression, with the setting and the known ones.
+    """
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"Unknown examples compression {compression!r} ({setting}). Fix: "
+                         f"use one of {', '.join(COMPRESSIONS)}.")
+    return COMPRESSIONS[compression]
 
 
 def compression_type(paths: Sequence[str]) -> str:

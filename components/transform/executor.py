@@ -22,11 +22,11 @@ from tfx.components.transform import executor as tfx_transform_executor
 from tfx.components.transform import labels
 from tfx.types import standard_component_specs
 
-from components import planned_example_gen
+from components import tfrecords
 
 # The custom_config key; the preprocessing_fn receives it too and may ignore it.
 COMPRESSION_CONFIG_KEY = "transformed_examples_compression"
-DEFAULT_COMPRESSION = planned_example_gen.DEFAULT_COMPRESSION
+DEFAULT_COMPRESSION = tfrecords.DEFAULT_COMPRESSION
 
 
 @beam.ptransform_fn
@@ -40,12 +40,12 @@ def EncodeAndWriteTFRecords(pcoll: beam.PCollection, schema: Any, output_path: s
 
 
 def processor_class(compression: str) -> type:
-    """A ``TransformProcessor`` that writes TFRecords with ``compression`` (a key of ``planned_example_gen.COMPRESSIONS``).
+    """A ``TransformProcessor`` that writes TFRecords with ``compression`` (a key of ``tfrecords.COMPRESSIONS``).
 
     Raises:
         ValueError: an unknown compression, naming the config key and the known ones.
     """
-    suffix = planned_example_gen.compression_suffix(
+    suffix = tfrecords.compression_suffix(
         compression, f"Transform's custom_config '{COMPRESSION_CONFIG_KEY}', from the pipeline config's "
                      "data.examples_compression")
 
