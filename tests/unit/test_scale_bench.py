@@ -311,3 +311,19 @@ def test_a_step_that_ended_badly_says_how():
 
     assert scale.how_it_ended(ended(-9)) == "was killed by SIGKILL (log: /w/steps/pipeline.log)"
     assert scale.how_it_ended(ended(1)) == "failed with exit status 1 (log: /w/steps/pipeline.log)"
+
+
+def test_the_beam_split_bench_does_the_same_work_on_every_source(tmp_path):
+    from pipeline.bench import beam_split
+
+    path = str(tmp_path / "records.tfrecord")
+    beam_split.write_records(path, 2500)
+    for source in beam_split.SOURCES:
+        result = beam_split.run_once(path, 2500, source, "in_memory", 1, rounds=2)
+        assert result["records"] == 2500 and result["seconds"] > 0 and result["cores"] > 0
+    # the one source whose work the DirectRunner spreads over its workers still processes each record once
+    assert beam_split.run_once(path, 2500, "reshuffled", "multi_processing", 2, rounds=2)["records"] == 2500
+    with pytest.raises(argparse.ArgumentTypeError, match="MODE:WORKERS"):
+        beam_split.parse_modes("in_memory:1,threads:2")
+    with pytest.raises(ValueError, match="unknown source"):
+        beam_split.run_once(path, 2500, "gcs", "in_memory", 1, rounds=2)
