@@ -21,7 +21,9 @@ import os
 import subprocess
 import sys
 import time
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Sequence
+
+from pipeline.bench import scale
 
 SOURCES = ("read", "read_all", "reshuffled")
 RECORD_BYTES = 32 * 1024
@@ -63,6 +65,15 @@ def busy_cpu_seconds() -> float:
     return (sum(fields[:7]) - idle - iowait) / os.sysconf("SC_CLK_TCK")
 
 
+def _records_from(first: int, count: int):
+    return (record(number) for number in range(first, min(first + RECORDS_PER_INDEX, count)))
+
+
+def _write_count(total: int, path: str) -> None:
+    with open(path, "w") as f:
+        f.write(str(total))
+
+
 def run_once(path: str, count: int, source: str, mode: str, workers: int, rounds: int) -> Dict[str, float]:
     """One pipeline: ``source``'s records through ``work``, counted. Returns seconds, cores, records."""
     import apache_beam as beam
@@ -71,7 +82,7 @@ def run_once(path: str, count: int, source: str, mode: str, workers: int, rounds
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; one of {', '.join(SOURCES)}")
     counted = path + f".{source}.{mode}.{workers}.count"
-    options = PipelineOptions([f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"])
+    options = PipelineOptions(scale.beam_args_for(mode, workers))
     started, cpu_before = time.time(), busy_cpu_seconds()
     with beam.Pipeline(options=options) as pipeline:
         if source == "read":
@@ -80,30 +91,15 @@ def run_once(path: str, count: int, source: str, mode: str, workers: int, rounds
             records = (pipeline | beam.Create([path])
                        | beam.io.ReadAllFromTFRecord(coder=beam.coders.BytesCoder()))
         else:
-            chunks = range(0, count, RECORDS_PER_INDEX)
-            records = (pipeline | beam.Create(list(chunks)) | beam.Reshuffle()
-                       | beam.FlatMap(lambda first: (record(n) for n in range(first, min(first + RECORDS_PER_INDEX,
-                                                                                            count)))))
-        _ = (records | beam.Map(work, rounds) | beam.combiners.Count.Globally()
-             | beam.Map(lambda total: open(counted, "w").write(str(total))))
+            records = (pipeline | beam.Create(list(range(0, count, RECORDS_PER_INDEX))) | beam.Reshuffle()
+                       | beam.FlatMap(_records_from, count))
+        _ = records | beam.Map(work, rounds) | beam.combiners.Count.Globally() | beam.Map(_write_count, counted)
     seconds = time.time() - started
     cores = (busy_cpu_seconds() - cpu_before) / seconds
     with open(counted) as f:
         processed = int(f.read())
     os.remove(counted)
     return {"seconds": seconds, "cores": cores, "records": processed}
-
-
-def parse_modes(text: str) -> List[Tuple[str, int]]:
-    """``in_memory:1,multi_processing:2`` -> [("in_memory", 1), ("multi_processing", 2)]."""
-    modes = []
-    for item in text.split(","):
-        mode, _, workers = item.strip().partition(":")
-        if mode not in ("in_memory", "multi_threading", "multi_processing") or not workers.isdigit():
-            raise argparse.ArgumentTypeError(
-                f"--modes: {item!r} is not MODE:WORKERS with MODE in_memory, multi_threading or multi_processing")
-        modes.append((mode, int(workers)))
-    return modes
 
 
 def table(results: Dict[str, Dict[str, Dict[str, float]]], modes: Sequence[str]) -> str:
@@ -122,7 +118,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--records", type=int, default=40000)
     parser.add_argument("--rounds", type=int, default=200, help="SHA-256 rounds of work per record")
-    parser.add_argument("--modes", type=parse_modes, default=parse_modes("in_memory:1,multi_processing:2"))
+    parser.add_argument("--modes", type=scale.beam_modes, default=scale.beam_modes("in_memory:1,multi_processing:2"))
     parser.add_argument("--one", help=argparse.SUPPRESS)   # SOURCE:MODE:WORKERS, run in this process
     args = parser.parse_args(argv)
     os.makedirs(args.workdir, exist_ok=True)
@@ -138,7 +134,10 @@ def main(argv=None) -> int:
         for label in labels:
             out = subprocess.run([sys.executable, "-m", "pipeline.bench.beam_split", "--workdir", args.workdir,
                                   "--records", str(args.records), "--rounds", str(args.rounds),
-                                  "--one", f"{source}:{label}"], check=True, capture_output=True, text=True)
+                                  "--one", f"{source}:{label}"], capture_output=True, text=True)
+            if out.returncode != 0:
+                raise RuntimeError(f"{source} in {label} failed (exit status {out.returncode}):\n"
+                                   f"{out.stderr[-2000:]}")
             results.setdefault(source, {})[label] = json.loads(out.stdout.strip().splitlines()[-1])
             if results[source][label]["records"] != args.records:
                 raise RuntimeError(f"{source} in {label} processed {results[source][label]['records']} records "
