@@ -7,7 +7,8 @@ read of file ranges after a reshuffle), and made in memory from a ``Create`` of 
 a ``Reshuffle`` (how the planned ExampleGens start: one element per chunk of the plan). Each
 source runs in every Beam mode given, each run in a fresh process; the table gives the wall
 seconds, the CPU cores the machine kept busy (from ``/proc/stat``, so worker processes count,
-and so does anything else running: run it alone) and the speedup over the first mode.
+and so does anything else running: run it alone), the speedup over the first mode, and how many
+processes did the work (each record's work reports its process id).
 
 ``python -m pipeline.bench.beam_split --workdir DIR [--records 40000] [--modes in_memory:1,multi_processing:2]``
 """
@@ -69,13 +70,23 @@ def _records_from(first: int, count: int):
     return (record(number) for number in range(first, min(first + RECORDS_PER_INDEX, count)))
 
 
-def _write_count(total: int, path: str) -> None:
+def _work_where(value: bytes, rounds: int) -> int:
+    """Does ``work`` on ``value``; returns the id of the process that did it."""
+    work(value, rounds)
+    return os.getpid()
+
+
+def _write_counts(records_by_process, path: str) -> None:
     with open(path, "w") as f:
-        f.write(str(total))
+        json.dump({str(process): records for process, records in records_by_process}, f)
 
 
 def run_once(path: str, count: int, source: str, mode: str, workers: int, rounds: int) -> Dict[str, float]:
-    """One pipeline: ``source``'s records through ``work``, counted. Returns seconds, cores, records."""
+    """One pipeline: ``source``'s records through ``work``, counted by the process that did the work.
+
+    Returns the wall seconds, the cores busy, the records processed and the number of processes that
+    processed them.
+    """
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -93,13 +104,15 @@ def run_once(path: str, count: int, source: str, mode: str, workers: int, rounds
         else:
             records = (pipeline | beam.Create(list(range(0, count, RECORDS_PER_INDEX))) | beam.Reshuffle()
                        | beam.FlatMap(_records_from, count))
-        _ = records | beam.Map(work, rounds) | beam.combiners.Count.Globally() | beam.Map(_write_count, counted)
+        _ = (records | beam.Map(_work_where, rounds) | beam.combiners.Count.PerElement()
+             | beam.combiners.ToList() | beam.Map(_write_counts, counted))
     seconds = time.time() - started
     cores = (busy_cpu_seconds() - cpu_before) / seconds
     with open(counted) as f:
-        processed = int(f.read())
+        records_by_process = json.load(f)
     os.remove(counted)
-    return {"seconds": seconds, "cores": cores, "records": processed}
+    return {"seconds": seconds, "cores": cores, "records": sum(records_by_process.values()),
+            "processes": len(records_by_process)}
 
 
 def table(results: Dict[str, Dict[str, Dict[str, float]]], modes: Sequence[str]) -> str:
@@ -107,7 +120,8 @@ def table(results: Dict[str, Dict[str, Dict[str, float]]], modes: Sequence[str])
     lines = ["| source | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
     for source, by_mode in results.items():
         first = by_mode[modes[0]]["seconds"]
-        cells = [f"{by_mode[m]['seconds']:.1f} s ({by_mode[m]['cores']:.2f} cores, {first / by_mode[m]['seconds']:.2f}x)"
+        cells = [f"{by_mode[m]['seconds']:.1f} s ({by_mode[m]['cores']:.2f} cores, {first / by_mode[m]['seconds']:.2f}x; "
+                 f"work in {by_mode[m]['processes']} process{'es' if by_mode[m]['processes'] > 1 else ''})"
                  for m in modes]
         lines.append(f"| {source} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -143,7 +157,7 @@ def main(argv=None) -> int:
                 raise RuntimeError(f"{source} in {label} processed {results[source][label]['records']} records "
                                    f"of {args.records}")
     print(f"{args.records:,} records of {RECORD_BYTES // 1024} KiB, {args.rounds} SHA-256 rounds each; "
-          f"wall seconds (cores busy, speedup over {labels[0]}):")
+          f"wall seconds (cores busy, speedup over {labels[0]}; processes that did the work):")
     print(table(results, labels))
     with open(os.path.join(args.workdir, "beam_split.json"), "w") as f:
         json.dump(results, f, indent=2)

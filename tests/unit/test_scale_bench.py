@@ -321,7 +321,9 @@ def test_the_beam_split_bench_does_the_same_work_on_every_source(tmp_path):
     for source in beam_split.SOURCES:
         result = beam_split.run_once(path, 2500, source, "in_memory", 1, rounds=2)
         assert result["records"] == 2500 and result["seconds"] > 0 and result["cores"] > 0
-    # the one source whose work the DirectRunner spreads over its workers still processes each record once
-    assert beam_split.run_once(path, 2500, "reshuffled", "multi_processing", 2, rounds=2)["records"] == 2500
+        assert result["processes"] == 1
+    # the one source whose work the DirectRunner spreads over its worker processes: each record once, in both
+    spread = beam_split.run_once(path, 2500, "reshuffled", "multi_processing", 2, rounds=2)
+    assert spread["records"] == 2500 and spread["processes"] == 2
     with pytest.raises(ValueError, match="unknown source"):
         beam_split.run_once(path, 2500, "gcs", "in_memory", 1, rounds=2)
