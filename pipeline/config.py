@@ -77,7 +77,7 @@ class DataConfig:
     seed: int = 59185
     training_spans: int = 0         # > 0: root holds span-N datasets; train on the newest this many
     # The ExampleGen's TFRecords: "none" or "gzip" (TFX's own). Clips of PCM audio shrink 1.26x in gzip, for
-    # more CPU than anything else in the data stages cost (README, Scale).
+    # more CPU than anything else in the data stages cost (pipeline/bench/SCALE.md).
     examples_compression: str = "none"
     synthetic: SyntheticData = SyntheticData()
 

@@ -271,7 +271,7 @@ def create_pipeline(config: PipelineConfig, until: Optional[str] = None) -> tfx.
         splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN], transform=[TRAIN, EVAL, TEST]),
         # Transform's own pre/post-transform statistics are read by nothing here (the raw data's are
         # StatisticsGen's, checked by the DataValidationGate) and were what grew Transform's memory with
-        # the data: 1,533 -> 2,016 MiB from 1x to 3x with them, 1,303 -> 1,367 without (README, Scale).
+        # the data: 1,533 -> 2,016 MiB from 1x to 3x with them, 1,303 -> 1,367 without (pipeline/bench/SCALE.md).
         disable_statistics=True,
         compression=data.examples_compression,
     ).with_id(TRANSFORM)

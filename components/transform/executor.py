@@ -3,7 +3,7 @@
 TFX writes Transform's materialized examples with ``file_name_suffix='.gz'`` and offers no
 setting for it (``TransformProcessor._EncodeAndWrite`` in ``tfx/components/transform/executor.py``).
 Transformed keyword-spotting features are 1,960 floats a clip; zlib at TFX's level compresses
-them at about 39 MiB/s here, which took a fifth of Transform's time (README, "Scale"). This
+them at about 39 MiB/s here, which took a fifth of Transform's time (pipeline/bench/SCALE.md). This
 executor is TFX's, unchanged, except that its processor writes the TFRecords with the suffix of
 the compression chosen in ``custom_config[COMPRESSION_CONFIG_KEY]`` (``none`` or ``gzip``; gzip
 when absent). TFX's readers (Beam's TFRecord source, tfx_bsl's datasets) and ours
